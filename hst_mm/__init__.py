@@ -1,0 +1,17 @@
+"""Hierarchical Side-Tuning (HST) for MMDetection 3.x and MMSegmentation 1.x.
+
+``import hst_mm`` (what ``custom_imports=dict(imports=['hst_mm'])`` does):
+
+* registers ``type='HST'`` in mmengine's root model registry (seen by mmdet and mmseg);
+* allow-lists the types in mmengine checkpoints for ``torch.load(weights_only=True)``.
+
+It imports neither mmdet nor mmseg. The plain-PyTorch modules live in ``hst_mm.models``.
+"""
+from .checkpoint_safety import allow_mmengine_checkpoints
+
+allow_mmengine_checkpoints()
+
+from .backbone import HST  # noqa: E402  (registers type='HST')
+
+__version__ = '0.1.0'
+__all__ = ['HST', '__version__']

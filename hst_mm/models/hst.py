@@ -1,0 +1,96 @@
+"""The assembled HST backbone: frozen trunk + T-Bridge + Hierarchical Side Network.
+
+Plain PyTorch (imports only torch and timm); ``hst_mm.backbone.HST`` registers it with
+OpenMMLab.
+"""
+from __future__ import annotations
+
+from typing import Iterator, List, Optional, Sequence, Tuple
+
+import torch
+import torch.nn as nn
+
+from .bridge import TBridge
+from .pretrained import load_trunk_weights
+from .side_network import HierarchicalSideNetwork, split_blocks
+from .trunk import MetaTokenViT
+from .weight_init import init_side_weights
+
+
+class HSTBackbone(nn.Module):
+    """Hierarchical Side-Tuning backbone.
+
+    ``(B, 3, H, W) -> [(B, C_i, H/s, W/s) for s in 4, 8, 16, 32]`` (for ``out_indices``).
+
+    Args:
+        trunk: timm ViT model name.
+        pretrained: None, a local checkpoint (``.pth``, ``.npz``, ``.safetensors``, ...),
+            or a timm pretrained tag (``'augreg_in21k'``), loaded into the trunk now.
+        embed_dims: side-network width per stage.
+        num_heads: cross-attention heads per stage.
+        drop_path_rate: stochastic depth of the Side Blocks (linear from 0).
+        out_indices: which stages to return.
+        with_cp: activation checkpointing of the trunk blocks.
+        trunk_kwargs: extra ``timm.create_model`` arguments for the trunk.
+    """
+
+    def __init__(self, trunk: str = 'vit_base_patch16_224', pretrained: Optional[str] = None,
+                 embed_dims: Sequence[int] = (64, 128, 256, 384),
+                 num_heads: Sequence[int] = (2, 4, 8, 12), drop_path_rate: float = 0.0,
+                 out_indices: Sequence[int] = (0, 1, 2, 3), with_cp: bool = False,
+                 trunk_kwargs: Optional[dict] = None) -> None:
+        super().__init__()
+        if len(embed_dims) != len(num_heads):
+            raise ValueError(f'embed_dims {tuple(embed_dims)} and num_heads {tuple(num_heads)} '
+                             f'must have one entry per stage')
+        for c, h in zip(embed_dims, num_heads):
+            if c % h:
+                raise ValueError(f'embed_dims {tuple(embed_dims)}: width {c} is not divisible '
+                                 f'by its num_heads {h}')
+        bad = [i for i in out_indices if not 0 <= i < len(embed_dims)]
+        if bad:
+            raise ValueError(f'out_indices {tuple(out_indices)}: {bad} outside the '
+                             f'{len(embed_dims)} stages')
+        self.trunk_name = trunk
+        self.trunk_kwargs = dict(trunk_kwargs or {})
+        self.embed_dims = tuple(embed_dims)
+        self.out_indices = tuple(out_indices)
+        self.trunk = MetaTokenViT(trunk, with_cp=with_cp, **self.trunk_kwargs)
+        stage_of_block = split_blocks(self.trunk.depth, len(embed_dims))
+        self.bridge = TBridge(self.trunk.embed_dim, embed_dims, stage_of_block)
+        self.bridge.apply(init_side_weights)
+        self.side = HierarchicalSideNetwork(embed_dims, num_heads, stage_of_block, drop_path_rate)
+        if pretrained:
+            self.load_pretrained(pretrained)
+
+    def load_pretrained(self, source: str) -> None:
+        """Load trunk weights from a file or timm tag (see :mod:`.pretrained`)."""
+        load_trunk_weights(self.trunk.vit, self.trunk_name, source, **self.trunk_kwargs)
+        self.trunk.freeze()
+
+    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+        """(B, 3, H, W) -> tuple of (B, C_i, H_i, W_i), H_i ~ H / 2**(i + 2), i in out_indices."""
+        if x.ndim != 4 or x.shape[1] != 3:
+            raise ValueError(f'HST expects a (B, 3, H, W) batch of 3-channel images, got shape '
+                             f'{tuple(x.shape)} (convert grayscale input to RGB in the pipeline)')
+        metas, patches = self.trunk(x)
+        outs = self.side(x, metas, patches, self.bridge)
+        return tuple(outs[i] for i in self.out_indices)
+
+    # ---- which parameters are which (used by tools and tests) --------------------------
+    def named_parameter_groups(self) -> Iterator[Tuple[str, str, nn.Parameter]]:
+        """Yield ``(group, name, param)`` with group one of ``trunk_frozen``, ``trunk_tuned``,
+        ``meta_tokens``, ``bridge``, ``side_network``."""
+        for name, p in self.named_parameters():
+            if name.startswith('trunk.meta_tokens'):
+                group = 'meta_tokens'
+            elif name.startswith('trunk.'):
+                group = 'trunk_tuned' if p.requires_grad else 'trunk_frozen'
+            elif name.startswith('bridge.'):
+                group = 'bridge'
+            else:
+                group = 'side_network'
+            yield group, name, p
+
+    def trainable_parameters(self) -> List[nn.Parameter]:
+        return [p for p in self.parameters() if p.requires_grad]

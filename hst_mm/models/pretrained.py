@@ -1,0 +1,109 @@
+"""Loading pretrained weights into the frozen trunk, through timm's own loaders.
+
+Three sources: a local file (``.pth`` / ``.pt`` / ``.bin`` / ``.safetensors`` state dicts,
+read by timm and adapted by timm's ViT checkpoint filter, which resamples the position
+embeddings; Google ``.npz`` files, read by timm's JAX reader), or a timm pretrained tag
+such as ``'augreg_in21k'`` (fetched from the model hub by timm).
+
+Nothing is hidden: keys the trunk does not have, or lacks, are named in the error.
+"""
+from __future__ import annotations
+
+import os
+from typing import Dict, List
+
+import timm
+import torch
+import torch.nn as nn
+from timm.models import load_state_dict
+from timm.models.vision_transformer import checkpoint_filter_fn
+
+CHECKPOINT_SUFFIXES = ('.pth', '.pt', '.bin', '.ckpt', '.safetensors', '.npz')
+# Parts of a ViT checkpoint that HST does not use (the classifier and the final norm).
+UNUSED_PREFIXES = ('head.', 'fc_norm.', 'norm.', 'head_drop.')
+
+
+class PretrainedMismatchError(ValueError):
+    """A pretrained source that does not fit the trunk (names the file and the keys)."""
+
+
+def is_path(source: str) -> bool:
+    """A source is a file path if it has a checkpoint suffix or a directory part."""
+    return source.endswith(CHECKPOINT_SUFFIXES) or os.sep in source or os.path.exists(source)
+
+
+def _first(keys: List[str], n: int = 5) -> str:
+    more = f' (+{len(keys) - n} more)' if len(keys) > n else ''
+    return ', '.join(keys[:n]) + more
+
+
+def adapt_state_dict(state_dict: Dict[str, torch.Tensor], vit: nn.Module) -> Dict[str, torch.Tensor]:
+    """Pure function: a ViT checkpoint -> the keys and shapes of HST's trunk.
+
+    timm's filter converts foreign layouts (CLIP, DINOv2, ...) and resamples position
+    embeddings; then the classifier and final norm, unused by HST, are dropped.
+    """
+    state_dict = checkpoint_filter_fn(state_dict, vit)
+    return {k: v for k, v in state_dict.items() if not k.startswith(UNUSED_PREFIXES)}
+
+
+def load_trunk_file(vit: nn.Module, path: str) -> None:
+    """Load a local checkpoint into a timm ViT, raising a named error on any mismatch."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f'pretrained trunk checkpoint not found: {path}')
+    if path.endswith('.npz'):
+        try:
+            with torch.no_grad():
+                vit.load_pretrained(path)
+        except Exception as e:  # timm's reader raises KeyError/ValueError/RuntimeError
+            raise PretrainedMismatchError(
+                f'{path}: not a ViT .npz checkpoint that fits trunk '
+                f'{type(vit).__name__}(embed_dim={vit.embed_dim}, depth={len(vit.blocks)}): '
+                f'{type(e).__name__}: {e}') from e
+        return
+    try:
+        state_dict = load_state_dict(path, use_ema=False)
+    except Exception as e:
+        raise PretrainedMismatchError(
+            f'{path}: could not be read as a checkpoint ({type(e).__name__}: {e})') from e
+    if not isinstance(state_dict, dict) or not all(torch.is_tensor(v) for v in state_dict.values()):
+        raise PretrainedMismatchError(f'{path}: does not hold a state dict of tensors')
+    try:
+        state_dict = adapt_state_dict(state_dict, vit)
+    except Exception as e:
+        raise PretrainedMismatchError(
+            f'{path}: is not a ViT checkpoint timm can adapt ({type(e).__name__}: {e}); '
+            f'first keys: {_first(list(state_dict))}') from e
+    own = vit.state_dict()
+    missing = [k for k in own if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in own]
+    mismatched = [f'{k} {tuple(v.shape)} vs trunk {tuple(own[k].shape)}'
+                  for k, v in state_dict.items() if k in own and v.shape != own[k].shape]
+    if missing or unexpected or mismatched:
+        problems = [f'{name}: {_first(keys)}' for name, keys in
+                    (('missing keys', missing), ('unexpected keys', unexpected),
+                     ('shape mismatches', mismatched)) if keys]
+        raise PretrainedMismatchError(
+            f'{path}: does not fit trunk {type(vit).__name__}(embed_dim={vit.embed_dim}, '
+            f'depth={len(vit.blocks)}); ' + '; '.join(problems))
+    vit.load_state_dict(state_dict, strict=True)
+
+
+def load_trunk_tag(vit: nn.Module, model_name: str, tag: str, **timm_kwargs) -> None:
+    """Load timm's pretrained weights ``model_name.tag`` (needs the model hub)."""
+    name = tag if '.' in tag or '/' in tag else f"{model_name.split('.')[0]}.{tag}"
+    try:
+        src = timm.create_model(name, pretrained=True, num_classes=0, **timm_kwargs)
+    except Exception as e:
+        raise RuntimeError(f"could not fetch timm pretrained weights '{name}' "
+                           f'(is the model hub reachable? pass a local file instead): {e}') from e
+    state_dict = {k: v for k, v in src.state_dict().items() if not k.startswith(UNUSED_PREFIXES)}
+    vit.load_state_dict(state_dict, strict=True)
+
+
+def load_trunk_weights(vit: nn.Module, model_name: str, source: str, **timm_kwargs) -> None:
+    """Load ``source`` (a file path or a timm tag) into the trunk ``vit``."""
+    if is_path(source):
+        load_trunk_file(vit, os.path.expanduser(source))
+    else:
+        load_trunk_tag(vit, model_name, source, **timm_kwargs)

@@ -1,0 +1,102 @@
+"""Hierarchical Side Network: a small pyramid at strides 4/8/16/32 fed by the trunk."""
+from __future__ import annotations
+
+from typing import List, Sequence, Tuple
+
+import torch
+import torch.nn as nn
+
+from .bridge import TBridge
+from .side_block import SideBlock
+from .weight_init import init_side_weights
+
+
+def split_blocks(depth: int, num_stages: int) -> List[int]:
+    """Assign trunk blocks to side stages evenly and in order: stage index per block.
+
+    >>> split_blocks(12, 4)
+    [0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3]
+    """
+    if depth % num_stages:
+        raise ValueError(f'a trunk of {depth} blocks cannot be split evenly into {num_stages} '
+                         f'side stages (embed_dims has {num_stages} entries): choose a trunk '
+                         f'whose depth is a multiple of {num_stages}')
+    return [b * num_stages // depth for b in range(depth)]
+
+
+class TokenConv(nn.Module):
+    """A conv stage entrance that returns LayerNorm-ed tokens and their grid size."""
+
+    def __init__(self, conv: nn.Module, dim: int) -> None:
+        super().__init__()
+        self.conv = conv
+        self.norm = nn.LayerNorm(dim, eps=1e-5)
+
+    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, Tuple[int, int]]:
+        """(B, C_in, H, W) -> (B, H'*W', C), (H', W')."""
+        x = self.conv(x)
+        size = tuple(x.shape[-2:])
+        return self.norm(x.flatten(2).transpose(1, 2)), size
+
+
+class HierarchicalSideNetwork(nn.Module):
+    """Stem, then per stage: (downsample) -> Side Blocks -> LayerNorm -> map.
+
+    Args:
+        embed_dims: widths C_s of the stages.
+        num_heads: cross-attention heads per stage.
+        stage_of_block: for each trunk block, the stage whose next Side Block it feeds.
+        drop_path_rate: stochastic depth, rising linearly from 0 over all Side Blocks.
+        in_chans: image channels.
+    """
+
+    def __init__(self, embed_dims: Sequence[int], num_heads: Sequence[int],
+                 stage_of_block: Sequence[int], drop_path_rate: float = 0.0,
+                 in_chans: int = 3) -> None:
+        super().__init__()
+        if len(embed_dims) != len(num_heads):
+            raise ValueError(f'embed_dims {tuple(embed_dims)} and num_heads {tuple(num_heads)} '
+                             f'must have one entry per stage')
+        c1 = embed_dims[0]
+        self.stage_of_block = tuple(stage_of_block)
+        self.stem = TokenConv(nn.Sequential(
+            nn.Conv2d(in_chans, c1, 3, stride=2, padding=1, bias=False),
+            nn.BatchNorm2d(c1),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(c1, c1, 2, stride=2),
+        ), c1)
+        self.downsamples = nn.ModuleList(
+            TokenConv(nn.Conv2d(c_in, c_out, 3, stride=2, padding=1), c_out)
+            for c_in, c_out in zip(embed_dims[:-1], embed_dims[1:]))
+        rates = torch.linspace(0, drop_path_rate, len(self.stage_of_block)).tolist()
+        self.blocks = nn.ModuleList(
+            SideBlock(embed_dims[s], num_heads[s], drop_path=rate)
+            for s, rate in zip(self.stage_of_block, rates))
+        self.norms = nn.ModuleList(nn.LayerNorm(c, eps=1e-6) for c in embed_dims)
+        self.apply(init_side_weights)
+
+    def forward(self, img: torch.Tensor, metas: Sequence[torch.Tensor],
+                patches: Sequence[torch.Tensor], bridge: TBridge) -> List[torch.Tensor]:
+        """Build the pyramid.
+
+        Args:
+            img: (B, 3, H, W) the input image.
+            metas: per trunk block, (B, 1, D).
+            patches: per trunk block, (B, D, h, w).
+            bridge: the T-Bridge.
+
+        Returns:
+            per stage s, (B, C_s, H_s, W_s) with H_s ~ H / 2**(s + 2).
+        """
+        outs = []
+        feat = img
+        for s, norm in enumerate(self.norms):
+            x, size = self.stem(feat) if s == 0 else self.downsamples[s - 1](feat)
+            for b, stage in enumerate(self.stage_of_block):
+                if stage == s:
+                    kv, fg = bridge(b, metas[b], patches[b], size)
+                    x = self.blocks[b](x, kv, fg)
+            feat = norm(x).transpose(1, 2).reshape(x.shape[0], -1, *size)
+            outs.append(feat)
+        return outs
+

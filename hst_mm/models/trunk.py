@@ -1,0 +1,105 @@
+"""Frozen ViT trunk with one meta token per block and LN-tuning (HST paper, Sec. 3.2).
+
+The trunk is any timm ``VisionTransformer``. Everything in it is frozen except each
+block's ``norm1`` / ``norm2`` (LN-tuning). Before block ``l`` a learnable meta token is
+prepended, so the block sees ``[meta_l, cls, patches]``; afterwards the meta position is
+handed to the side network and dropped, so block ``l + 1`` gets its own fresh token.
+"""
+from __future__ import annotations
+
+import math
+from typing import List, Tuple
+
+import timm
+import torch
+import torch.nn as nn
+from torch.utils.checkpoint import checkpoint
+
+# Trunk parameters that stay trainable: the blocks' two LayerNorms.
+TUNED_NORMS = ('norm1', 'norm2')
+
+
+class MetaTokenViT(nn.Module):
+    """A frozen timm ViT that emits, per block, its meta-token output and its patch map.
+
+    Args:
+        model_name: timm model name, e.g. ``'vit_base_patch16_224'``.
+        drop_path_rate: stochastic depth of the trunk blocks (0 for a frozen trunk).
+        with_cp: checkpoint each trunk block's activations (saves memory, costs a
+            second forward pass of the blocks during backward).
+        **timm_kwargs: passed to ``timm.create_model``.
+    """
+
+    def __init__(self, model_name: str = 'vit_base_patch16_224', drop_path_rate: float = 0.0,
+                 with_cp: bool = False, **timm_kwargs) -> None:
+        super().__init__()
+        # dynamic_img_size: timm resamples the position embeddings to each input's grid;
+        # dynamic_img_pad: sizes that are not a multiple of the patch are padded, not cut.
+        timm_kwargs = {'dynamic_img_size': True, 'dynamic_img_pad': True, **timm_kwargs}
+        self.vit = timm.create_model(model_name, pretrained=False, num_classes=0,
+                                     drop_path_rate=drop_path_rate, **timm_kwargs)
+        if not hasattr(self.vit, 'blocks') or not hasattr(self.vit, '_pos_embed'):
+            raise TypeError(f"trunk '{model_name}' is not a timm VisionTransformer "
+                            f'(got {type(self.vit).__name__})')
+        # The final norm and the head are unused by HST: drop them so they neither hold
+        # parameters nor appear as "missing" when weights are loaded.
+        self.vit.norm = nn.Identity()
+        self.vit.fc_norm = nn.Identity()
+        self.vit.head = nn.Identity()
+        self.with_cp = with_cp
+        self.embed_dim: int = self.vit.embed_dim
+        self.depth: int = len(self.vit.blocks)
+        self.patch_size: int = self.vit.patch_embed.patch_size[0]
+
+        # One meta token (1, 1, D) per block, xavier-uniform as in the authors' code:
+        # for a (1, 1, D) tensor fan_in = fan_out = D, so the bound is sqrt(3 / D).
+        bound = math.sqrt(3.0 / self.embed_dim)
+        self.meta_tokens = nn.Parameter(torch.empty(self.depth, 1, 1, self.embed_dim))
+        nn.init.uniform_(self.meta_tokens, -bound, bound)
+        self.freeze()
+
+    def freeze(self) -> None:
+        """Freeze the ViT except every block's norm1/norm2 (LN-tuning)."""
+        for name, param in self.vit.named_parameters():
+            parts = name.split('.')
+            tuned = parts[0] == 'blocks' and len(parts) > 2 and parts[2] in TUNED_NORMS
+            param.requires_grad_(tuned)
+
+    def train(self, mode: bool = True) -> 'MetaTokenViT':
+        # The frozen ViT always runs in eval mode (no dropout / stochastic depth of its
+        # own): its weights are not trained, so training-time noise would only hurt.
+        super().train(mode)
+        self.vit.eval()
+        return self
+
+    def forward(self, x: torch.Tensor) -> Tuple[List[torch.Tensor], List[torch.Tensor]]:
+        """Run the trunk.
+
+        Args:
+            x: images, (B, 3, H, W) with H, W >= patch size.
+
+        Returns:
+            metas: per block, the meta token's output, (B, 1, D).
+            patches: per block, the patch tokens as a map, (B, D, ceil(H / p), ceil(W / p)).
+        """
+        H, W = x.shape[-2:]
+        if H < self.patch_size or W < self.patch_size:
+            raise ValueError(f'input of {H}x{W} is smaller than one trunk patch '
+                             f'({self.patch_size}x{self.patch_size})')
+        vit = self.vit
+        x = vit.patch_embed(x)                   # (B, h, w, D): dynamic_img_size gives NHWC
+        B, h, w, D = x.shape
+        x = vit._pos_embed(x)                    # (B, P + h*w, D), P prefix (cls/reg) tokens
+        x = vit.norm_pre(vit.patch_drop(x))
+        prefix = vit.num_prefix_tokens
+        metas, patches = [], []
+        for blk, meta in zip(vit.blocks, self.meta_tokens):
+            x = torch.cat([meta.expand(B, -1, -1), x], dim=1)   # [meta_l, cls, patches]
+            if self.with_cp and x.requires_grad:
+                x = checkpoint(blk, x, use_reentrant=False)
+            else:
+                x = blk(x)
+            metas.append(x[:, :1])
+            x = x[:, 1:]
+            patches.append(x[:, prefix:].transpose(1, 2).reshape(B, D, h, w))
+        return metas, patches

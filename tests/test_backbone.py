@@ -1,0 +1,224 @@
+"""The plain-PyTorch HST backbone: shapes, freezing, gradients, weights, parameter counts."""
+import pytest
+import timm
+import torch
+
+from hst_mm.models import HSTBackbone, PretrainedMismatchError
+from hst_mm.models.bridge import project_then_resize, resize_then_project
+
+
+@pytest.mark.parametrize('size', [(224, 224), (512, 512), (230, 317), (64, 96)])
+def test_output_shapes_and_strides(tiny_cfg, size):
+    model = HSTBackbone(**tiny_cfg).eval()
+    H, W = size
+    with torch.no_grad():
+        outs = model(torch.randn(2, 3, H, W))
+    assert len(outs) == 4
+    h, w = H, W
+    for out, c in zip(outs, tiny_cfg['embed_dims']):
+        # the stem and each downsampling halve with ceil (3x3/s2/p1), the stem's 2x2/s2 floors
+        h, w = ((h + 1) // 2 // 2, (w + 1) // 2 // 2) if out is outs[0] else ((h + 1) // 2, (w + 1) // 2)
+        assert out.shape == (2, c, h, w)
+    if H % 32 == 0 and W % 32 == 0:
+        assert [o.shape[-2:] for o in outs] == [(H // s, W // s) for s in (4, 8, 16, 32)]
+
+
+def test_out_indices(tiny_cfg):
+    model = HSTBackbone(**{**tiny_cfg, 'out_indices': (1, 3)}).eval()
+    outs = model(torch.randn(1, 3, 64, 64))
+    assert [o.shape[1] for o in outs] == [32, 64]
+
+
+@pytest.mark.parametrize('bad, match', [
+    (dict(embed_dims=(16, 33, 48, 64)), 'not divisible'),
+    (dict(num_heads=(1, 2, 3)), 'one entry per stage'),
+    (dict(embed_dims=(16, 32, 48), num_heads=(1, 2, 3), out_indices=(0, 1, 2)),
+     'cannot be split evenly'),
+    (dict(out_indices=(0, 4)), 'out_indices'),
+])
+def test_bad_arguments_are_named(tiny_cfg, bad, match):
+    with pytest.raises(ValueError, match=match):
+        HSTBackbone(**{**tiny_cfg, **bad})
+
+
+def test_bad_inputs_are_named(tiny_cfg):
+    model = HSTBackbone(**tiny_cfg).eval()
+    with pytest.raises(ValueError, match='smaller than one trunk patch'):
+        model(torch.randn(1, 3, 8, 64))
+    with pytest.raises(ValueError, match='3-channel'):
+        model(torch.randn(1, 1, 64, 64))
+
+
+def test_freezing(tiny_cfg):
+    model = HSTBackbone(**tiny_cfg)
+    for name, p in model.trunk.vit.named_parameters():
+        tuned = '.norm1.' in name or '.norm2.' in name
+        assert p.requires_grad == tuned, name
+    assert model.trunk.meta_tokens.requires_grad
+    assert all(p.requires_grad for p in model.bridge.parameters())
+    assert all(p.requires_grad for p in model.side.parameters())
+    model.train()
+    assert not model.trunk.vit.training and model.side.training
+    assert all(p.requires_grad == ('.norm1.' in n or '.norm2.' in n)
+               for n, p in model.trunk.vit.named_parameters())
+
+
+@pytest.mark.parametrize('with_cp', [False, True])
+def test_gradients_reach_exactly_the_trainable_parameters(tiny_cfg, with_cp):
+    model = HSTBackbone(**tiny_cfg, with_cp=with_cp).train()
+    outs = model(torch.randn(2, 3, 64, 96))
+    sum(o.square().mean() for o in outs).backward()
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            assert p.grad is not None and p.grad.abs().sum() > 0, f'no gradient: {name}'
+        else:
+            assert p.grad is None, f'frozen parameter got a gradient: {name}'
+
+
+def test_activation_checkpointing_gives_same_gradients(tiny_cfg):
+    ref = HSTBackbone(**tiny_cfg).train()
+    cp = HSTBackbone(**tiny_cfg, with_cp=True).train()
+    cp.load_state_dict(ref.state_dict())
+    x = torch.randn(2, 3, 64, 64)
+    for m in (ref, cp):
+        sum(o.sum() for o in m(x)).backward()
+    for (n, a), b in zip(ref.named_parameters(), cp.parameters()):
+        if a.requires_grad:
+            torch.testing.assert_close(a.grad, b.grad, rtol=1e-4, atol=1e-5, msg=n)
+
+
+def test_frozen_weights_unchanged_by_optimizer_step(tiny_cfg):
+    model = HSTBackbone(**tiny_cfg).train()
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2, weight_decay=0.05)
+    for _ in range(2):
+        opt.zero_grad()
+        sum(o.mean() for o in model(torch.randn(2, 3, 64, 64))).backward()
+        opt.step()
+    for n, p in model.named_parameters():
+        changed = not torch.equal(before[n], p)
+        assert changed == p.requires_grad, n
+        if not p.requires_grad:
+            assert p not in opt.state, f'optimizer state for frozen {n}'
+
+
+def test_project_then_resize_equals_resize_then_project():
+    proj = torch.nn.Linear(48, 16)
+    patch_map = torch.randn(2, 48, 7, 9)
+    for size in [(28, 36), (14, 18), (4, 5), (7, 9), (30, 41)]:
+        torch.testing.assert_close(project_then_resize(patch_map, proj, size),
+                                   resize_then_project(patch_map, proj, size),
+                                   rtol=1e-5, atol=1e-5)
+
+
+def test_trunk_matches_timm_and_loads_saved_weights(tiny_cfg, saved_tiny_vit):
+    path, vit = saved_tiny_vit
+    model = HSTBackbone(**tiny_cfg, pretrained=path)
+    ours = model.trunk.vit.state_dict()
+    for k, v in vit.state_dict().items():
+        if k.startswith(('head.', 'norm.', 'fc_norm.')):
+            continue
+        assert torch.equal(ours[k], v), k
+    # same patch tokens as timm's own forward when the meta tokens are zero and unused
+    assert set(ours) == {k for k in vit.state_dict() if not k.startswith(('head.', 'norm.'))}
+
+
+def test_trunk_blocks_compute_timm_vit(tiny_cfg, saved_tiny_vit):
+    """Without meta tokens our trunk loop is timm's forward_features (before the final norm)."""
+    path, vit = saved_tiny_vit
+    model = HSTBackbone(**tiny_cfg, pretrained=path).eval()
+    vit = timm.create_model('vit_tiny_patch16_224', pretrained=False, dynamic_img_size=True,
+                            **tiny_cfg['trunk_kwargs'])
+    vit.load_state_dict(torch.load(path))
+    vit.eval()
+    x = torch.randn(1, 3, 64, 80)
+    # remove the meta token's influence by running the blocks directly
+    with torch.no_grad():
+        ref = vit.blocks(vit.norm_pre(vit._pos_embed(vit.patch_embed(x))))
+        t = model.trunk.vit
+        ours = t.blocks(t.norm_pre(t._pos_embed(t.patch_embed(x))))
+    torch.testing.assert_close(ours, ref)
+
+
+def test_pretrained_file_errors(tiny_cfg, tmp_path, saved_tiny_vit):
+    with pytest.raises(FileNotFoundError, match='missing.pth'):
+        HSTBackbone(**tiny_cfg, pretrained=str(tmp_path / 'missing.pth'))
+    junk = tmp_path / 'junk.pth'
+    junk.write_text('this is not a checkpoint')
+    with pytest.raises(PretrainedMismatchError, match='junk.pth'):
+        HSTBackbone(**tiny_cfg, pretrained=str(junk))
+    wide = timm.create_model('vit_tiny_patch16_224', depth=4, embed_dim=64, num_heads=2)
+    torch.save(wide.state_dict(), tmp_path / 'wide.pth')
+    with pytest.raises(PretrainedMismatchError, match=r'wide\.pth.*shape mismatches.*cls_token'):
+        HSTBackbone(**tiny_cfg, pretrained=str(tmp_path / 'wide.pth'))
+    other = timm.create_model('resnet18')
+    torch.save(other.state_dict(), tmp_path / 'resnet.pth')
+    with pytest.raises(PretrainedMismatchError, match=r'resnet\.pth.*(missing keys|not a ViT)'):
+        HSTBackbone(**tiny_cfg, pretrained=str(tmp_path / 'resnet.pth'))
+
+
+def test_pretrained_safetensors_and_position_resampling(tiny_cfg, tmp_path):
+    from safetensors.torch import save_file
+    # a checkpoint trained at 384 (24x24 grid) loads into the 224 trunk: timm resamples
+    src = timm.create_model('vit_tiny_patch16_384', depth=4, embed_dim=32, num_heads=2)
+    save_file(src.state_dict(), str(tmp_path / 'vit384.safetensors'))
+    model = HSTBackbone(**tiny_cfg, pretrained=str(tmp_path / 'vit384.safetensors'))
+    assert model.trunk.vit.pos_embed.shape == (1, 1 + 14 * 14, 32)
+    assert torch.equal(model.trunk.vit.blocks[0].attn.qkv.weight, src.blocks[0].attn.qkv.weight)
+
+
+def test_pretrained_npz(tiny_cfg, tmp_path):
+    """Google .npz files go through timm's JAX reader."""
+    import numpy as np
+    src = timm.create_model('vit_tiny_patch16_224', depth=4, embed_dim=32, num_heads=2)
+    sd = {k: v.numpy() for k, v in src.state_dict().items()}
+    # write the big_vision layout timm reads (a subset is enough for the trunk)
+    w = {'embedding/kernel': sd['patch_embed.proj.weight'].transpose(2, 3, 1, 0),
+         'embedding/bias': sd['patch_embed.proj.bias'],
+         'cls': sd['cls_token'],
+         'Transformer/posembed_input/pos_embedding': sd['pos_embed'],
+         'Transformer/encoder_norm/scale': sd['norm.weight'],
+         'Transformer/encoder_norm/bias': sd['norm.bias']}
+    for i in range(4):
+        p, b = f'Transformer/encoderblock_{i}/', f'blocks.{i}.'
+        w[p + 'LayerNorm_0/scale'] = sd[b + 'norm1.weight']
+        w[p + 'LayerNorm_0/bias'] = sd[b + 'norm1.bias']
+        w[p + 'LayerNorm_2/scale'] = sd[b + 'norm2.weight']
+        w[p + 'LayerNorm_2/bias'] = sd[b + 'norm2.bias']
+        qkv_w = sd[b + 'attn.qkv.weight'].reshape(3, 2, 16, 32)      # (3, heads, hd, D)
+        qkv_b = sd[b + 'attn.qkv.bias'].reshape(3, 2, 16)
+        for j, n in enumerate('query key value'.split()):
+            w[p + f'MultiHeadDotProductAttention_1/{n}/kernel'] = qkv_w[j].transpose(2, 0, 1)
+            w[p + f'MultiHeadDotProductAttention_1/{n}/bias'] = qkv_b[j]
+        w[p + 'MultiHeadDotProductAttention_1/out/kernel'] = \
+            sd[b + 'attn.proj.weight'].T.reshape(2, 16, 32)
+        w[p + 'MultiHeadDotProductAttention_1/out/bias'] = sd[b + 'attn.proj.bias']
+        for r, fc in ((0, 'fc1'), (1, 'fc2')):
+            w[p + f'MlpBlock_3/Dense_{r}/kernel'] = sd[b + f'mlp.{fc}.weight'].T
+            w[p + f'MlpBlock_3/Dense_{r}/bias'] = sd[b + f'mlp.{fc}.bias']
+    np.savez(tmp_path / 'vit.npz', **w)
+    model = HSTBackbone(**tiny_cfg, pretrained=str(tmp_path / 'vit.npz'))
+    ours = model.trunk.vit.state_dict()
+    for k in ('patch_embed.proj.weight', 'pos_embed', 'blocks.3.attn.qkv.weight', 'blocks.2.mlp.fc2.bias'):
+        torch.testing.assert_close(ours[k], src.state_dict()[k], msg=k)
+    (tmp_path / 'bad.npz').write_bytes(b'not an npz')
+    with pytest.raises(PretrainedMismatchError, match='bad.npz'):
+        HSTBackbone(**tiny_cfg, pretrained=str(tmp_path / 'bad.npz'))
+
+
+def _trainable(model):
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+@pytest.mark.parametrize('embed_dims, num_heads, expected', [
+    ((64, 128, 256, 384), (2, 4, 8, 12), 10.40e6),     # dense widths (spec)
+    ((32, 48, 64, 72), (2, 4, 8, 12), 0.765e6),        # classification widths, no head
+])
+def test_trainable_parameters_vit_b(embed_dims, num_heads, expected):
+    model = HSTBackbone('vit_base_patch16_224', embed_dims=embed_dims, num_heads=num_heads)
+    n = _trainable(model)
+    assert abs(n - expected) / expected < 0.01, n
+    # LN-tuning + meta tokens: 12 blocks x 2 norms x 2 x 768 + 12 x 768
+    tuned = sum(p.numel() for g, _, p in model.named_parameter_groups()
+                if g in ('trunk_tuned', 'meta_tokens'))
+    assert tuned == 12 * 2 * 2 * 768 + 12 * 768
