@@ -11,7 +11,7 @@ from .checkpoint_safety import allow_mmengine_checkpoints
 
 allow_mmengine_checkpoints()
 
-from .backbone import HST  # noqa: E402  (registers type='HST')
+from .backbone import HST, ViTPyramid  # noqa: E402  (registers type='HST', 'ViTPyramid')
 
 __version__ = '0.1.0'
-__all__ = ['HST', '__version__']
+__all__ = ['HST', 'ViTPyramid', '__version__']

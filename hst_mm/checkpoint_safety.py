@@ -27,6 +27,11 @@ def mmengine_checkpoint_types() -> List[object]:
         np.ndarray,
         np.dtype,
         collections.Counter,            # MultiStepLR milestones in scheduler state
+        # HistoryBuffer's statistics methods are pickled by qualified name, which pickle
+        # writes as `getattr(HistoryBuffer, 'min')`. Allowing getattr only lets a file read
+        # attributes of objects it could already build: torch's weights-only unpickler still
+        # refuses to *call* anything that is not itself allow-listed.
+        getattr,
     ]
     # pickled dtypes name their class: numpy.dtypes.Float64DType, ...
     types += [getattr(np.dtypes, n) for n in dir(np.dtypes) if n.endswith('DType')

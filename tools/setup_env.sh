@@ -73,7 +73,7 @@ if ! ls "$WHEEL_DIR"/mmcv-*.whl >/dev/null 2>&1; then
   CUDA_ENV=()
   if [ "$CUDA_OK" != "cpu" ]; then CUDA_ENV=(FORCE_CUDA=1); fi
   if ! env MMCV_WITH_OPS=1 MAX_JOBS="${MAX_JOBS:-2}" "${CUDA_ENV[@]}" \
-        "$PY" -m pip wheel --no-build-isolation --no-deps -w "$WHEEL_DIR" "$SRC" >>"$LOGFILE" 2>&1; then
+        "$PY" -m pip wheel -v --no-build-isolation --no-deps -w "$WHEEL_DIR" "$SRC" >>"$LOGFILE" 2>&1; then
     log "ERROR: mmcv build failed. First error line:"
     grep -m1 -E 'error:|Error|FAILED' "$LOGFILE" || tail -n 3 "$LOGFILE"
     log "full log: $LOGFILE"
@@ -89,9 +89,10 @@ fi
 log "installing mmdet $MMDET_VERSION, mmsegmentation $MMSEG_VERSION, timm $TIMM_VERSION, pytest"
 "${PIP[@]}" "mmdet==$MMDET_VERSION" "mmsegmentation==$MMSEG_VERSION" "timm==$TIMM_VERSION" \
   pycocotools shapely scipy terminaltables ftfy regex matplotlib pytest safetensors fvcore
-# openmim's own dependency chain downgrades setuptools, requests and rich: install it bare.
-"${PIP[@]}" --no-deps "openmim==$OPENMIM_VERSION"
+# openmim's own dependency chain downgrades setuptools, requests and rich: install what
+# `mim train/test` needs first, then openmim itself without dependencies.
 "${PIP[@]}" click colorama model-index pandas requests rich tabulate
+"${PIP[@]}" --no-deps "openmim==$OPENMIM_VERSION"
 log "installing hst_mm (editable)"
 "${PIP[@]}" --no-deps --no-build-isolation -e "$ROOT"
 

@@ -1,0 +1,35 @@
+# Shared by the HST configs (detection and segmentation): the backbone, its input
+# normalisation and its optimiser. Only `hst_*` variables, so this file never collides with
+# the keys of mmdet's / mmseg's base configs; configs use them as {{_base_.hst_backbone}}.
+
+# ViT-B/16 trunk with ImageNet-21K AugReg weights, fetched by timm from the model hub
+# (`vit_base_patch16_224.augreg_in21k`). Offline, point `pretrained` at a local file
+# (.npz / .pth / .safetensors), e.g. --cfg-options model.backbone.pretrained=/path/B_16.npz
+hst_backbone = dict(
+    _delete_=True,
+    type='HST',
+    trunk='vit_base_patch16_224',
+    pretrained='augreg_in21k',
+    embed_dims=(64, 128, 256, 384),
+    num_heads=(2, 4, 8, 12),
+    drop_path_rate=0.1,                  # (choice) side blocks only; the trunk is frozen
+    out_indices=(0, 1, 2, 3),
+    with_cp=False)
+hst_in_channels = [64, 128, 256, 384]
+
+# AugReg ViTs were trained on images scaled to [-1, 1].
+hst_mean = [127.5, 127.5, 127.5]
+hst_std = [127.5, 127.5, 127.5]
+
+# AdamW 1e-4, wd 0.05; no weight decay on norms, meta tokens and position embeddings.
+hst_optim_wrapper = dict(
+    _delete_=True,
+    type='OptimWrapper',
+    optimizer=dict(type='AdamW', lr=1e-4, betas=(0.9, 0.999), weight_decay=0.05),
+    paramwise_cfg=dict(
+        norm_decay_mult=0.0,
+        custom_keys={
+            'meta_tokens': dict(decay_mult=0.0),
+            'pos_embed': dict(decay_mult=0.0),
+            'cls_token': dict(decay_mult=0.0),
+        }))

@@ -1,0 +1,17 @@
+# Cascade Mask R-CNN + HST (ViT-B/16 IN-21K), 3x schedule with DETR-style multi-scale + crop.
+_base_ = [
+    'mmdet::cascade_rcnn/cascade-mask-rcnn_r50_fpn_1x_coco.py',
+    '../_base_/hst-vit-b.py',
+    '../_base_/coco_detr-ms-crop_3x.py',
+]
+custom_imports = dict(imports=['hst_mm'], allow_failed_imports=False)
+
+model = dict(
+    data_preprocessor=dict(mean={{_base_.hst_mean}}, std={{_base_.hst_std}}),
+    backbone={{_base_.hst_backbone}},
+    neck=dict(in_channels={{_base_.hst_in_channels}}))
+
+train_dataloader = dict(dataset=dict(pipeline={{_base_.ms3x_train_pipeline}}))
+train_cfg = dict(max_epochs={{_base_.ms3x_max_epochs}})
+param_scheduler = {{_base_.ms3x_param_scheduler}}
+optim_wrapper = {{_base_.hst_optim_wrapper}}

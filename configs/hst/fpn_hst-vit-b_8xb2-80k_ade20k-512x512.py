@@ -1,0 +1,28 @@
+# Semantic FPN + HST (ViT-B/16 IN-21K) on ADE20K: 512x512 crops, 80k iterations, total batch
+# 16 (8 GPUs x 2), AdamW with poly decay after a 1500-iteration linear warmup.
+_base_ = [
+    'mmseg::_base_/models/fpn_r50.py',
+    'mmseg::_base_/datasets/ade20k.py',
+    'mmseg::_base_/default_runtime.py',
+    'mmseg::_base_/schedules/schedule_80k.py',
+    '../_base_/hst-vit-b.py',
+]
+custom_imports = dict(imports=['hst_mm'], allow_failed_imports=False)
+
+crop_size = (512, 512)
+data_preprocessor = dict(size=crop_size, mean={{_base_.hst_mean}}, std={{_base_.hst_std}})
+model = dict(
+    data_preprocessor=data_preprocessor,
+    pretrained=None,
+    backbone={{_base_.hst_backbone}},
+    neck=dict(in_channels={{_base_.hst_in_channels}}),
+    decode_head=dict(num_classes=150))
+
+optim_wrapper = {{_base_.hst_optim_wrapper}}
+param_scheduler = [
+    dict(type='LinearLR', start_factor=1e-6, by_epoch=False, begin=0, end=1500),
+    dict(type='PolyLR', eta_min=0.0, power=1.0, begin=1500, end=80000, by_epoch=False),
+]
+train_dataloader = dict(batch_size=2)
+val_dataloader = dict(batch_size=1)
+test_dataloader = val_dataloader

@@ -1,0 +1,13 @@
+# Mask R-CNN + HST (ViT-B/16 IN-21K), 1x schedule (12 epochs, 1333x800), total batch 16.
+_base_ = [
+    'mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py',
+    '../_base_/hst-vit-b.py',
+]
+custom_imports = dict(imports=['hst_mm'], allow_failed_imports=False)
+
+model = dict(
+    data_preprocessor=dict(mean={{_base_.hst_mean}}, std={{_base_.hst_std}}),
+    backbone={{_base_.hst_backbone}},
+    neck=dict(in_channels={{_base_.hst_in_channels}}))
+
+optim_wrapper = {{_base_.hst_optim_wrapper}}

@@ -1,0 +1,18 @@
+# UperNet + HST (ViT-B/16 IN-21K) on ADE20K: 512x512 crops, 160k iterations, total batch 16
+# (8 GPUs x 2), AdamW with poly decay after a 1500-iteration linear warmup, auxiliary FCN head
+# on stage 3. mmseg's Swin UperNet recipe is exactly that schedule; we replace the backbone.
+# Multi-scale + flip testing: tools/test.py CONFIG CKPT --tta (mmseg's ADE20K tta_pipeline).
+_base_ = [
+    'mmseg::swin/swin-tiny-patch4-window7-in1k-pre_upernet_8xb2-160k_ade20k-512x512.py',
+    '../_base_/hst-vit-b.py',
+]
+custom_imports = dict(imports=['hst_mm'], allow_failed_imports=False)
+
+data_preprocessor = dict(mean={{_base_.hst_mean}}, std={{_base_.hst_std}})
+model = dict(
+    data_preprocessor=data_preprocessor,
+    backbone={{_base_.hst_backbone}},
+    decode_head=dict(in_channels={{_base_.hst_in_channels}}),
+    auxiliary_head=dict(in_channels=256))          # stage 3 (in_index=2) of the side network
+
+optim_wrapper = {{_base_.hst_optim_wrapper}}

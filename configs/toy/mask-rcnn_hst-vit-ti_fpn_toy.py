@@ -1,0 +1,60 @@
+# Mask R-CNN + HST with a ViT-Ti/16 trunk on the generated toy COCO set (data/toy/coco),
+# small enough to train on a CPU. Generate the data first: python tools/make_toy_data.py
+# The trunk starts from data/toy/vit_tiny_patch16_224.random.pth: a *randomly initialised*
+# timm ViT-Ti saved by make_toy_data.py (no model hub here), loaded through HST's real
+# pretrained-weights path.
+_base_ = ['../hst/mask-rcnn_hst-vit-b_fpn_1x_coco.py']
+custom_imports = dict(imports=['hst_mm'], allow_failed_imports=False)
+
+toy_root = 'data/toy/coco/'
+toy_classes = ('circle', 'square', 'triangle')
+toy_scale = (128, 128)
+
+model = dict(
+    backbone=dict(trunk='vit_tiny_patch16_224',
+                  pretrained='data/toy/vit_tiny_patch16_224.random.pth',
+                  drop_path_rate=0.0),
+    roi_head=dict(bbox_head=dict(num_classes=len(toy_classes)),
+                  mask_head=dict(num_classes=len(toy_classes))))
+
+train_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
+    dict(type='Resize', scale=toy_scale, keep_ratio=True),
+    dict(type='RandomFlip', prob=0.5),
+    dict(type='PackDetInputs'),
+]
+test_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='Resize', scale=toy_scale, keep_ratio=True),
+    dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
+    dict(type='PackDetInputs',
+         meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor')),
+]
+# num_workers=0: two CPU cores are better spent on the model than on loader processes.
+train_dataloader = dict(
+    batch_size=4, num_workers=0, persistent_workers=False,
+    dataset=dict(data_root=toy_root, metainfo=dict(classes=toy_classes),
+                 ann_file='annotations/instances_train.json', data_prefix=dict(img='train/'),
+                 pipeline=train_pipeline))
+val_dataloader = dict(
+    batch_size=4, num_workers=0, persistent_workers=False,
+    dataset=dict(data_root=toy_root, metainfo=dict(classes=toy_classes),
+                 ann_file='annotations/instances_val.json', data_prefix=dict(img='val/'),
+                 pipeline=test_pipeline))
+test_dataloader = val_dataloader
+val_evaluator = dict(ann_file=toy_root + 'annotations/instances_val.json')
+test_evaluator = val_evaluator
+
+# Iteration-based so that tests and the demo can set the length with one option.
+train_cfg = dict(_delete_=True, type='IterBasedTrainLoop', max_iters=400, val_interval=200)
+param_scheduler = [
+    dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=50),
+    dict(type='MultiStepLR', by_epoch=False, begin=0, end=400, milestones=[300], gamma=0.1),
+]
+optim_wrapper = dict(optimizer=dict(lr=2e-4))
+default_hooks = dict(
+    logger=dict(interval=10),
+    checkpoint=dict(by_epoch=False, interval=200, max_keep_ckpts=2))
+log_processor = dict(by_epoch=False)
+auto_scale_lr = dict(enable=False, base_batch_size=4)

@@ -1,0 +1,85 @@
+"""Baseline backbone for the paper's comparison rows: a plain ViT with a simple pyramid.
+
+The ViT is either fully fine-tuned or completely frozen (the "frozen-trunk probe"); the
+pyramid follows ViT-Adapter's ``ViTBaseline``: the outputs of four evenly spaced blocks
+become stride 4 (two 2x transposed convs), 8 (one), 16 (as is) and 32 (max-pool) maps,
+all D channels wide.
+"""
+from __future__ import annotations
+
+from typing import Optional, Sequence, Tuple
+
+import timm
+import torch
+import torch.nn as nn
+from torch.utils.checkpoint import checkpoint
+
+from .pretrained import load_trunk_weights
+
+
+class ViTSimplePyramid(nn.Module):
+    """``(B, 3, H, W) -> [(B, D, H/s, W/s) for s in 4, 8, 16, 32]`` (for ``out_indices``).
+
+    Args:
+        trunk: timm ViT model name.
+        pretrained: None, a local checkpoint or a timm tag (see :mod:`.pretrained`).
+        frozen: freeze the whole ViT (it then always runs in eval mode).
+        drop_path_rate: stochastic depth of the ViT blocks.
+        out_indices: which pyramid levels to return.
+        with_cp: activation checkpointing of the ViT blocks.
+        trunk_kwargs: extra ``timm.create_model`` arguments.
+    """
+
+    def __init__(self, trunk: str = 'vit_base_patch16_224', pretrained: Optional[str] = None,
+                 frozen: bool = False, drop_path_rate: float = 0.0,
+                 out_indices: Sequence[int] = (0, 1, 2, 3), with_cp: bool = False,
+                 trunk_kwargs: Optional[dict] = None) -> None:
+        super().__init__()
+        self.trunk_name = trunk
+        self.trunk_kwargs = {'dynamic_img_size': True, 'dynamic_img_pad': True,
+                             **(trunk_kwargs or {})}
+        self.vit = timm.create_model(trunk, pretrained=False, num_classes=0,
+                                     drop_path_rate=drop_path_rate, **self.trunk_kwargs)
+        self.vit.norm, self.vit.fc_norm, self.vit.head = nn.Identity(), nn.Identity(), nn.Identity()
+        depth, dim = len(self.vit.blocks), self.vit.embed_dim
+        if depth % 4:
+            raise ValueError(f'a trunk of {depth} blocks cannot feed 4 pyramid levels evenly')
+        self.feature_blocks = tuple(depth * (i + 1) // 4 - 1 for i in range(4))   # 2, 5, 8, 11
+        self.out_indices = tuple(out_indices)
+        self.frozen = frozen
+        self.with_cp = with_cp
+        self.pyramid = nn.ModuleList([
+            nn.Sequential(nn.ConvTranspose2d(dim, dim, 2, 2), nn.BatchNorm2d(dim), nn.GELU(),
+                          nn.ConvTranspose2d(dim, dim, 2, 2)),
+            nn.ConvTranspose2d(dim, dim, 2, 2),
+            nn.Identity(),
+            nn.MaxPool2d(2),
+        ])
+        if pretrained:
+            self.load_pretrained(pretrained)
+        self.vit.requires_grad_(not frozen)
+
+    def load_pretrained(self, source: str) -> None:
+        load_trunk_weights(self.vit, self.trunk_name, source, **self.trunk_kwargs)
+
+    def train(self, mode: bool = True) -> 'ViTSimplePyramid':
+        super().train(mode)
+        if self.frozen:
+            self.vit.eval()
+        return self
+
+    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+        """(B, 3, H, W) -> tuple of (B, D, H_i, W_i)."""
+        if x.ndim != 4 or x.shape[1] != 3:
+            raise ValueError(f'expected a (B, 3, H, W) batch, got shape {tuple(x.shape)}')
+        vit = self.vit
+        x = vit.patch_embed(x)                    # (B, h, w, D)
+        B, h, w, D = x.shape
+        x = vit.norm_pre(vit.patch_drop(vit._pos_embed(x)))
+        feats = []
+        for i, blk in enumerate(vit.blocks):
+            x = checkpoint(blk, x, use_reentrant=False) if self.with_cp and x.requires_grad \
+                else blk(x)
+            if i in self.feature_blocks:
+                feats.append(x[:, vit.num_prefix_tokens:].transpose(1, 2).reshape(B, D, h, w))
+        return tuple(self.pyramid[i](feats[i]) for i in self.out_indices)

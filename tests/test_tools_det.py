@@ -1,0 +1,68 @@
+"""Detection through the real tools on the toy COCO set: train, checkpoint, resume, test, mim."""
+import pytest
+import torch
+
+from tool_runner import ROOT, ensure_toy_data, logged_steps, run
+
+CONFIG = 'configs/toy/mask-rcnn_hst-vit-ti_fpn_toy.py'
+SHORT = ['default_hooks.logger.interval=1', 'default_hooks.checkpoint.interval=2',
+         'train_cfg.val_interval=1000']
+
+
+@pytest.fixture(scope='module')
+def trained(tmp_path_factory):
+    """Train 2 iterations, then resume to 4: the work dir holds both checkpoints."""
+    ensure_toy_data()
+    work_dir = tmp_path_factory.mktemp('det')
+    run(['tools/train.py', CONFIG, '--work-dir', work_dir,
+         '--cfg-options', 'train_cfg.max_iters=2', *SHORT])
+    assert (work_dir / 'iter_2.pth').is_file()
+    assert logged_steps(work_dir) == [1, 2]
+    first = torch.load(work_dir / 'iter_2.pth', map_location='cpu', weights_only=False)
+    run(['tools/train.py', CONFIG, '--work-dir', work_dir, '--resume',
+         '--cfg-options', 'train_cfg.max_iters=4', *SHORT])
+    return work_dir, first
+
+
+def test_checkpoint_and_resume_continue_at_saved_iteration(trained):
+    work_dir, first = trained
+    assert logged_steps(work_dir) == [3, 4]          # resumed run starts after iteration 2
+    last = torch.load(work_dir / 'iter_4.pth', map_location='cpu', weights_only=False)
+    assert first['meta']['iter'] == 2 and last['meta']['iter'] == 4
+    # optimizer state carried over: AdamW step counts continue from 2
+    steps = [s['step'] for s in last['optimizer']['state'].values()]
+    assert steps and all(float(s) == 4 for s in steps)
+    # the frozen trunk did not move, the trainable parts did
+    a, b = first['state_dict'], last['state_dict']
+    assert torch.equal(a['backbone.trunk.vit.blocks.0.attn.qkv.weight'],
+                       b['backbone.trunk.vit.blocks.0.attn.qkv.weight'])
+    assert not torch.equal(a['backbone.side.blocks.0.attn.q.weight'],
+                           b['backbone.side.blocks.0.attn.q.weight'])
+    # no optimizer state for frozen trunk weights
+    assert len(last['optimizer']['state']) == sum(1 for p in _trainable_names(b))
+
+
+def _trainable_names(state_dict):
+    frozen = ('backbone.trunk.vit.',)
+    for k in state_dict:
+        if k.startswith(frozen) and '.norm1.' not in k and '.norm2.' not in k:
+            continue
+        if k.endswith(('running_mean', 'running_var', 'num_batches_tracked')):
+            continue
+        yield k
+
+
+def test_test_tool_evaluates_bbox_and_segm(trained):
+    work_dir, _ = trained
+    proc = run(['tools/test.py', CONFIG, work_dir / 'iter_4.pth',
+                '--work-dir', work_dir / 'test', '--out', work_dir / 'preds.pkl'])
+    out = proc.stdout + proc.stderr
+    assert 'coco/bbox_mAP' in out and 'coco/segm_mAP' in out, out[-3000:]
+    assert (work_dir / 'preds.pkl').is_file()
+
+
+def test_mim_train_mmdet(tmp_path):
+    ensure_toy_data()
+    run(['mim', 'train', 'mmdet', CONFIG, '--work-dir', tmp_path,
+         '--cfg-options', 'train_cfg.max_iters=1', *SHORT])
+    assert logged_steps(tmp_path) == [1]

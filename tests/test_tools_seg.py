@@ -1,0 +1,41 @@
+"""Segmentation through the real tools on the toy ADE20K-layout set."""
+import pytest
+import torch
+
+from tool_runner import ensure_toy_data, logged_steps, run
+
+CONFIG = 'configs/toy/upernet_hst-vit-ti_toy.py'
+SHORT = ['default_hooks.logger.interval=1', 'default_hooks.checkpoint.interval=2',
+         'train_cfg.val_interval=1000']
+
+
+@pytest.fixture(scope='module')
+def trained(tmp_path_factory):
+    ensure_toy_data()
+    work_dir = tmp_path_factory.mktemp('seg')
+    run(['tools/train.py', CONFIG, '--work-dir', work_dir,
+         '--cfg-options', 'train_cfg.max_iters=2', *SHORT])
+    assert (work_dir / 'iter_2.pth').is_file()
+    assert logged_steps(work_dir) == [1, 2]
+    run(['tools/train.py', CONFIG, '--work-dir', work_dir, '--resume',
+         '--cfg-options', 'train_cfg.max_iters=4', *SHORT])
+    return work_dir
+
+
+def test_resume_continues_at_saved_iteration(trained):
+    assert logged_steps(trained) == [3, 4]
+    last = torch.load(trained / 'iter_4.pth', map_location='cpu', weights_only=False)
+    assert last['meta']['iter'] == 4
+    assert [s['step'] for s in last['optimizer']['state'].values()][0] == 4
+
+
+def test_test_tool_evaluates_miou(trained):
+    proc = run(['tools/test.py', CONFIG, trained / 'iter_4.pth', '--work-dir', trained / 'test'])
+    assert 'mIoU' in proc.stdout + proc.stderr
+
+
+def test_mim_train_mmseg(tmp_path):
+    ensure_toy_data()
+    run(['mim', 'train', 'mmseg', CONFIG, '--work-dir', tmp_path,
+         '--cfg-options', 'train_cfg.max_iters=1', *SHORT])
+    assert logged_steps(tmp_path) == [1]

@@ -1,0 +1,230 @@
+"""Tests for tools/make_toy_data.py (toy COCO + ADE20K-style datasets)."""
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SCRIPT = REPO / 'tools' / 'make_toy_data.py'
+N_TRAIN, N_VAL = 8, 4
+
+
+def _load_module():
+    spec = importlib.util.spec_from_file_location('make_toy_data', SCRIPT)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+toy = _load_module()
+
+
+def _make(out, seed=0, **kw):
+    kw.setdefault('num_train', N_TRAIN)
+    kw.setdefault('num_val', N_VAL)
+    return toy.make_toy_data(out, seed=seed, **kw)
+
+
+def _files(root):
+    """{relative path: bytes} for every file under root."""
+    root = Path(root)
+    return {str(p.relative_to(root)): p.read_bytes()
+            for p in sorted(root.rglob('*')) if p.is_file()}
+
+
+@pytest.fixture(scope='module')
+def data(tmp_path_factory):
+    return _make(tmp_path_factory.mktemp('toy'))
+
+
+def test_layout(data):
+    root = data['root']
+    assert json.loads((root / 'meta.json').read_text())['seed'] == 0
+    for split, n in (('train', N_TRAIN), ('val', N_VAL)):
+        assert len(list(data[f'coco_{split}_img'].glob('*.png'))) == n
+        assert data[f'coco_{split}_ann'].is_file()
+    for split, n in (('train', N_TRAIN), ('val', N_VAL)):
+        imgs = sorted(p.name for p in data[f'ade_{split}_img'].glob('*.png'))
+        anns = sorted(p.name for p in data[f'ade_{split}_ann'].glob('*.png'))
+        assert len(imgs) == n and imgs == anns
+    assert data['ade_train_img'] == root / 'ade' / 'images' / 'training'
+    assert data['ade_val_ann'] == root / 'ade' / 'annotations' / 'validation'
+
+
+def test_determinism(tmp_path, data):
+    a = _files(data['root'])
+    b = _files(_make(tmp_path / 'b')['root'])
+    assert a == b  # images, label PNGs, annotation JSON, meta: all identical
+    c = _files(_make(tmp_path / 'c', seed=1)['root'])
+    assert a.keys() == c.keys()
+    for key in ('coco/annotations/instances_train.json',
+                'ade/annotations/training/000001.png',
+                'coco/train/000001.png'):
+        assert a[key] != c[key]
+
+
+def test_coco_annotations(data):
+    from pycocotools.coco import COCO
+    for split, n in (('train', N_TRAIN), ('val', N_VAL)):
+        coco = COCO(str(data[f'coco_{split}_ann']))
+        cats = coco.loadCats(coco.getCatIds())
+        assert [(c['id'], c['name']) for c in cats] == \
+            [(1, 'circle'), (2, 'square'), (3, 'triangle')]
+        assert len(coco.getImgIds()) == n
+        anns = coco.loadAnns(coco.getAnnIds())
+        assert len({a['id'] for a in anns}) == len(anns) >= n
+        for img_id in coco.getImgIds():
+            img = coco.loadImgs(img_id)[0]
+            assert (data[f'coco_{split}_img'] / img['file_name']).is_file()
+            assert (img['width'], img['height']) == (128, 128)
+            assert 1 <= len(coco.getAnnIds(imgIds=img_id)) <= 3
+        for a in anns:
+            assert a['iscrowd'] == 0 and a['category_id'] in (1, 2, 3)
+            poly = a['segmentation']
+            assert isinstance(poly, list) and len(poly[0]) >= 6
+            assert len(poly[0]) % 2 == 0
+            xy = np.array(poly[0]).reshape(-1, 2)
+            x, y, w, h = a['bbox']
+            # bbox is the polygon's extent
+            assert np.allclose([x, y, x + w, y + h],
+                               [*xy.min(0), *xy.max(0)], atol=0.02)
+            mask = coco.annToMask(a)
+            area = mask.sum()
+            assert abs(area - a['area']) <= 0.04 * a['area'] + 2
+            assert 24 * 24 * 0.3 < a['area'] < 60 * 60
+            ys, xs = np.nonzero(mask)
+            # mask extent vs polygon extent (sharp tips may miss a pixel)
+            extent = [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]
+            assert np.allclose(extent, [x, y, x + w, y + h], atol=1.5)
+        # instances do not overlap
+        for img_id in coco.getImgIds():
+            masks = [coco.annToMask(a)
+                     for a in coco.loadAnns(coco.getAnnIds(imgIds=img_id))]
+            assert np.sum(masks, 0).max() <= 1
+
+
+def test_seg_labels(data):
+    import cv2
+    counts = np.zeros(256, np.int64)
+    for split in ('train', 'val'):
+        for img_path in sorted(data[f'ade_{split}_img'].glob('*.png')):
+            img = cv2.imread(str(img_path), cv2.IMREAD_UNCHANGED)
+            lab = cv2.imread(str(data[f'ade_{split}_ann'] / img_path.name),
+                             cv2.IMREAD_UNCHANGED)
+            assert img.shape == (128, 128, 3) and img.dtype == np.uint8
+            assert lab.shape == img.shape[:2] and lab.dtype == np.uint8
+            assert set(np.unique(lab)) <= {0, 1, 2, 3, 4}
+            assert 1 in lab and (lab >= 2).any()
+            counts += np.bincount(lab.ravel(), minlength=256)
+    frac = counts / counts.sum()
+    assert 0 < frac[0] < 0.15  # some ignore pixels, but a minority
+    assert all(frac[k] > 0.01 for k in range(1, 5))
+
+
+def test_constants():
+    assert toy.COCO_CLASSES == ('circle', 'square', 'triangle')
+    assert toy.SEG_CLASSES == ('background', 'circle', 'square', 'triangle')
+    assert len(toy.SEG_PALETTE) == len(toy.SEG_CLASSES)
+
+
+def _mtimes(root):
+    return {p: p.stat().st_mtime_ns for p in Path(root).rglob('*')
+            if p.is_file()}
+
+
+def _age(root):
+    """Push every file's mtime into the past (robust to coarse clocks)."""
+    for p in Path(root).rglob('*'):
+        if p.is_file():
+            os.utime(p, ns=(10**18, 10**18))
+
+
+def test_idempotent_and_force(tmp_path):
+    out = tmp_path / 'toy'
+    assert _make(out)['generated']
+    _age(out)
+    before = _mtimes(out)
+    assert not _make(out)['generated']
+    assert _mtimes(out) == before
+    res = _make(out, force=True)
+    assert res['generated']
+    after = _mtimes(out)
+    assert after.keys() == before.keys()
+    assert all(after[p] != before[p] for p in after)
+
+
+def test_changed_params_regenerate(tmp_path):
+    out = tmp_path / 'toy'
+    _make(out)
+    (out / 'keep.txt').write_text('not ours')
+    res = _make(out, num_train=3)  # different params -> rebuilt, no leftovers
+    assert res['generated']
+    assert len(list(res['coco_train_img'].glob('*.png'))) == 3
+    assert len(list(res['ade_train_ann'].glob('*.png'))) == 3
+    assert (out / 'keep.txt').read_text() == 'not ours'
+
+
+def test_refuses_foreign_data(tmp_path):
+    (tmp_path / 'coco').mkdir()
+    (tmp_path / 'coco' / 'x.txt').write_text('foreign')
+    with pytest.raises(RuntimeError):
+        _make(tmp_path, force=True)
+    assert (tmp_path / 'coco' / 'x.txt').exists()
+
+
+def test_cli(tmp_path):
+    out = tmp_path / 'cli'
+    args = [sys.executable, str(SCRIPT), '--out', str(out), '--seed', '3',
+            '--num-train', '2', '--num-val', '1']
+    r = subprocess.run(args, capture_output=True, text=True, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert 'wrote' in r.stdout
+    meta = json.loads((out / 'meta.json').read_text())
+    assert (meta['seed'], meta['num_train'], meta['num_val']) == (3, 2, 1)
+    r = subprocess.run(args, capture_output=True, text=True, cwd=tmp_path)
+    assert r.returncode == 0 and 'up to date' in r.stdout
+
+
+def test_default_out_is_repo_relative():
+    assert toy.DEFAULT_OUT == REPO / 'data' / 'toy'
+
+
+def test_mmdet_coco_dataset(data):
+    from mmdet.datasets import CocoDataset
+    for split, n in (('train', N_TRAIN), ('val', N_VAL)):
+        ds = CocoDataset(
+            data_root=str(data['coco_root']),
+            ann_file=f'annotations/instances_{split}.json',
+            data_prefix=dict(img=f'{split}/'),
+            metainfo=dict(classes=toy.COCO_CLASSES),
+            filter_cfg=None, pipeline=[], test_mode=split == 'val')
+        assert len(ds) == n
+        info = ds.get_data_info(0)
+        assert os.path.isfile(info['img_path'])
+        assert info['instances']
+        for inst in info['instances']:
+            assert inst['bbox_label'] in (0, 1, 2)
+            assert inst['mask'] and inst['ignore_flag'] == 0
+
+
+def test_mmseg_dataset(data):
+    from mmseg.datasets import BaseSegDataset
+    for split, n in (('training', N_TRAIN), ('validation', N_VAL)):
+        ds = BaseSegDataset(
+            data_root=str(data['ade_root']),
+            data_prefix=dict(img_path=f'images/{split}',
+                             seg_map_path=f'annotations/{split}'),
+            img_suffix='.png', seg_map_suffix='.png',
+            reduce_zero_label=True,
+            metainfo=dict(classes=toy.SEG_CLASSES), pipeline=[])
+        assert len(ds) == n
+        info = ds.get_data_info(0)
+        assert os.path.isfile(info['img_path'])
+        assert os.path.isfile(info['seg_map_path'])
+        assert info['reduce_zero_label'] is True
+        assert Path(info['img_path']).stem == Path(info['seg_map_path']).stem

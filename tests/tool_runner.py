@@ -1,0 +1,40 @@
+"""Run the project's command-line tools as a user would: subprocesses from the repo root."""
+import glob
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+VENV_BIN = Path(sys.executable).parent
+
+
+def run(args, timeout=900, env=None, check=True):
+    """Run ``args`` (a python script and its arguments, or an executable) from the repo root.
+
+    Returns the CompletedProcess; on failure the assertion shows the end of its output.
+    """
+    cmd = [sys.executable, *map(str, args)] if str(args[0]).endswith('.py') else list(map(str, args))
+    full_env = dict(os.environ, PATH=f'{VENV_BIN}{os.pathsep}{os.environ.get("PATH", "")}',
+                    PYTHONUNBUFFERED='1', **(env or {}))
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout,
+                          env=full_env)
+    if check:
+        assert proc.returncode == 0, (f'{" ".join(cmd)} exited {proc.returncode}:\n'
+                                      + (proc.stdout + proc.stderr)[-6000:])
+    return proc
+
+
+def logged_steps(work_dir) -> list:
+    """Training iterations logged in a work dir's newest run (mmengine's scalars.json)."""
+    runs = sorted(glob.glob(os.path.join(str(work_dir), '*', 'vis_data', 'scalars.json')))
+    assert runs, f'no scalars.json under {work_dir}'
+    with open(runs[-1]) as f:
+        rows = [json.loads(line) for line in f if line.strip()]
+    return [r['step'] for r in rows if 'loss' in r]
+
+
+def ensure_toy_data():
+    run(['tools/make_toy_data.py'])
+    return ROOT / 'data' / 'toy'
