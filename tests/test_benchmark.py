@@ -55,6 +55,7 @@ def test_json_structure(bench):
             assert isinstance(value, (int, float)) and not isinstance(value, bool), (mode, key)
             assert math.isfinite(value) and value > 0, (mode, key, value)
         assert row['peak_mem_mb'] >= row['model_mem_mb'], mode
+        assert 0 < row['cpu_share'] < 2, mode      # CPU time / (wall time x threads)
     meta = data['meta']
     assert meta['device'] == 'cpu'
     for key in ('torch', 'timm', 'cpu_count', 'torch_threads', 'date', 'args', 'ratios'):
@@ -93,6 +94,7 @@ def test_report_and_ratios(bench):
     assert ratios[('peak_mem_mb', 'hst', 'full_ft')]['target'] == '<= 0.6'
     assert ratios[('infer_img_per_s', 'hst', 'frozen_probe')]['target'] == '>= 0.95'
     assert '| hst.train_step_s / full_ft.train_step_s |' in stdout
+    assert 'CPU share while timed' in stdout and 'multiply-add = 2 FLOPs' in stdout
 
 
 @pytest.mark.parametrize('cp, modes, rows', [

@@ -15,7 +15,11 @@ model = dict(
                   pretrained='data/toy/vit_tiny_patch16_224.random.pth',
                   drop_path_rate=0.0),
     roi_head=dict(bbox_head=dict(num_classes=len(toy_classes)),
-                  mask_head=dict(num_classes=len(toy_classes))))
+                  mask_head=dict(num_classes=len(toy_classes))),
+    # At most 3 objects per 128x128 image: far fewer proposals and sampled RoIs than COCO
+    # needs, which makes a CPU iteration about 2.5x faster (the RoI heads dominate).
+    train_cfg=dict(rpn_proposal=dict(max_per_img=256), rcnn=dict(sampler=dict(num=128))),
+    test_cfg=dict(rpn=dict(max_per_img=100), rcnn=dict(max_per_img=20)))
 
 train_pipeline = [
     dict(type='LoadImageFromFile'),

@@ -21,13 +21,17 @@ Usage::
 
     # a tiny trunk, for a smoke test on the CPU
     python tools/analysis/benchmark.py --trunk vit_tiny_patch16_224 \\
-        --trunk-kwargs '{"depth": 4, "embed_dim": 32, "num_heads": 2}' \\
+        --trunk-kwargs '{"depth": 4, "embed_dim": 64, "num_heads": 2}' \\
         --embed-dims 16 32 48 64 --num-heads 1 2 3 4 --img-size 64 --device cpu
 
 The JSON holds one object per mode plus ``meta`` (device, versions, threads, load average,
-date, arguments, and the ratios below); stdout gets a markdown table and the ratios the project's targets are
-stated in (HST train step <= 0.8x and peak memory <= 0.6x of full fine-tuning, inference
->= 0.95x of the frozen-trunk probe).
+date, arguments and the ratios below); stdout gets a markdown table and the ratios the
+project's targets are stated in (HST train step <= 0.8x and peak memory <= 0.6x of full
+fine-tuning, inference >= 0.95x of the frozen-trunk probe).
+
+On a shared CPU machine, check each row's ``cpu_share`` (the fraction of its threads' CPU
+time the mode actually got while timed; 1.0 = uncontended): timings of rows with
+different shares are not comparable.
 
 Only torch and timm are needed (``hst_mm.models`` is loaded without ``hst_mm/__init__``
 where mmengine is missing).
@@ -75,7 +79,7 @@ RATIOS = (
 )
 
 
-# ---- command line -----------------------------------------------------------------------
+# ---- command line ------------------------------------------------------------------------
 def _json_dict(text: str) -> dict:
     value = json.loads(text)
     if not isinstance(value, dict):
@@ -144,7 +148,7 @@ def modes_to_run(args: argparse.Namespace) -> List[str]:
     return rows
 
 
-# ---- memory of this process ---------------------------------------------------------------
+# ---- memory of this process --------------------------------------------------------------
 def _proc_status_mb(field: str) -> Optional[float]:
     """A ``kB`` field of /proc/self/status (Linux) in MB, or None elsewhere."""
     try:
@@ -179,7 +183,7 @@ def peak_rss_mb() -> float:
     return maxrss / 2**20 if sys.platform == 'darwin' else maxrss / 1024
 
 
-# ---- one mode, inside a worker process -------------------------------------------------------
+# ---- one mode, inside a worker process ---------------------------------------------------
 def import_models() -> types.ModuleType:
     """``hst_mm.models``, also where its parent package cannot be imported.
 
@@ -283,6 +287,8 @@ def measure_mode(mode: str, args: argparse.Namespace) -> Dict[str, object]:
         with torch.inference_mode(), amp():
             model(x)
 
+    # CPU seconds / wall seconds of the timed phases, over the threads torch may use.
+    cpu_start, wall_start = time.process_time(), time.perf_counter()
     infer_times = _timed(infer, args.warmup, args.iters, sync)
 
     model.train()
@@ -300,6 +306,8 @@ def measure_mode(mode: str, args: argparse.Namespace) -> Dict[str, object]:
     if cuda:
         torch.cuda.reset_peak_memory_stats(device)
     train_times = _timed(train_step, args.warmup, args.iters, sync)
+    cpu_share = (time.process_time() - cpu_start) / (
+        (time.perf_counter() - wall_start) * torch.get_num_threads())
     # CPU: the peak over the whole process, which the training steps set (they hold the
     # activations, gradients and AdamW state on top of everything inference needs).
     peak_mem_mb = torch.cuda.max_memory_allocated(device) / 2**20 if cuda else peak_rss_mb()
@@ -307,6 +315,8 @@ def measure_mode(mode: str, args: argparse.Namespace) -> Dict[str, object]:
     row.update(infer_img_per_s=args.batch / statistics.median(infer_times),
                train_step_s=statistics.median(train_times),
                peak_mem_mb=peak_mem_mb, model_mem_mb=model_mem_mb,
+               # On CUDA the CPU mostly waits for the GPU: no contention measure there.
+               cpu_share=None if cuda else round(cpu_share, 3),
                infer_times_s=infer_times, train_times_s=train_times)
     env = {'device': str(device),
            'device_name': torch.cuda.get_device_name(device) if cuda else None,
@@ -315,7 +325,7 @@ def measure_mode(mode: str, args: argparse.Namespace) -> Dict[str, object]:
     return {'row': row, 'env': env}
 
 
-# ---- the parent: one worker per mode, then the report ----------------------------------------
+# ---- the parent: one worker per mode, then the report ------------------------------------
 def run_worker(mode: str, argv: Sequence[str]) -> Dict[str, object]:
     """Run ``mode`` in a fresh process; its last stdout line is its JSON result."""
     cmd = [sys.executable, str(Path(__file__).resolve()), *argv, '--_worker', mode]
@@ -385,6 +395,10 @@ def format_report(results: Dict[str, dict], ratios: List[dict], meta: dict) -> s
               f"batch {a['batch']}; a train step is forward + sum of output means + backward "
               '+ AdamW step over the trainable parameters.',
               f'Memory: {mem}; train +mem = peak - model.',
+              *([] if cuda else [
+                  'CPU share while timed (1.0 = uncontended; rows with different shares are '
+                  'not comparable): ' + ', '.join(f"{m} {r['cpu_share']:.2f}" for m, r in
+                                                  results.items() if 'error' not in r) + '.']),
               f"Load average (1/5/15 min) at start {meta['loadavg_start']}, "
               f"at end {meta['loadavg_end']}; {meta['cpu_count']} CPUs."]
     return '\n'.join(lines)
