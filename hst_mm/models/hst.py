@@ -30,7 +30,8 @@ class HSTBackbone(nn.Module):
         num_heads: cross-attention heads per stage.
         drop_path_rate: stochastic depth of the Side Blocks (linear from 0).
         out_indices: which stages to return.
-        with_cp: activation checkpointing of the trunk blocks.
+        with_cp: activation checkpointing of the trunk blocks and of the Side Blocks (with
+            their bridge step): much less memory, one more forward pass of each in backward.
         trunk_kwargs: extra ``timm.create_model`` arguments for the trunk.
     """
 
@@ -59,7 +60,8 @@ class HSTBackbone(nn.Module):
         stage_of_block = split_blocks(self.trunk.depth, len(embed_dims))
         self.bridge = TBridge(self.trunk.embed_dim, embed_dims, stage_of_block)
         self.bridge.apply(init_side_weights)
-        self.side = HierarchicalSideNetwork(embed_dims, num_heads, stage_of_block, drop_path_rate)
+        self.side = HierarchicalSideNetwork(embed_dims, num_heads, stage_of_block, drop_path_rate,
+                                            with_cp=with_cp)
         if pretrained:
             self.load_pretrained(pretrained)
 

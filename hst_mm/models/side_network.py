@@ -5,6 +5,7 @@ from typing import List, Sequence, Tuple
 
 import torch
 import torch.nn as nn
+from torch.utils.checkpoint import checkpoint
 
 from .bridge import TBridge
 from .side_block import SideBlock
@@ -48,12 +49,15 @@ class HierarchicalSideNetwork(nn.Module):
         stage_of_block: for each trunk block, the stage whose next Side Block it feeds.
         drop_path_rate: stochastic depth, rising linearly from 0 over all Side Blocks.
         in_chans: image channels.
+        with_cp: checkpoint each bridge + Side Block step: at stride 4 the side network
+            stores about as much for backward as the whole ViT-B trunk.
     """
 
     def __init__(self, embed_dims: Sequence[int], num_heads: Sequence[int],
                  stage_of_block: Sequence[int], drop_path_rate: float = 0.0,
-                 in_chans: int = 3) -> None:
+                 in_chans: int = 3, with_cp: bool = False) -> None:
         super().__init__()
+        self.with_cp = with_cp
         if len(embed_dims) != len(num_heads):
             raise ValueError(f'embed_dims {tuple(embed_dims)} and num_heads {tuple(num_heads)} '
                              f'must have one entry per stage')
@@ -93,10 +97,17 @@ class HierarchicalSideNetwork(nn.Module):
         for s, norm in enumerate(self.norms):
             x, size = self.stem(feat) if s == 0 else self.downsamples[s - 1](feat)
             for b, stage in enumerate(self.stage_of_block):
-                if stage == s:
-                    kv, fg = bridge(b, metas[b], patches[b], size)
-                    x = self.blocks[b](x, kv, fg)
+                if stage != s:
+                    continue
+                args = (b, x, metas[b], patches[b], size, bridge)
+                x = checkpoint(self._step, *args, use_reentrant=False) \
+                    if self.with_cp and x.requires_grad else self._step(*args)
             feat = norm(x).transpose(1, 2).reshape(x.shape[0], -1, *size)
             outs.append(feat)
         return outs
 
+    def _step(self, b: int, x: torch.Tensor, meta: torch.Tensor, patch_map: torch.Tensor,
+              size: Tuple[int, int], bridge: TBridge) -> torch.Tensor:
+        """Trunk block ``b`` through the bridge into its Side Block: (B, N, C) -> (B, N, C)."""
+        kv, fg = bridge(b, meta, patch_map, size)
+        return self.blocks[b](x, kv, fg)
