@@ -1,0 +1,44 @@
+"""The demo pipeline end to end (a few iterations): data, training, evaluation, pictures."""
+import json
+
+from tool_runner import ROOT, run
+
+
+def test_run_demo_writes_metrics_and_pictures(tmp_path):
+    out = tmp_path / 'demo'
+    proc = run(['tools/run_demo.py', '--out', out, '--det-iters', '2', '--seg-iters', '2',
+                '--num-pictures', '1'])
+    assert 'results on the held-out toy validation split' in proc.stdout
+    summary = json.loads((out / 'summary.json').read_text())
+    assert 'coco/bbox_mAP' in summary['det_metrics'] and 'mIoU' in summary['seg_metrics']
+    for name in ('det_000001.png', 'seg_000001.png', 'det_loss.png', 'seg_loss.png'):
+        assert (out / name).stat().st_size > 1000, name
+
+
+def test_rerun_keeps_previous_results(tmp_path):
+    import sys
+    sys.path.insert(0, str(ROOT / 'tools'))
+    from run_demo import prepare_out_dir
+    out = tmp_path / 'demo'
+    prepare_out_dir(str(out))
+    (out / 'summary.json').write_text('first')
+    prepare_out_dir(str(out))
+    assert (tmp_path / 'demo.prev' / 'summary.json').read_text() == 'first'
+    assert list(out.iterdir()) == []
+
+
+def test_demo_draws_one_image(tmp_path):
+    """tools/demo.py on one image (the segmentor path is covered by the run_demo test)."""
+    det_dir, seg_dir = tmp_path / 'det', tmp_path / 'seg'
+    opts = ['train_cfg.max_iters=1', 'default_hooks.checkpoint.interval=1',
+            'train_cfg.val_interval=100']
+    run(['tools/train.py', 'configs/toy/mask-rcnn_hst-vit-ti_fpn_toy.py', '--work-dir', det_dir,
+         '--cfg-options', *opts])
+    image = ROOT / 'data/toy/coco/val/000002.png'
+    run(['tools/demo.py', image, 'configs/toy/mask-rcnn_hst-vit-ti_fpn_toy.py',
+         det_dir / 'iter_1.pth', '--out', tmp_path / 'det.png'])
+    assert (tmp_path / 'det.png').stat().st_size > 1000
+    proc = run(['tools/demo.py', tmp_path / 'missing.png',
+                'configs/toy/mask-rcnn_hst-vit-ti_fpn_toy.py', det_dir / 'iter_1.pth',
+                '--out', tmp_path / 'x.png'], check=False)
+    assert proc.returncode != 0 and 'image not found' in proc.stderr

@@ -1,0 +1,69 @@
+"""Draw a model's predictions on an image, with mmdet's / mmseg's own inference APIs and
+visualizers.
+
+    python tools/demo.py IMAGE CONFIG CHECKPOINT --out FILE [--score-thr 0.3] [--device cpu]
+
+The config's ``default_scope`` decides: mmdet configs draw boxes and masks, mmseg configs
+overlay the segmentation.
+"""
+import argparse
+import os
+import os.path as osp
+import sys
+
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from a checkout
+
+import hst_mm  # noqa: E402,F401  registers HST, allow-lists checkpoint types
+import mmcv  # noqa: E402
+from mmengine.config import Config  # noqa: E402
+
+
+def draw_detection(image, config, checkpoint, out, score_thr=0.3, device='cpu'):
+    """Boxes and masks of an mmdet model on ``image`` -> ``out``; returns the DetDataSample."""
+    from mmdet.apis import inference_detector, init_detector
+    from mmdet.registry import VISUALIZERS
+    model = init_detector(config, checkpoint, device=device)
+    result = inference_detector(model, image)
+    visualizer = VISUALIZERS.build(dict(model.cfg.visualizer, name='hst_mm_demo_det'))
+    visualizer.dataset_meta = model.dataset_meta
+    visualizer.add_datasample('prediction', mmcv.imread(image, channel_order='rgb'), result,
+                              draw_gt=False, pred_score_thr=score_thr, out_file=out)
+    return result
+
+
+def draw_segmentation(image, config, checkpoint, out, device='cpu'):
+    """Segmentation overlay of an mmseg model on ``image`` -> ``out``; returns the SegDataSample."""
+    from mmseg.apis import inference_model, init_model, show_result_pyplot
+    model = init_model(config, checkpoint, device=device)
+    result = inference_model(model, image)
+    show_result_pyplot(model, image, result, show=False, draw_gt=False, out_file=out)
+    return result
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('image')
+    parser.add_argument('config')
+    parser.add_argument('checkpoint')
+    parser.add_argument('--out', required=True, help='output image file')
+    parser.add_argument('--score-thr', type=float, default=0.3, help='detection score threshold')
+    parser.add_argument('--device', default='cpu')
+    args = parser.parse_args(argv)
+    for path, what in ((args.image, 'image'), (args.config, 'config file'),
+                       (args.checkpoint, 'checkpoint')):
+        if not osp.isfile(path):
+            raise FileNotFoundError(f'{what} not found: {path}')
+    os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
+    scope = Config.fromfile(args.config).get('default_scope', 'mmdet')
+    if scope == 'mmseg':
+        draw_segmentation(args.image, args.config, args.checkpoint, args.out, args.device)
+    elif scope == 'mmdet':
+        draw_detection(args.image, args.config, args.checkpoint, args.out, args.score_thr,
+                       args.device)
+    else:
+        raise ValueError(f'{args.config}: default_scope {scope!r} is neither mmdet nor mmseg')
+    print(f'wrote {args.out}')
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,5 @@
+#!/usr/bin/env bash
+# make demo: everything after `make install`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+exec .venv/bin/python tools/run_demo.py "$@"
