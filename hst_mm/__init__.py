@@ -3,7 +3,9 @@
 ``import hst_mm`` (what ``custom_imports=dict(imports=['hst_mm'])`` does):
 
 * registers ``type='HST'`` in mmengine's root model registry (seen by mmdet and mmseg);
-* allow-lists the types in mmengine checkpoints for ``torch.load(weights_only=True)``.
+* allow-lists the types in mmengine checkpoints for ``torch.load(weights_only=True)``;
+* registers the reliability hooks of :mod:`hst_mm.hooks` (``CheckFiniteLossHook``,
+  ``AtomicCheckpointHook``, ``TorchRNGStateHook``) in mmengine's root hook registry.
 
 It imports neither mmdet nor mmseg. The plain-PyTorch modules live in ``hst_mm.models``.
 """
@@ -12,6 +14,7 @@ from .checkpoint_safety import allow_mmengine_checkpoints
 allow_mmengine_checkpoints()
 
 from .backbone import HST, ViTPyramid  # noqa: E402  (registers type='HST', 'ViTPyramid')
+from . import hooks  # noqa: E402,F401  (registers the hooks)
 
 __version__ = '0.1.0'
 __all__ = ['HST', 'ViTPyramid', '__version__']

@@ -1,6 +1,12 @@
 #!/usr/bin/env bash
-# Distributed training with torchrun: tools/dist_train.sh CONFIG GPUS [train.py args]
+# Distributed training with torchrun: tools/dist_train.sh CONFIG NPROC [train.py args]
+# NPROC processes on this node, one per GPU; without CUDA, NPROC CPU processes: train.py then
+# switches to the gloo backend itself (keep the per-process batch >= 2 for BatchNorm).
 # Multi-node: set NNODES, NODE_RANK, MASTER_ADDR, PORT on every node (see README).
+if [ $# -lt 2 ]; then
+    echo "usage: $0 CONFIG NPROC [train.py args]" >&2
+    exit 2
+fi
 CONFIG=$1
 GPUS=$2
 NNODES=${NNODES:-1}

@@ -1,19 +1,31 @@
 """Train an MMDetection or MMSegmentation config (HST or any other) with mmengine's Runner.
 
     python tools/train.py CONFIG [--work-dir DIR] [--resume [CKPT]] [--amp]
+                                 [--overwrite] [--no-nan-check]
                                  [--cfg-options k=v ...] [--launcher pytorch]
 
 The config's ``default_scope`` (``mmdet`` or ``mmseg``) decides which framework runs it.
+
+Every run also gets the reliability hooks of ``hst_mm.hooks`` (README, "Reliability"):
+training stops at the first NaN / inf loss (``--no-nan-check`` to skip), checkpoints are
+written atomically, a resumed run continues torch's random state; a work dir that already
+holds checkpoints is not trained into again without ``--resume`` or ``--overwrite``; on a
+machine without CUDA, distributed runs use the gloo backend.
 """
 import argparse
+import datetime
+import glob
 import os
 import os.path as osp
 import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from a checkout
 
-import hst_mm  # noqa: E402,F401  registers HST, allow-lists checkpoint types
-from mmengine.config import Config, DictAction  # noqa: E402
+import hst_mm  # noqa: E402,F401  registers HST and the hooks, allow-lists checkpoint types
+from hst_mm.hooks import NonFiniteLossError  # noqa: E402
+import torch  # noqa: E402
+from mmengine.config import Config, ConfigDict, DictAction  # noqa: E402
+from mmengine.registry import MODEL_WRAPPERS  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
 
@@ -25,6 +37,11 @@ def parse_args(argv=None):
         '--resume', nargs='?', type=str, const='auto',
         help='resume from CKPT; without a value, from the latest checkpoint in the work dir')
     parser.add_argument('--amp', action='store_true', help='automatic mixed precision training')
+    parser.add_argument('--overwrite', action='store_true',
+                        help='train into a work dir that already holds checkpoints, replacing '
+                             'those with the same names (default: refuse)')
+    parser.add_argument('--no-nan-check', action='store_true',
+                        help='do not stop at the first NaN / inf loss (CheckFiniteLossHook)')
     parser.add_argument('--auto-scale-lr', action='store_true',
                         help='scale the learning rate by the actual total batch size')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
@@ -69,15 +86,99 @@ def build_config(args) -> Config:
             raise FileNotFoundError(f'--resume checkpoint not found: {args.resume}')
         cfg.resume = True
         cfg.load_from = args.resume
+    add_reliability_hooks(cfg, nan_check=not args.no_nan_check)
+    if cfg.launcher != 'none' and not torch.cuda.is_available():
+        use_gloo(cfg)
     return cfg
+
+
+def add_reliability_hooks(cfg: Config, nan_check: bool = True) -> None:
+    """Add ``hst_mm.hooks`` to ``cfg``: atomic checkpoints, torch RNG state across resumes
+    and (``nan_check``) the finite-loss check; hooks the config already lists are kept."""
+    hooks = list(cfg.get('custom_hooks', None) or [])
+    listed = {h.get('type') for h in hooks}
+    wanted = ['TorchRNGStateHook'] + (['CheckFiniteLossHook'] if nan_check else [])
+    hooks += [dict(type=t) for t in wanted if t not in listed]
+    cfg.custom_hooks = hooks
+    checkpoint = cfg.get('default_hooks', {}).get('checkpoint', None)
+    # Only mmengine's own hook is swapped: a custom checkpoint hook is the config's choice.
+    if checkpoint is not None and checkpoint.get('type') in ('CheckpointHook',
+                                                              'mmengine.CheckpointHook'):
+        checkpoint.type = 'AtomicCheckpointHook'
+
+
+def use_gloo(cfg: Config) -> None:
+    """Distributed training without CUDA: gloo backend, CPU model wrapper.
+
+    mmengine picks the backend from ``env_cfg.dist_cfg.backend`` (``nccl`` in mmdet's and
+    mmseg's runtime configs), and wraps the model in DDP with ``device_ids=[LOCAL_RANK]``,
+    which DDP refuses for a CPU module.
+    """
+    cfg.setdefault('env_cfg', ConfigDict())
+    cfg.env_cfg.setdefault('dist_cfg', ConfigDict())
+    cfg.env_cfg.dist_cfg.backend = 'gloo'
+    wrapper = cfg.get('model_wrapper_cfg', None) or ConfigDict(
+        type='MMDistributedDataParallel', broadcast_buffers=False,
+        find_unused_parameters=cfg.get('find_unused_parameters', False))
+    wrapper.setdefault('type', 'MMDistributedDataParallel')
+    kind = wrapper['type']
+    kind = MODEL_WRAPPERS.get(kind) if isinstance(kind, str) else kind
+    if isinstance(kind, type) and issubclass(kind, torch.nn.parallel.DistributedDataParallel):
+        wrapper['device_ids'] = None
+    cfg.model_wrapper_cfg = wrapper
+
+
+def init_cpu_distributed(cfg: Config) -> None:
+    """Start the gloo process group ourselves on a machine without CUDA.
+
+    mmengine's ``init_dist`` calls ``torch.cuda.set_device`` for every launcher, which
+    fails without a GPU; the Runner skips ``init_dist`` when a process group exists.
+    """
+    if cfg.launcher == 'none' or torch.cuda.is_available() or torch.distributed.is_initialized():
+        return
+    if cfg.launcher != 'pytorch':
+        sys.exit(f'error: --launcher {cfg.launcher} needs CUDA (mmengine sets one GPU per '
+                 f'process); without a GPU launch with tools/dist_train.sh (torchrun, '
+                 f'--launcher pytorch), which uses the gloo backend')
+    timeout = cfg.env_cfg.dist_cfg.get('timeout', 1800)
+    torch.distributed.init_process_group(backend='gloo',
+                                         timeout=datetime.timedelta(seconds=timeout))
+
+
+def check_work_dir(cfg: Config, overwrite: bool) -> None:
+    """Refuse to train into a work dir holding checkpoints of an earlier run.
+
+    mmengine never asks: a new run's ``iter_N.pth`` silently replaces the old run's
+    ``iter_N.pth``, and its ``last_checkpoint`` the old pointer.
+    """
+    ckpts = sorted(glob.glob(osp.join(cfg.work_dir, '*.pth')))
+    if not ckpts or overwrite:
+        return
+    names = ', '.join(osp.basename(c) for c in ckpts[:3]) + (' ...' if len(ckpts) > 3 else '')
+    if not cfg.get('resume'):                   # set by --resume, or in the config
+        sys.exit(f'error: work dir {cfg.work_dir} already holds checkpoints ({names}); pass '
+                 f'--resume to continue that run, --overwrite to start a new run there '
+                 f'(replacing checkpoints of the same names), or choose another --work-dir')
+    if not cfg.get('load_from') and not osp.isfile(osp.join(cfg.work_dir, 'last_checkpoint')):
+        # mmengine would find nothing to resume and silently start from scratch
+        sys.exit(f'error: --resume: work dir {cfg.work_dir} holds checkpoints ({names}) but '
+                 f'no last_checkpoint file naming the latest; pass it: --resume '
+                 f'{osp.join(cfg.work_dir, "CHECKPOINT.pth")}')
 
 
 def main(argv=None):
     args = parse_args(argv)
     cfg = build_config(args)
+    check_work_dir(cfg, args.overwrite)
+    init_cpu_distributed(cfg)
     # Runner.from_cfg honours a custom `runner_type`, as upstream train.py does.
     runner = Runner.from_cfg(cfg)
-    runner.train()
+    try:
+        runner.train()
+    except NonFiniteLossError as e:
+        # a diagnosis, not a bug: the message (also in the work dir's log) without traceback
+        runner.logger.error(str(e))
+        sys.exit(f'error: {e}')
 
 
 if __name__ == '__main__':

@@ -1,0 +1,198 @@
+"""Bad input gets a clear error, named; unusual input that is valid works.
+
+Everything goes through the toy configs and mmdet's / mmseg's registries, as training does.
+"""
+import json
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+import timm
+import torch
+from mmengine.config import Config
+from mmengine.registry import init_default_scope
+
+import hst_mm  # noqa: F401  what custom_imports does
+from hst_mm.models import PretrainedMismatchError
+from tool_runner import ROOT, ensure_toy_data
+
+SEG_CONFIG = ROOT / 'configs/toy/upernet_hst-vit-ti_toy.py'
+DET_CONFIG = ROOT / 'configs/toy/mask-rcnn_hst-vit-ti_fpn_toy.py'
+
+
+@pytest.fixture(scope='module')
+def seg_cfg():
+    init_default_scope('mmseg')
+    return Config.fromfile(SEG_CONFIG)
+
+
+def build_backbone(cfg, **overrides):
+    """The toy config's backbone (type='HST', ViT-Ti trunk) through mmseg's registry; 4 trunk
+    blocks instead of 12 for speed."""
+    from mmseg.registry import MODELS
+    return MODELS.build({**cfg.model.backbone, 'trunk_kwargs': dict(depth=4), **overrides})
+
+
+# ---- pretrained trunk weights: each problem names the file ------------------------------
+def _write(kind, tmp_path):
+    path = tmp_path / f'{kind}.pth'
+    if kind == 'junk':
+        path.write_text('this is not a checkpoint')
+    elif kind == 'resnet':                      # another architecture
+        torch.save(timm.create_model('resnet10t').state_dict(), path)
+    elif kind == 'wide':                        # a ViT of another width (96, not 192)
+        torch.save(timm.create_model('vit_tiny_patch16_224', depth=4, embed_dim=96,
+                                     num_heads=3).state_dict(), path)
+    return path
+
+
+@pytest.mark.parametrize('kind, error, match', [
+    ('missing', FileNotFoundError, r'pretrained trunk checkpoint not found: .*missing\.pth'),
+    ('junk', PretrainedMismatchError, r'junk\.pth: could not be read as a checkpoint'),
+    ('resnet', PretrainedMismatchError, r'resnet\.pth: .*(not a ViT|missing keys)'),
+    ('wide', PretrainedMismatchError,
+     r'wide\.pth: does not fit trunk .*embed_dim=192.*shape mismatches: .*\(1, 1, 96\) vs '
+     r'trunk \(1, 1, 192\)'),
+])
+def test_bad_pretrained_file_through_config(seg_cfg, tmp_path, kind, error, match):
+    backbone = build_backbone(seg_cfg, pretrained=str(_write(kind, tmp_path)))
+    with pytest.raises(error, match=match):
+        backbone.init_weights()                  # what the Runner calls before training
+
+
+# ---- architecture arguments --------------------------------------------------------------
+@pytest.mark.parametrize('overrides, match', [
+    (dict(embed_dims=(64, 130, 256, 384)), r'width 130 is not divisible by its num_heads 4'),
+    (dict(num_heads=(2, 4, 8)), r'embed_dims \(64, 128, 256, 384\) and num_heads \(2, 4, 8\) '
+                                r'must have one entry per stage'),
+    (dict(trunk_kwargs=dict(depth=10)), r'a trunk of 10 blocks cannot be split evenly into 4 '
+                                        r'side stages'),
+    (dict(out_indices=(0, 4)), r'out_indices \(0, 4\): \[4\] outside the 4 stages'),
+])
+def test_bad_architecture_through_config(seg_cfg, overrides, match):
+    with pytest.raises(ValueError, match=match):
+        build_backbone(seg_cfg, pretrained=None, **overrides)
+
+
+# ---- image tensors -------------------------------------------------------------------------
+@pytest.fixture(scope='module')
+def backbone(seg_cfg):
+    return build_backbone(seg_cfg, pretrained=None).eval()
+
+
+def test_image_smaller_than_a_patch(backbone):
+    with pytest.raises(ValueError, match=r'input of 8x64 is smaller than one trunk patch '
+                                         r'\(16x16\)'):
+        backbone(torch.randn(1, 3, 8, 64))
+
+
+def test_grayscale_tensor(backbone):
+    with pytest.raises(ValueError, match=r'3-channel images, got shape \(1, 1, 64, 64\)'):
+        backbone(torch.randn(1, 1, 64, 64))
+
+
+@pytest.mark.parametrize('size', [(70, 100), (128, 183), (96, 128)])
+def test_sizes_not_multiple_of_32_follow_conv_arithmetic(backbone, size):
+    """Stride 4: the stem's 3x3/s2/p1 conv rounds up, its 2x2/s2 conv rounds down; every
+    later stage halves rounding up. A multiple of 32 gives exactly H/4 ... H/32."""
+    def stages(n):
+        n = (n + 1) // 2 // 2
+        out = [n]
+        for _ in range(3):
+            n = (n + 1) // 2
+            out.append(n)
+        return out
+    with torch.no_grad():
+        outs = backbone(torch.randn(1, 3, *size))
+    assert [tuple(o.shape[-2:]) for o in outs] == list(zip(stages(size[0]), stages(size[1])))
+    if size == (96, 128):
+        assert [tuple(o.shape[-2:]) for o in outs] == [(24, 32), (12, 16), (6, 8), (3, 4)]
+
+
+def test_grayscale_png_end_to_end(seg_cfg, tmp_path):
+    """A 1-channel PNG of 100x70 pixels: mmcv's LoadImageFromFile (color_type='color') reads
+    it as 3 identical channels; the test pipeline resizes it to 183x128, which the data
+    preprocessor does not pad at test time; UperNet + HST predicts a 70x100 map."""
+    from mmseg.registry import DATASETS, MODELS
+    ensure_toy_data()
+    img = cv2.imread(str(ROOT / 'data/toy/ade/images/validation/000001.png'))
+    gray = cv2.resize(cv2.cvtColor(img, cv2.COLOR_BGR2GRAY), (100, 70))
+    for sub in ('img', 'ann'):
+        (tmp_path / sub).mkdir()
+    cv2.imwrite(str(tmp_path / 'img' / 'gray.png'), gray)
+    cv2.imwrite(str(tmp_path / 'ann' / 'gray.png'), (gray > 128).astype(np.uint8))
+    assert cv2.imread(str(tmp_path / 'img' / 'gray.png'), cv2.IMREAD_UNCHANGED).ndim == 2
+    ds_cfg = seg_cfg.test_dataloader.dataset.copy()
+    ds_cfg.update(data_root=str(tmp_path), data_prefix=dict(img_path='img', seg_map_path='ann'))
+    sample = DATASETS.build(ds_cfg)[0]
+    assert tuple(sample['inputs'].shape) == (3, 128, 183)
+    assert torch.equal(sample['inputs'][0], sample['inputs'][1])
+    model = MODELS.build(seg_cfg.model).eval()
+    seen = []
+    model.backbone.register_forward_pre_hook(lambda m, args: seen.append(args[0].shape))
+    with torch.no_grad():
+        pred = model.test_step(dict(inputs=[sample['inputs']],
+                                    data_samples=[sample['data_samples']]))[0]
+    assert tuple(seen[0]) == (1, 3, 128, 183)                 # not padded to a multiple of 32
+    assert tuple(pred.pred_sem_seg.data.shape) == (1, 70, 100)
+
+
+# ---- COCO annotations ----------------------------------------------------------------------
+def _broken_coco(tmp_path):
+    """The toy train set's first 5 images, with one problem each (image ids 1-5)."""
+    ensure_toy_data()
+    data = json.loads((ROOT / 'data/toy/coco/annotations/instances_train.json').read_text())
+    data['images'] = data['images'][:5]
+    anns = [a for a in data['annotations'] if a['image_id'] in (2, 3, 4, 5)]  # 1: no instances
+    first = {}
+    for a in anns:
+        first.setdefault(a['image_id'], a)
+    first[2]['segmentation'] = [[1.0, 2.0, 3.0, 4.0]]            # 2 points
+    first[3]['segmentation'] = [[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0]]  # odd count
+    first[4]['segmentation'] = [[float('nan')] * 8]
+    first[5]['bbox'] = [float('nan'), 1.0, 10.0, 10.0]
+    data['annotations'] = anns
+    path = tmp_path / 'broken.json'
+    path.write_text(json.dumps(data))                            # json writes NaN as NaN
+    return path, {i: a['id'] for i, a in first.items()}
+
+
+def test_check_coco_names_every_problem(tmp_path):
+    path, ann_id = _broken_coco(tmp_path)
+    proc = subprocess.run([sys.executable, 'tools/check_coco.py', str(path)], cwd=ROOT,
+                          capture_output=True, text=True)
+    out = proc.stdout
+    assert proc.returncode == 1, out
+    for image, problem in [(2, 'polygon 0 has 2 points (needs >= 3)'),
+                           (2, 'no usable polygon: mmdet ignores the whole instance'),
+                           (3, 'polygon 0 has an odd number of coordinates (7)'),
+                           (4, 'polygon 0 has non-finite or non-numeric coordinates'),
+                           (5, 'bbox [nan, 1.0, 10.0, 10.0] is not 4 finite numbers')]:
+        assert f'ERROR {path}: image {image}, annotation {ann_id[image]}: {problem}' in out, out
+    assert '1 of 5 images have no annotation and are left out of training (filter_empty_gt): ' \
+           'image ids 1\n' in out
+    assert '2 images have annotations but no usable instance (broken, crowd or ignored): ' \
+           'mmdet trains on them as background only: image ids 3, 5\n' in out
+    ok = subprocess.run([sys.executable, 'tools/check_coco.py',
+                         'data/toy/coco/annotations/instances_train.json',
+                         '--img-dir', 'data/toy/coco/train'], cwd=ROOT, capture_output=True,
+                        text=True)
+    assert ok.returncode == 0 and '0 errors, 0 warnings' in ok.stdout, ok.stdout + ok.stderr
+
+
+def test_mmdet_skips_these_problems_silently(tmp_path):
+    """What the checker guards against (mmdet 3.3): no error, the data is just lost."""
+    from mmdet.registry import DATASETS
+    init_default_scope('mmdet')
+    path, _ = _broken_coco(tmp_path)
+    cfg = Config.fromfile(DET_CONFIG).train_dataloader.dataset
+    cfg.update(ann_file=str(path), data_root=str(ROOT / 'data/toy/coco'))
+    ds = DATASETS.build(cfg)
+    ids = [ds.get_data_info(i)['img_id'] for i in range(len(ds))]
+    assert 1 not in ids                                          # empty image: filtered out
+    samples = {i: ds[ids.index(i)]['data_samples'] for i in (2, 3, 5)}
+    # the image's other instances are kept, the broken one becomes an ignored box
+    assert len(samples[2].ignored_instances) == 1 and len(samples[3].ignored_instances) == 1
+    assert len(samples[5].ignored_instances) == 0                # NaN box: instance dropped
