@@ -1,15 +1,7 @@
 # Baseline: the same ViT-B/16 IN-21K, fully fine-tuned, with a simple feature pyramid
 # (ViT-Adapter's ViTBaseline layout); the HST 1x recipe otherwise.
-_base_ = ['../hst/mask-rcnn_hst-vit-b_fpn_1x_coco.py']
+_base_ = ['../hst/mask-rcnn_hst-vit-b_fpn_1x_coco.py', '../_base_/vit-b-pyramid.py']
 
 model = dict(
-    backbone=dict(
-        _delete_=True,
-        type='ViTPyramid',
-        trunk='vit_base_patch16_224',
-        pretrained='augreg_in21k',
-        frozen=False,
-        drop_path_rate=0.1,
-        with_cp=False),
-    neck=dict(in_channels=[768, 768, 768, 768]))
-
+    backbone={{_base_.vitb_pyramid_backbone}},
+    neck=dict(in_channels={{_base_.vitb_pyramid_channels}}))
