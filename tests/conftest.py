@@ -1,5 +1,4 @@
 """Shared fixtures: tiny timm trunks so that backbone tests run in seconds on the CPU."""
-import os
 import sys
 from pathlib import Path
 
@@ -33,7 +32,3 @@ def saved_tiny_vit(tmp_path):
     path = tmp_path / 'tiny_vit.pth'
     torch.save(vit.state_dict(), path)
     return str(path), vit
-
-
-def pytest_configure(config):
-    os.environ.setdefault('TIMM_FUSED_ATTN', '1')

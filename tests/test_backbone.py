@@ -119,7 +119,7 @@ def test_trunk_matches_timm_and_loads_saved_weights(tiny_cfg, saved_tiny_vit):
         if k.startswith(('head.', 'norm.', 'fc_norm.')):
             continue
         assert torch.equal(ours[k], v), k
-    # same patch tokens as timm's own forward when the meta tokens are zero and unused
+    # and nothing but the unused head / final norm was dropped
     assert set(ours) == {k for k in vit.state_dict() if not k.startswith(('head.', 'norm.'))}
 
 
@@ -219,6 +219,13 @@ def test_trainable_parameters_vit_b(embed_dims, num_heads, expected):
     n = _trainable(model)
     assert abs(n - expected) / expected < 0.01, n
     # LN-tuning + meta tokens: 12 blocks x 2 norms x 2 x 768 + 12 x 768
-    tuned = sum(p.numel() for g, _, p in model.named_parameter_groups()
-                if g in ('trunk_tuned', 'meta_tokens'))
+    tuned = sum(p.numel() for n, p in model.trunk.named_parameters() if p.requires_grad)
     assert tuned == 12 * 2 * 2 * 768 + 12 * 768
+
+
+def test_pretrained_source_kinds():
+    """Hub ids with a slash are timm tags, not paths; files are recognised by suffix."""
+    from hst_mm.models.pretrained import is_path
+    assert not is_path('augreg_in21k')
+    assert not is_path('timm/vit_base_patch16_224.augreg_in21k')
+    assert is_path('B_16-i21k.npz') and is_path('./weights/vit') and is_path('/abs/vit.bin')

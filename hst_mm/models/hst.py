@@ -5,7 +5,7 @@ OpenMMLab.
 """
 from __future__ import annotations
 
-from typing import Iterator, List, Optional, Sequence, Tuple
+from typing import Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -78,21 +78,3 @@ class HSTBackbone(nn.Module):
         metas, patches = self.trunk(x)
         outs = self.side(x, metas, patches, self.bridge)
         return tuple(outs[i] for i in self.out_indices)
-
-    # ---- which parameters are which (used by tools and tests) --------------------------
-    def named_parameter_groups(self) -> Iterator[Tuple[str, str, nn.Parameter]]:
-        """Yield ``(group, name, param)`` with group one of ``trunk_frozen``, ``trunk_tuned``,
-        ``meta_tokens``, ``bridge``, ``side_network``."""
-        for name, p in self.named_parameters():
-            if name.startswith('trunk.meta_tokens'):
-                group = 'meta_tokens'
-            elif name.startswith('trunk.'):
-                group = 'trunk_tuned' if p.requires_grad else 'trunk_frozen'
-            elif name.startswith('bridge.'):
-                group = 'bridge'
-            else:
-                group = 'side_network'
-            yield group, name, p
-
-    def trainable_parameters(self) -> List[nn.Parameter]:
-        return [p for p in self.parameters() if p.requires_grad]

@@ -28,8 +28,10 @@ class PretrainedMismatchError(ValueError):
 
 
 def is_path(source: str) -> bool:
-    """A source is a file path if it has a checkpoint suffix or a directory part."""
-    return source.endswith(CHECKPOINT_SUFFIXES) or os.sep in source or os.path.exists(source)
+    """A file path has a checkpoint suffix, an explicit directory start or exists; anything
+    else (``'augreg_in21k'``, ``'timm/vit_base_patch16_224.augreg_in21k'``) is a timm tag."""
+    return (source.endswith(CHECKPOINT_SUFFIXES) or source.startswith(('/', '.', '~'))
+            or os.path.exists(source))
 
 
 def _first(keys: List[str], n: int = 5) -> str:
