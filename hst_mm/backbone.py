@@ -44,7 +44,7 @@ class HST(HSTBackbone, PretrainedOnInit):
     def __init__(self, trunk: str = 'vit_base_patch16_224', pretrained: Optional[str] = None,
                  embed_dims: Sequence[int] = (64, 128, 256, 384),
                  num_heads: Sequence[int] = (2, 4, 8, 12), drop_path_rate: float = 0.0,
-                 out_indices: Sequence[int] = (0, 1, 2, 3), with_cp: bool = False,
+                 out_indices: Sequence[int] = (0, 1, 2, 3), with_cp: Union[bool, str] = False,
                  trunk_kwargs: Optional[dict] = None,
                  init_cfg: Optional[Union[dict, list]] = None) -> None:
         super().__init__(trunk=trunk, pretrained=None, embed_dims=embed_dims,

@@ -23,6 +23,30 @@ def test_output_shapes_and_strides(tiny_cfg, size):
         assert [o.shape[-2:] for o in outs] == [(H // s, W // s) for s in (4, 8, 16, 32)]
 
 
+def test_outputs_are_dense_nchw(tiny_cfg):
+    """Outputs are contiguous NCHW, not the channels-last views the token layout gives.
+
+    mmcv's RoIAlign reads its input as dense NCHW without checking (next test): with
+    channels-last features a Mask R-CNN's RoI heads train on scrambled features and never
+    learn (toy bbox mAP 0.005), while convolutional heads (RPN, mmseg) are unaffected."""
+    from hst_mm.models import ViTSimplePyramid
+    trunk = {k: v for k, v in tiny_cfg.items() if k in ('trunk', 'trunk_kwargs')}
+    for model in (HSTBackbone(**tiny_cfg), ViTSimplePyramid(**trunk)):
+        for mode in (True, False):
+            for out in model.train(mode)(torch.randn(2, 3, 64, 96)):
+                assert out.is_contiguous(), type(model).__name__
+
+
+def test_mmcv_roi_align_needs_dense_nchw():
+    """Why the test above matters (if mmcv starts handling strides, this fails: then the
+    .contiguous() in the backbones can go)."""
+    from mmcv.ops import RoIAlign
+    x = torch.randn(1, 8, 16, 16).to(memory_format=torch.channels_last)
+    rois = torch.tensor([[0, 2.0, 2.0, 12.0, 12.0]])
+    roi_align = RoIAlign((7, 7), spatial_scale=1.0, sampling_ratio=0)
+    assert not torch.allclose(roi_align(x, rois), roi_align(x.contiguous(), rois))
+
+
 def test_out_indices(tiny_cfg):
     model = HSTBackbone(**{**tiny_cfg, 'out_indices': (1, 3)}).eval()
     outs = model(torch.randn(1, 3, 64, 64))
@@ -63,7 +87,7 @@ def test_freezing(tiny_cfg):
                for n, p in model.trunk.vit.named_parameters())
 
 
-@pytest.mark.parametrize('with_cp', [False, True])
+@pytest.mark.parametrize('with_cp', [False, True, 'side', 'trunk'])
 def test_gradients_reach_exactly_the_trainable_parameters(tiny_cfg, with_cp):
     model = HSTBackbone(**tiny_cfg, with_cp=with_cp).train()
     outs = model(torch.randn(2, 3, 64, 96))
@@ -75,9 +99,12 @@ def test_gradients_reach_exactly_the_trainable_parameters(tiny_cfg, with_cp):
             assert p.grad is None, f'frozen parameter got a gradient: {name}'
 
 
-def test_activation_checkpointing_gives_same_gradients(tiny_cfg):
+@pytest.mark.parametrize('with_cp, trunk_cp, side_cp', [
+    (True, True, True), ('all', True, True), ('side', False, True), ('trunk', True, False)])
+def test_activation_checkpointing_gives_same_gradients(tiny_cfg, with_cp, trunk_cp, side_cp):
     ref = HSTBackbone(**tiny_cfg).train()
-    cp = HSTBackbone(**tiny_cfg, with_cp=True).train()
+    cp = HSTBackbone(**tiny_cfg, with_cp=with_cp).train()
+    assert (cp.trunk.with_cp, cp.side.with_cp) == (trunk_cp, side_cp)
     cp.load_state_dict(ref.state_dict())
     x = torch.randn(2, 3, 64, 64)
     for m in (ref, cp):
@@ -85,6 +112,11 @@ def test_activation_checkpointing_gives_same_gradients(tiny_cfg):
     for (n, a), b in zip(ref.named_parameters(), cp.parameters()):
         if a.requires_grad:
             torch.testing.assert_close(a.grad, b.grad, rtol=1e-4, atol=1e-5, msg=n)
+
+
+def test_with_cp_rejects_unknown_values(tiny_cfg):
+    with pytest.raises(ValueError, match=r"with_cp='sides'.*'side'"):
+        HSTBackbone(**tiny_cfg, with_cp='sides')
 
 
 def test_frozen_weights_unchanged_by_optimizer_step(tiny_cfg):

@@ -14,7 +14,7 @@ hst_backbone = dict(
     num_heads=(2, 4, 8, 12),
     drop_path_rate=0.1,                  # (choice) side blocks only; the trunk is frozen
     out_indices=(0, 1, 2, 3),
-    with_cp=False)
+    with_cp=False)                       # True: least memory; 'side': see README Benchmark
 hst_in_channels = [64, 128, 256, 384]
 
 # AugReg ViTs were trained on images scaled to [-1, 1].

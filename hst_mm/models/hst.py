@@ -5,7 +5,7 @@ OpenMMLab.
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence, Tuple
+from typing import Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -15,6 +15,9 @@ from .pretrained import load_trunk_weights
 from .side_network import HierarchicalSideNetwork, split_blocks
 from .trunk import MetaTokenViT
 from .weight_init import init_side_weights
+
+# Values of ``with_cp``: nothing, everything, the Side Blocks only, the trunk blocks only.
+CP_CHOICES = (False, True, 'all', 'side', 'trunk')
 
 
 class HSTBackbone(nn.Module):
@@ -30,17 +33,25 @@ class HSTBackbone(nn.Module):
         num_heads: cross-attention heads per stage.
         drop_path_rate: stochastic depth of the Side Blocks (linear from 0).
         out_indices: which stages to return.
-        with_cp: activation checkpointing of the trunk blocks and of the Side Blocks (with
-            their bridge step): much less memory, one more forward pass of each in backward.
+        with_cp: activation checkpointing, to trade compute for memory: ``False``; ``True``
+            (or ``'all'``) for the trunk blocks and the Side Blocks (with their bridge step):
+            least memory, one more forward pass of both in backward; ``'side'`` for the
+            Side Blocks only: the side network's stride-4/8 maps are about half of what a
+            training step stores, and recomputing them is cheap next to the trunk;
+            ``'trunk'`` for the trunk blocks only.
         trunk_kwargs: extra ``timm.create_model`` arguments for the trunk.
     """
 
     def __init__(self, trunk: str = 'vit_base_patch16_224', pretrained: Optional[str] = None,
                  embed_dims: Sequence[int] = (64, 128, 256, 384),
                  num_heads: Sequence[int] = (2, 4, 8, 12), drop_path_rate: float = 0.0,
-                 out_indices: Sequence[int] = (0, 1, 2, 3), with_cp: bool = False,
+                 out_indices: Sequence[int] = (0, 1, 2, 3),
+                 with_cp: Union[bool, str] = False,
                  trunk_kwargs: Optional[dict] = None) -> None:
         super().__init__()
+        if with_cp not in CP_CHOICES:
+            raise ValueError(f'with_cp={with_cp!r}: expected one of '
+                             f'{", ".join(map(repr, CP_CHOICES))}')
         if len(embed_dims) != len(num_heads):
             raise ValueError(f'embed_dims {tuple(embed_dims)} and num_heads {tuple(num_heads)} '
                              f'must have one entry per stage')
@@ -56,12 +67,14 @@ class HSTBackbone(nn.Module):
         self.trunk_kwargs = dict(trunk_kwargs or {})
         self.embed_dims = tuple(embed_dims)
         self.out_indices = tuple(out_indices)
-        self.trunk = MetaTokenViT(trunk, with_cp=with_cp, **self.trunk_kwargs)
+        self.with_cp = with_cp
+        self.trunk = MetaTokenViT(trunk, with_cp=with_cp in (True, 'all', 'trunk'),
+                                  **self.trunk_kwargs)
         stage_of_block = split_blocks(self.trunk.depth, len(embed_dims))
         self.bridge = TBridge(self.trunk.embed_dim, embed_dims, stage_of_block)
         self.bridge.apply(init_side_weights)
         self.side = HierarchicalSideNetwork(embed_dims, num_heads, stage_of_block, drop_path_rate,
-                                            with_cp=with_cp)
+                                            with_cp=with_cp in (True, 'all', 'side'))
         if pretrained:
             self.load_pretrained(pretrained)
 

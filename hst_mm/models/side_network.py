@@ -102,7 +102,10 @@ class HierarchicalSideNetwork(nn.Module):
                 args = (b, x, metas[b], patches[b], size, bridge)
                 x = checkpoint(self._step, *args, use_reentrant=False) \
                     if self.with_cp and x.requires_grad else self._step(*args)
-            feat = norm(x).transpose(1, 2).reshape(x.shape[0], -1, *size)
+            # contiguous: the transposed view is channels-last in memory, and mmcv's RoIAlign
+            # (CPU and CUDA) reads its input as dense NCHW without checking: Mask R-CNN's RoI
+            # heads would see scrambled features (convolutions and mmseg heads would not).
+            feat = norm(x).transpose(1, 2).reshape(x.shape[0], -1, *size).contiguous()
             outs.append(feat)
         return outs
 

@@ -82,4 +82,5 @@ class ViTSimplePyramid(nn.Module):
                 else blk(x)
             if i in self.feature_blocks:
                 feats.append(x[:, vit.num_prefix_tokens:].transpose(1, 2).reshape(B, D, h, w))
-        return tuple(self.pyramid[i](feats[i]) for i in self.out_indices)
+        # contiguous: mmcv's RoIAlign reads dense NCHW (see HierarchicalSideNetwork.forward).
+        return tuple(self.pyramid[i](feats[i]).contiguous() for i in self.out_indices)
