@@ -113,3 +113,52 @@ def test_nan_loss_stops_training_and_keeps_the_last_checkpoint(runs):
     assert good['meta']['iter'] == 2
     for k, v in good['state_dict'].items():
         assert torch.equal(v, orig['state_dict'][k]) and torch.isfinite(v.float()).all(), k
+
+
+def _logged_seed(log):
+    """The seed mmengine reports in its 'Runtime environment' section."""
+    seeds = [line.split('seed:')[1].split()[0] for line in log.splitlines()
+             if line.strip().startswith('seed:')]
+    assert seeds, log[-2000:]
+    return int(seeds[0])
+
+
+def test_resume_without_a_seed_keeps_the_runs_seed(tmp_path):
+    """mmdet/mmseg configs leave randomness.seed unset: each run draws one. A resumed run
+    must build its sampler with the interrupted run's seed (carried from the checkpoint by
+    tools/train.py), or it would see another data order."""
+    ensure_toy_data()
+    work = tmp_path / 'noseed'
+    no_seed = [o for o in OPTS if not o.startswith('randomness.')]
+    env = dict(os.environ, OMP_NUM_THREADS='1',
+               PATH=f'{VENV_BIN}{os.pathsep}{os.environ.get("PATH", "")}')
+    logs = []
+    for extra, iters in (([], 2), (['--resume'], 3)):
+        proc = subprocess.run(
+            [sys.executable, 'tools/train.py', CONFIG, '--work-dir', str(work), *extra,
+             '--cfg-options', *no_seed, f'train_cfg.max_iters={iters}'],
+            cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+        logs.append(proc.stdout + proc.stderr)
+    first, resumed = map(_logged_seed, logs)
+    assert resumed == first
+    assert load(work / 'iter_2.pth')['meta']['seed'] == first
+
+
+def test_carry_resume_seed_only_fills_an_unset_seed(tmp_path):
+    import importlib.util
+    from mmengine.config import Config
+    spec = importlib.util.spec_from_file_location('hst_train_tool', ROOT / 'tools' / 'train.py')
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    ckpt = tmp_path / 'iter_8.pth'
+    torch.save({'meta': {'seed': 1234}, 'state_dict': {}}, ckpt)
+    (tmp_path / 'last_checkpoint').write_text(str(ckpt))
+    for cfg_dict, expected in [
+            (dict(resume=True, load_from=None), 1234),                # via last_checkpoint
+            (dict(resume=True, load_from=str(ckpt)), 1234),           # --resume CKPT
+            (dict(resume=True, load_from=None, randomness=dict(seed=7)), 7),  # user's seed
+            (dict(resume=False, load_from=None), None)]:              # not resuming
+        cfg = Config(dict(work_dir=str(tmp_path), **cfg_dict))
+        tool.carry_resume_seed(cfg)
+        assert cfg.get('randomness', {}).get('seed') == expected, cfg_dict

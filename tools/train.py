@@ -18,6 +18,7 @@ import glob
 import os
 import os.path as osp
 import sys
+from typing import Optional
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from a checkout
 
@@ -166,10 +167,43 @@ def check_work_dir(cfg: Config, overwrite: bool) -> None:
                  f'{osp.join(cfg.work_dir, "CHECKPOINT.pth")}')
 
 
+def resume_checkpoint_path(cfg: Config) -> Optional[str]:
+    """The checkpoint a resumed run will load (``load_from``, else ``last_checkpoint``)."""
+    if not cfg.get('resume'):
+        return None
+    if cfg.get('load_from'):
+        return cfg.load_from
+    pointer = osp.join(cfg.work_dir, 'last_checkpoint')
+    if not osp.isfile(pointer):
+        return None
+    with open(pointer) as f:
+        path = f.read().strip()
+    return path if osp.isfile(path) else None
+
+
+def carry_resume_seed(cfg: Config) -> None:
+    """On resume with no ``randomness.seed``, reuse the seed the checkpointed run drew.
+
+    mmdet's and mmseg's configs leave the seed unset, so each run draws one. mmengine
+    restores the checkpoint's seed only after it has built the train sampler with a newly
+    drawn one: the resumed run would see another data order. Setting the seed in the config
+    builds the sampler with the original run's seed.
+    """
+    path = resume_checkpoint_path(cfg)
+    if path is None or cfg.get('randomness', {}).get('seed') is not None:
+        return
+    # mmap: only the small 'meta' entry is read from disk, not the weights.
+    seed = torch.load(path, map_location='cpu', weights_only=True,
+                      mmap=True).get('meta', {}).get('seed')
+    if seed is not None:
+        cfg.randomness = {**cfg.get('randomness', {}), 'seed': seed}
+
+
 def main(argv=None):
     args = parse_args(argv)
     cfg = build_config(args)
     check_work_dir(cfg, args.overwrite)
+    carry_resume_seed(cfg)
     init_cpu_distributed(cfg)
     # Runner.from_cfg honours a custom `runner_type`, as upstream train.py does.
     runner = Runner.from_cfg(cfg)
