@@ -22,7 +22,8 @@ TINY_ARGS = ['--trunk', 'vit_tiny_patch16_224', '--trunk-kwargs', json.dumps(TRU
              '--embed-dims', *map(str, EMBED_DIMS), '--num-heads', *map(str, NUM_HEADS),
              '--img-size', '64', '--batch', '2', '--iters', '1', '--warmup', '1',
              '--device', 'cpu']
-ROWS = ('hst', 'hst_cp', 'full_ft', 'full_ft_cp', 'frozen_probe')
+ROWS = ('hst', 'hst_cp', 'hst_cp_side', 'full_ft', 'full_ft_cp', 'frozen_probe')
+WITH_CP = {'hst_cp': True, 'hst_cp_side': 'side', 'full_ft_cp': True}
 
 
 def load_tool():
@@ -49,7 +50,7 @@ def test_json_structure(bench):
     tool = load_tool()
     for mode in ROWS:
         row = data[mode]
-        assert row['with_cp'] == mode.endswith('_cp')
+        assert row['with_cp'] == WITH_CP.get(mode, False)
         for key in tool.METRICS:
             value = row[key]
             assert isinstance(value, (int, float)) and not isinstance(value, bool), (mode, key)
@@ -70,9 +71,9 @@ def test_parameter_counts(bench):
     assert probe['trainable_params'] < full['trainable_params']
     assert full['trainable_params'] == full['total_params']
     assert probe['total_params'] == full['total_params']
-    for mode in ('hst', 'full_ft'):     # checkpointing changes neither parameters nor FLOPs
+    for mode in WITH_CP:        # checkpointing changes neither parameters nor FLOPs
         for key in ('trainable_params', 'total_params', 'gflops'):
-            assert data[mode + '_cp'][key] == data[mode][key], (mode, key)
+            assert data[mode][key] == data[mode.split('_cp')[0]][key], (mode, key)
 
     model = HSTBackbone(trunk='vit_tiny_patch16_224', trunk_kwargs=TRUNK_KWARGS,
                         embed_dims=EMBED_DIMS, num_heads=NUM_HEADS)
@@ -100,8 +101,8 @@ def test_report_and_ratios(bench):
 @pytest.mark.parametrize('cp, modes, rows', [
     ('both', None, list(ROWS)),
     ('off', None, ['hst', 'full_ft', 'frozen_probe']),
-    ('on', None, ['hst_cp', 'full_ft_cp', 'frozen_probe']),
-    ('both', ['frozen_probe', 'hst'], ['frozen_probe', 'hst', 'hst_cp']),
+    ('on', None, ['hst_cp', 'hst_cp_side', 'full_ft_cp', 'frozen_probe']),
+    ('both', ['frozen_probe', 'hst'], ['frozen_probe', 'hst', 'hst_cp', 'hst_cp_side']),
 ])
 def test_modes_to_run(cp, modes, rows):
     tool = load_tool()
@@ -150,3 +151,33 @@ def test_parent_stays_light_and_peaks_are_not_inherited():
     torch_loaded, child_peak = proc.stdout.split()
     assert torch_loaded == 'False'
     assert float(child_peak) < min(100.0, parent_rss)
+
+
+@pytest.fixture(scope='module')
+def bench_detector(tmp_path_factory):
+    """Detector mode, HST and full fine-tuning only: (the JSON written, stdout)."""
+    out = tmp_path_factory.mktemp('bench_det') / 'bench.json'
+    proc = subprocess.run([sys.executable, str(TOOL), *TINY_ARGS, '--model', 'detector',
+                           '--modes', 'hst', 'full_ft', '--cp', 'off', '--json', str(out)],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return json.loads(out.read_text()), proc.stdout
+
+
+def test_detector_mode(bench_detector, bench):
+    """The whole Mask R-CNN is measured: the heads' parameters and FLOPs are counted."""
+    data, stdout = bench_detector
+    assert set(data) == {'hst', 'full_ft', 'meta'}
+    assert data['meta']['args']['model'] == 'detector'
+    assert stdout.startswith('### Mask R-CNN, vit_tiny_patch16_224 at 64x64')
+    backbone_rows, _ = bench
+    tool = load_tool()
+    for mode in ('hst', 'full_ft'):
+        row = data[mode]
+        for key in tool.METRICS:
+            assert math.isfinite(row[key]) and row[key] > 0, (mode, key, row[key])
+        # FPN + RPN + RoI heads come on top of the backbone, trainable in both modes.
+        heads = row['trainable_params'] - backbone_rows[mode]['trainable_params']
+        assert heads > 1e6, (mode, heads)
+        assert row['total_params'] - backbone_rows[mode]['total_params'] == heads
+        assert row['gflops'] > backbone_rows[mode]['gflops']

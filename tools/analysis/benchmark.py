@@ -1,16 +1,29 @@
 #!/usr/bin/env python
-"""Side-by-side cost of HST, full fine-tuning and the frozen-trunk probe (backbones only).
+"""Side-by-side cost of HST, full fine-tuning and the frozen-trunk probe.
+
+Two models (``--model``):
+
+* ``backbone`` (default): the backbones alone; needs only torch and timm;
+* ``detector``: the whole Mask R-CNN of each mode's config (``DETECTOR_CONFIGS``: backbone,
+  FPN, RPN and RoI heads), built through mmdet and fed a synthetic COCO-like batch (random
+  boxes and masks); needs the OpenMMLab stack.
 
 Modes (same timm ViT trunk in all of them):
 
 * ``hst``           ``HSTBackbone``: frozen trunk + meta tokens + T-Bridge + side network;
 * ``full_ft``       ``ViTSimplePyramid(frozen=False)``: the whole ViT is trained;
 * ``frozen_probe``  ``ViTSimplePyramid(frozen=True)``: only the simple pyramid is trained;
-* ``hst_cp``, ``full_ft_cp``: the same with activation checkpointing of the trunk blocks
-  (``--cp on|both``; the probe has no ``_cp`` row: no gradient flows through its trunk).
+* ``hst_cp``, ``full_ft_cp``: the same with activation checkpointing (``with_cp=True``:
+  HST's trunk blocks and Side Blocks, the ViT's blocks);
+* ``hst_cp_side``: HST checkpointing its Side Blocks only (``with_cp='side'``).
+  (``--cp on|both``; the probe has no checkpointed row: no gradient flows through its trunk).
 
 Per mode: trainable / total parameters, GFLOPs of a batch-1 forward, inference images/s,
-seconds per training step (forward + loss + backward + AdamW step) and memory. Each mode
+seconds per training step (forward + loss + backward + AdamW step) and memory. In
+detector mode the loss is the detector's own (RPN + box + mask losses on the synthetic
+targets), the optimizer is the config's (AdamW with its parameter-wise settings) and
+inference is ``test_step`` (with NMS and mask pasting); the trunk keeps its random
+initialisation, so no weights need to be downloaded. Each mode
 runs in its own process (this script re-invoked with a hidden ``--_worker MODE``), so the
 memory peaks are independent of each other and of the order of the modes.
 
@@ -18,6 +31,9 @@ Usage::
 
     python tools/analysis/benchmark.py --trunk vit_base_patch16_224 --img-size 512 \\
         --batch 2 --json bench.json
+
+    # the whole Mask R-CNN of each mode
+    python tools/analysis/benchmark.py --model detector --img-size 512 --batch 2
 
     # a tiny trunk, for a smoke test on the CPU
     python tools/analysis/benchmark.py --trunk vit_tiny_patch16_224 \\
@@ -33,8 +49,8 @@ On a shared CPU machine, check each row's ``cpu_share`` (the fraction of its thr
 time the mode actually got while timed; 1.0 = uncontended): timings of rows with
 different shares are not comparable.
 
-Only torch and timm are needed (``hst_mm.models`` is loaded without ``hst_mm/__init__``
-where mmengine is missing).
+Backbone mode needs only torch and timm (``hst_mm.models`` is loaded without
+``hst_mm/__init__`` where mmengine is missing).
 """
 from __future__ import annotations
 
@@ -59,7 +75,15 @@ from typing import Callable, Dict, List, Optional, Sequence
 ROOT = Path(__file__).resolve().parents[2]
 
 BASE_MODES = ('hst', 'full_ft', 'frozen_probe')
-CP_MODES = {'hst': 'hst_cp', 'full_ft': 'full_ft_cp'}   # modes that have a checkpointed row
+# Detector mode: each base mode's Mask R-CNN config (relative to the repository root).
+DETECTOR_CONFIGS = {
+    'hst': 'configs/hst/mask-rcnn_hst-vit-b_fpn_1x_coco.py',
+    'full_ft': 'configs/baselines/mask-rcnn_vit-b-full_fpn_1x_coco.py',
+    'frozen_probe': 'configs/baselines/mask-rcnn_vit-b-frozen_fpn_1x_coco.py',
+}
+# Each mode's checkpointed rows, and the backbone's with_cp value in every row.
+CP_MODES = {'hst': ('hst_cp', 'hst_cp_side'), 'full_ft': ('full_ft_cp',)}
+WITH_CP = {'hst_cp': True, 'hst_cp_side': 'side', 'full_ft_cp': True}
 METRICS = ('trainable_params', 'total_params', 'gflops', 'infer_img_per_s', 'train_step_s',
            'peak_mem_mb', 'model_mem_mb')
 
@@ -75,6 +99,9 @@ RATIOS = (
     ('train_step_s', 'hst_cp', 'full_ft', '<=', 0.8),
     ('peak_mem_mb', 'hst_cp', 'full_ft', '<=', 0.6),
     ('train_increment_mb', 'hst_cp', 'full_ft', '<=', 0.6),
+    ('train_step_s', 'hst_cp_side', 'full_ft', '<=', 0.8),
+    ('peak_mem_mb', 'hst_cp_side', 'full_ft', '<=', 0.6),
+    ('train_increment_mb', 'hst_cp_side', 'full_ft', '<=', 0.6),
     ('infer_img_per_s', 'hst', 'frozen_probe', '>=', 0.95),
 )
 
@@ -104,7 +131,10 @@ def _non_negative_int(text: str) -> int:
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         description='Parameters, FLOPs, speed and memory of HST vs. full fine-tuning vs. '
-                    'the frozen-trunk probe (backbones only).')
+                    'the frozen-trunk probe (backbones alone, or whole Mask R-CNNs).')
+    p.add_argument('--model', choices=('backbone', 'detector'), default='backbone',
+                   help='backbone: the backbones alone (torch + timm only); detector: the '
+                        'whole Mask R-CNN of each mode (needs mmdet)')
     p.add_argument('--trunk', default='vit_base_patch16_224', help='timm ViT name')
     p.add_argument('--trunk-kwargs', type=_json_dict, default={},
                    help='extra timm.create_model arguments as JSON, e.g. \'{"depth": 4}\'')
@@ -120,8 +150,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument('--modes', nargs='+', choices=BASE_MODES, default=list(BASE_MODES),
                    help='which modes to run')
     p.add_argument('--cp', choices=('off', 'on', 'both'), default='both',
-                   help='activation checkpointing of the trunk blocks: off, on (hst_cp and '
-                        'full_ft_cp replace hst and full_ft), or both rows')
+                   help='activation checkpointing: off, on (the checkpointed rows hst_cp, '
+                        'hst_cp_side and full_ft_cp replace hst and full_ft), or both')
     p.add_argument('--device', choices=('cpu', 'cuda'), default=None,
                    help='default: cuda if available')
     p.add_argument('--amp', choices=('off', 'bf16'), default='off',
@@ -138,13 +168,14 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
 
 
 def modes_to_run(args: argparse.Namespace) -> List[str]:
-    """The rows, in table order: each requested mode, then its ``_cp`` twin if asked for."""
+    """The rows, in table order: each requested mode, then its checkpointed rows if asked
+    for."""
     rows = []
     for mode in args.modes:
         if args.cp != 'on' or mode not in CP_MODES:
             rows.append(mode)
         if args.cp != 'off' and mode in CP_MODES:
-            rows.append(CP_MODES[mode])
+            rows.extend(CP_MODES[mode])
     return rows
 
 
@@ -205,12 +236,17 @@ def import_models() -> types.ModuleType:
     return importlib.import_module('hst_mm.models')
 
 
+def base_mode(mode: str) -> str:
+    """``hst_cp_side`` -> ``hst``: the mode a checkpointed row belongs to."""
+    return mode.split('_cp')[0]
+
+
 def build_model(mode: str, args: argparse.Namespace):
-    """The backbone of ``mode`` (``hst``, ``full_ft``, ``frozen_probe``, ``*_cp``)."""
+    """The backbone of ``mode`` (``hst``, ``full_ft``, ``frozen_probe``, ``*_cp*``)."""
     models = import_models()
-    base = mode[:-3] if mode.endswith('_cp') else mode
+    base = base_mode(mode)
     common = dict(trunk=args.trunk, trunk_kwargs=args.trunk_kwargs,
-                  with_cp=mode.endswith('_cp'))
+                  with_cp=WITH_CP.get(mode, False))
     if base == 'hst':
         return models.HSTBackbone(embed_dims=args.embed_dims, num_heads=args.num_heads,
                                   **common)
@@ -220,25 +256,6 @@ def build_model(mode: str, args: argparse.Namespace):
 def count_params(model) -> Dict[str, int]:
     return {'trainable_params': sum(p.numel() for p in model.parameters() if p.requires_grad),
             'total_params': sum(p.numel() for p in model.parameters())}
-
-
-def count_gflops(model, img_size: int, device) -> float:
-    """GFLOPs of one batch-1 forward, a multiply-add counted as 2 FLOPs.
-
-    ``FlopCounterMode`` counts matmuls and convolutions (not norms, softmax or elementwise
-    ops). It has no formula for the CPU's fused attention kernel, so the count runs on the
-    math SDPA backend, whose attention matmuls it does count, on every device alike.
-    """
-    import torch
-    from torch.nn.attention import SDPBackend, sdpa_kernel
-    from torch.utils.flop_counter import FlopCounterMode
-
-    x = torch.randn(1, 3, img_size, img_size, device=device)
-    model.eval()
-    with torch.inference_mode(), sdpa_kernel([SDPBackend.MATH]), \
-            FlopCounterMode(display=False) as counter:
-        model(x)
-    return counter.get_total_flops() / 1e9
 
 
 def _timed(fn: Callable[[], None], warmup: int, iters: int, sync: Callable[[], None]
@@ -256,10 +273,145 @@ def _timed(fn: Callable[[], None], warmup: int, iters: int, sync: Callable[[], N
     return times
 
 
+class Workload:
+    """What ``measure_mode`` times for one mode: a model and three callables.
+
+    ``flops()`` runs one batch-1 forward (counted by the caller), ``infer()`` one inference
+    batch, ``train_step()`` forward + loss + backward + optimizer step on one batch.
+    """
+
+    def __init__(self, model, flops: Callable[[], None], infer: Callable[[], None],
+                 train_step: Callable[[], None]) -> None:
+        self.model, self.flops, self.infer, self.train_step = model, flops, infer, train_step
+
+
+def backbone_workload(mode: str, args: argparse.Namespace, device, amp) -> Workload:
+    """The backbone alone; the loss is the sum of every output level's mean."""
+    import torch
+
+    model = build_model(mode, args).to(device)
+    x = torch.randn(args.batch, 3, args.img_size, args.img_size, device=device)  # (B, 3, S, S)
+    x1 = torch.randn(1, 3, args.img_size, args.img_size, device=device)
+    optimizer = None
+
+    def infer() -> None:
+        with torch.inference_mode(), amp():
+            model(x)
+
+    def train_step() -> None:
+        nonlocal optimizer
+        if optimizer is None:
+            optimizer = torch.optim.AdamW(
+                [p for p in model.parameters() if p.requires_grad], lr=1e-4)
+        with amp():
+            outs = model(x)
+        loss = sum(o.float().mean() for o in outs)     # touches every output level
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    return Workload(model, lambda: model(x1), infer, train_step)
+
+
+def build_detector(mode: str, args: argparse.Namespace):
+    """``mode``'s Mask R-CNN from its config, with ``--trunk`` and no pretrained weights.
+
+    Returns (model, cfg). The neck's ``in_channels`` follow the backbone actually built
+    (HST: ``--embed-dims``; the simple pyramid: the trunk's width), so any trunk works.
+    """
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    import hst_mm  # noqa: F401  (registers HST and ViTPyramid)
+    from mmdet.registry import MODELS
+    from mmengine.config import Config
+    from mmengine.registry import init_default_scope
+
+    cfg = Config.fromfile(str(ROOT / DETECTOR_CONFIGS[base_mode(mode)]))
+    init_default_scope(cfg.get('default_scope', 'mmdet'))
+    backbone = cfg.model.backbone
+    backbone.update(trunk=args.trunk, trunk_kwargs=args.trunk_kwargs, pretrained=None,
+                    with_cp=WITH_CP.get(mode, False))
+    if backbone.type == 'HST':
+        backbone.update(embed_dims=tuple(args.embed_dims), num_heads=tuple(args.num_heads))
+        cfg.model.neck.in_channels = list(args.embed_dims)
+    else:
+        width = import_models().ViTSimplePyramid(
+            trunk=args.trunk, trunk_kwargs=args.trunk_kwargs).vit.embed_dim
+        cfg.model.neck.in_channels = [width] * 4
+    model = MODELS.build(cfg.model)
+    model.init_weights()
+    return model, cfg
+
+
+def detector_batch(batch: int, img_size: int, seed: int = 0) -> dict:
+    """A synthetic COCO-like batch for ``model.train_step`` / ``test_step``.
+
+    Each image: uint8 noise, (3, S, S), with 4 random boxes (16 px to S/2 a side), each
+    with a filled-rectangle mask and a random one of 80 labels.
+    """
+    import numpy as np
+    import torch
+    from mmdet.structures import DetDataSample
+    from mmdet.structures.mask import BitmapMasks
+    from mmengine.structures import InstanceData
+
+    rng = np.random.default_rng(seed)
+    inputs, samples = [], []
+    for _ in range(batch):
+        inputs.append(torch.from_numpy(rng.integers(0, 256, (3, img_size, img_size),
+                                                    dtype=np.uint8)))
+        wh = rng.uniform(16, max(17, img_size / 2), (4, 2))
+        xy = rng.uniform(0, 1, (4, 2)) * (img_size - wh)
+        boxes = np.concatenate([xy, xy + wh], 1).astype(np.float32)
+        masks = np.zeros((4, img_size, img_size), np.uint8)
+        for m, (x0, y0, x1, y1) in zip(masks, boxes.astype(int)):
+            m[y0:y1, x0:x1] = 1
+        sample = DetDataSample(metainfo=dict(
+            img_shape=(img_size, img_size), ori_shape=(img_size, img_size),
+            scale_factor=(1.0, 1.0), pad_shape=(img_size, img_size)))
+        sample.gt_instances = InstanceData(
+            bboxes=torch.from_numpy(boxes), labels=torch.from_numpy(rng.integers(0, 80, 4)),
+            masks=BitmapMasks(masks, img_size, img_size))
+        samples.append(sample)
+    return {'inputs': inputs, 'data_samples': samples}
+
+
+def detector_workload(mode: str, args: argparse.Namespace, device, amp) -> Workload:
+    """The whole Mask R-CNN: its own losses, its config's optimizer, ``test_step``."""
+    import torch
+    from mmengine.optim import build_optim_wrapper
+
+    model, cfg = build_detector(mode, args)
+    model = model.to(device)
+    data = detector_batch(args.batch, args.img_size)
+    data1 = detector_batch(1, args.img_size, seed=1)
+    optim_wrapper = None
+
+    def flops() -> None:
+        batch = model.data_preprocessor(data1, False)
+        model(batch['inputs'], batch['data_samples'], mode='tensor')
+
+    def infer() -> None:
+        with torch.inference_mode(), amp():
+            model.test_step(data)
+
+    def train_step() -> None:
+        nonlocal optim_wrapper
+        if optim_wrapper is None:
+            optim_wrapper = build_optim_wrapper(model, cfg.optim_wrapper)
+        with amp():
+            model.train_step(data, optim_wrapper)
+
+    return Workload(model, flops, infer, train_step)
+
+
 def measure_mode(mode: str, args: argparse.Namespace) -> Dict[str, object]:
-    """Build ``mode``'s backbone and measure it; returns its row and the environment."""
+    """Build ``mode``'s backbone or detector and measure it; returns its row and the
+    environment."""
     import timm
     import torch
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+    from torch.utils.flop_counter import FlopCounterMode
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -272,40 +424,32 @@ def measure_mode(mode: str, args: argparse.Namespace) -> Dict[str, object]:
         else nullcontext
     torch.manual_seed(0)
 
-    model = build_model(mode, args).to(device)
+    make = detector_workload if args.model == 'detector' else backbone_workload
+    work = make(mode, args, device, amp)
+    model = work.model
     # Memory held once the model exists: the baseline the training run adds to.
     # CUDA: tensors allocated; CPU: the process's RSS (interpreter + libraries + weights).
     model_mem_mb = torch.cuda.memory_allocated(device) / 2**20 if cuda else current_rss_mb()
-    row: Dict[str, object] = {'with_cp': mode.endswith('_cp'), **count_params(model)}
-    row['gflops'] = count_gflops(model, args.img_size, device)
+    row: Dict[str, object] = {'with_cp': WITH_CP.get(mode, False), **count_params(model)}
 
-    x = torch.randn(args.batch, 3, args.img_size, args.img_size, device=device)  # (B, 3, S, S)
-
+    # GFLOPs of one batch-1 forward, a multiply-add counted as 2 FLOPs. FlopCounterMode
+    # counts matmuls and convolutions (not norms, softmax or elementwise ops). It has no
+    # formula for the CPU's fused attention kernel, so the count runs on the math SDPA
+    # backend, whose attention matmuls it does count, on every device alike.
     model.eval()
-
-    def infer() -> None:
-        with torch.inference_mode(), amp():
-            model(x)
+    with torch.inference_mode(), sdpa_kernel([SDPBackend.MATH]), \
+            FlopCounterMode(display=False) as counter:
+        work.flops()
+    row['gflops'] = counter.get_total_flops() / 1e9
 
     # CPU seconds / wall seconds of the timed phases, over the threads torch may use.
     cpu_start, wall_start = time.process_time(), time.perf_counter()
-    infer_times = _timed(infer, args.warmup, args.iters, sync)
+    infer_times = _timed(work.infer, args.warmup, args.iters, sync)
 
     model.train()
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=1e-4)
-
-    def train_step() -> None:
-        with amp():
-            outs = model(x)
-        loss = sum(o.float().mean() for o in outs)     # touches every output level
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-
     if cuda:
         torch.cuda.reset_peak_memory_stats(device)
-    train_times = _timed(train_step, args.warmup, args.iters, sync)
+    train_times = _timed(work.train_step, args.warmup, args.iters, sync)
     cpu_share = (time.process_time() - cpu_start) / (
         (time.perf_counter() - wall_start) * torch.get_num_threads())
     # CPU: the peak over the whole process, which the training steps set (they hold the
@@ -361,7 +505,9 @@ def format_report(results: Dict[str, dict], ratios: List[dict], meta: dict) -> s
     """A markdown table of the rows, one of the ratios, and how they were measured."""
     a = meta['args']
     cuda = meta['device'].startswith('cuda')
-    head = (f"### {a['trunk']} at {a['img_size']}x{a['img_size']}, batch {a['batch']}, "
+    detector = a.get('model') == 'detector'
+    head = (f"### {'Mask R-CNN' if detector else 'backbones'}, "
+            f"{a['trunk']} at {a['img_size']}x{a['img_size']}, batch {a['batch']}, "
             f"{meta['device_name'] or meta['device']}"
             f"{'' if cuda else ', %s threads' % meta['torch_threads']}"
             f"{', bf16 autocast' if a['amp'] == 'bf16' else ', fp32'}")
@@ -392,8 +538,12 @@ def format_report(results: Dict[str, dict], ratios: List[dict], meta: dict) -> s
               'torch.utils.flop_counter.FlopCounterMode (multiply-add = 2 FLOPs; matmuls, '
               'convolutions and attention only).',
               f"Speed: median over {a['iters']} iterations after {a['warmup']} warm-up, "
-              f"batch {a['batch']}; a train step is forward + sum of output means + backward "
-              '+ AdamW step over the trainable parameters.',
+              f"batch {a['batch']}; " + (
+                  'a train step is model.train_step on a synthetic batch (4 random boxes and '
+                  "masks per image): forward + the detector's losses + backward + the "
+                  "config's AdamW step; inference is model.test_step." if detector else
+                  'a train step is forward + sum of output means + backward + AdamW step '
+                  'over the trainable parameters.'),
               f'Memory: {mem}; train +mem = peak - model.',
               *([] if cuda else [
                   'CPU share while timed (1.0 = uncontended; rows with different shares are '
@@ -457,7 +607,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
     if args._worker:
-        if args._worker not in BASE_MODES + tuple(CP_MODES.values()):
+        if args._worker not in BASE_MODES + tuple(WITH_CP):
             raise SystemExit(f'unknown worker mode {args._worker!r}')
         result = measure_mode(args._worker, args)
         # Anything printed before (e.g. by timm) is ignored: the parent reads the last line.
