@@ -10,14 +10,25 @@ toy_root = 'data/toy/coco/'
 toy_classes = ('circle', 'square', 'triangle')
 toy_scale = (128, 128)
 
+# CPU-sized neck and heads: 128 channels instead of 256, 256-wide box FCs instead of 1024.
+# The RoI heads dominate a CPU iteration (the mask head's convolutions on every positive
+# RoI, mmcv's CPU RoIAlign backward); this halves the iteration time.
+neck_channels = 128
 model = dict(
     backbone=dict(trunk='vit_tiny_patch16_224',
                   pretrained='data/toy/vit_tiny_patch16_224.random.pth',
                   drop_path_rate=0.0),
-    roi_head=dict(bbox_head=dict(num_classes=len(toy_classes)),
-                  mask_head=dict(num_classes=len(toy_classes))),
+    neck=dict(out_channels=neck_channels),
+    rpn_head=dict(in_channels=neck_channels, feat_channels=neck_channels),
+    roi_head=dict(
+        bbox_roi_extractor=dict(out_channels=neck_channels),
+        bbox_head=dict(in_channels=neck_channels, fc_out_channels=256,
+                       num_classes=len(toy_classes)),
+        mask_roi_extractor=dict(out_channels=neck_channels),
+        mask_head=dict(in_channels=neck_channels, conv_out_channels=neck_channels,
+                       num_classes=len(toy_classes))),
     # At most 3 objects per 128x128 image: far fewer proposals and sampled RoIs than COCO
-    # needs, which makes a CPU iteration about 2.5x faster (the RoI heads dominate).
+    # needs, which makes a CPU iteration about 2.5x faster.
     train_cfg=dict(rpn_proposal=dict(max_per_img=256), rcnn=dict(sampler=dict(num=128))),
     test_cfg=dict(rpn=dict(max_per_img=100), rcnn=dict(max_per_img=20)))
 
@@ -51,14 +62,16 @@ val_evaluator = dict(ann_file=toy_root + 'annotations/instances_val.json')
 test_evaluator = val_evaluator
 
 # Iteration-based so that tests and the demo can set the length with one option.
-train_cfg = dict(_delete_=True, type='IterBasedTrainLoop', max_iters=400, val_interval=200)
+train_cfg = dict(_delete_=True, type='IterBasedTrainLoop', max_iters=300, val_interval=300)
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=50),
-    dict(type='MultiStepLR', by_epoch=False, begin=0, end=400, milestones=[300], gamma=0.1),
+    dict(type='MultiStepLR', by_epoch=False, begin=0, end=300, milestones=[250], gamma=0.1),
 ]
-optim_wrapper = dict(optimizer=dict(lr=5e-4))     # everything but the trunk starts from scratch
+# Everything but the trunk starts from scratch: a higher rate than the COCO recipe's 1e-4,
+# with the gradient norm clipped at 10 for the first, noisy iterations.
+optim_wrapper = dict(optimizer=dict(lr=5e-4), clip_grad=dict(max_norm=10.0, norm_type=2))
 default_hooks = dict(
     logger=dict(interval=10),
-    checkpoint=dict(by_epoch=False, interval=200, max_keep_ckpts=2))
+    checkpoint=dict(by_epoch=False, interval=300, max_keep_ckpts=2))
 log_processor = dict(by_epoch=False)
 auto_scale_lr = dict(enable=False, base_batch_size=4)
