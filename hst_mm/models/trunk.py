@@ -19,6 +19,11 @@ from torch.utils.checkpoint import checkpoint
 TUNED_NORMS = ('norm1', 'norm2')
 
 
+def _block_with_meta(block: nn.Module, meta: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """One trunk block on [meta_l, prefix tokens, patches]: (B, 1, D), (B, N, D) -> (B, 1+N, D)."""
+    return block(torch.cat([meta, x], dim=1))
+
+
 class MetaTokenViT(nn.Module):
     """A frozen timm ViT that emits, per block, its meta-token output and its patch map.
 
@@ -94,11 +99,14 @@ class MetaTokenViT(nn.Module):
         prefix = vit.num_prefix_tokens
         metas, patches = [], []
         for blk, meta in zip(vit.blocks, self.meta_tokens):
-            x = torch.cat([meta.expand(B, -1, -1), x], dim=1)   # [meta_l, cls, patches]
-            if self.with_cp and x.requires_grad:
-                x = checkpoint(blk, x, use_reentrant=False)
+            meta = meta.expand(B, -1, -1)
+            if self.with_cp and (x.requires_grad or meta.requires_grad):
+                # The concatenation happens inside the checkpoint: what is saved is the
+                # previous block's output, which the side network keeps alive anyway, not
+                # a second (B, 1 + N, D) copy per block.
+                x = checkpoint(_block_with_meta, blk, meta, x, use_reentrant=False)
             else:
-                x = blk(x)
+                x = _block_with_meta(blk, meta, x)
             metas.append(x[:, :1])
             x = x[:, 1:]
             patches.append(x[:, prefix:].transpose(1, 2).reshape(B, D, h, w))
