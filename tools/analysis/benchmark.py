@@ -292,17 +292,13 @@ def backbone_workload(mode: str, args: argparse.Namespace, device, amp) -> Workl
     model = build_model(mode, args).to(device)
     x = torch.randn(args.batch, 3, args.img_size, args.img_size, device=device)  # (B, 3, S, S)
     x1 = torch.randn(1, 3, args.img_size, args.img_size, device=device)
-    optimizer = None
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
 
     def infer() -> None:
         with torch.inference_mode(), amp():
             model(x)
 
     def train_step() -> None:
-        nonlocal optimizer
-        if optimizer is None:
-            optimizer = torch.optim.AdamW(
-                [p for p in model.parameters() if p.requires_grad], lr=1e-4)
         with amp():
             outs = model(x)
         loss = sum(o.float().mean() for o in outs)     # touches every output level
@@ -335,8 +331,13 @@ def build_detector(mode: str, args: argparse.Namespace):
         backbone.update(embed_dims=tuple(args.embed_dims), num_heads=tuple(args.num_heads))
         cfg.model.neck.in_channels = list(args.embed_dims)
     else:
-        width = import_models().ViTSimplePyramid(
-            trunk=args.trunk, trunk_kwargs=args.trunk_kwargs).vit.embed_dim
+        # The trunk's width, from a parameter-free (meta device) build: building a real
+        # ViT here would leave its freed memory in this worker's RSS.
+        import timm
+        import torch
+        with torch.device('meta'):
+            width = timm.create_model(args.trunk, pretrained=False,
+                                      **args.trunk_kwargs).embed_dim
         cfg.model.neck.in_channels = [width] * 4
     model = MODELS.build(cfg.model)
     model.init_weights()
@@ -385,7 +386,7 @@ def detector_workload(mode: str, args: argparse.Namespace, device, amp) -> Workl
     model = model.to(device)
     data = detector_batch(args.batch, args.img_size)
     data1 = detector_batch(1, args.img_size, seed=1)
-    optim_wrapper = None
+    optim_wrapper = build_optim_wrapper(model, cfg.optim_wrapper)
 
     def flops() -> None:
         batch = model.data_preprocessor(data1, False)
@@ -396,9 +397,6 @@ def detector_workload(mode: str, args: argparse.Namespace, device, amp) -> Workl
             model.test_step(data)
 
     def train_step() -> None:
-        nonlocal optim_wrapper
-        if optim_wrapper is None:
-            optim_wrapper = build_optim_wrapper(model, cfg.optim_wrapper)
         with amp():
             model.train_step(data, optim_wrapper)
 
