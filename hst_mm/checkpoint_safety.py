@@ -3,20 +3,72 @@
 mmengine 0.10.7 calls ``torch.load`` without ``weights_only``; since torch 2.6 that means
 ``weights_only=True``, and mmengine's own checkpoints are refused (they pickle the
 message hub's ``HistoryBuffer`` and numpy arrays). Instead of switching the safety off for
-every file, allow exactly the types that mmengine writes. A checkpoint carrying anything
-else (say, a pickled callable) is still refused by torch.
+every file, allow exactly the objects that mmengine writes.
+
+The guarantee: no allow-listed global can reach an arbitrary attribute or call an arbitrary
+object. Two names that mmengine's pickles use are generic builtins, so they are *not*
+allow-listed as themselves but replaced, under their pickled names, by narrow functions:
+
+* ``builtins.getattr``: ``HistoryBuffer`` pickles its statistics methods as
+  ``getattr(HistoryBuffer, 'min')``. The real ``getattr`` would let a file walk
+  ``getattr(getattr, '__self__')`` -> the ``builtins`` module -> ``eval``, which torch's own
+  allow-listed ``_rebuild_from_type_v2`` then calls. :func:`history_buffer_statistic`
+  returns only the statistics methods defined on ``HistoryBuffer`` and refuses the rest.
+* ``builtins.bytes``: numpy pickles an empty array's data as ``bytes()``.
+  :func:`pickled_bytes` builds bytes from nothing, bytes, or text, never from a size (which
+  would let a file ask for any amount of memory).
 """
 from __future__ import annotations
 
 import collections
+import pickle
 from typing import List
 
 import numpy as np
 import torch
 
+from .models.pretrained import refusal_reason
+
+
+def history_buffer_statistic(obj: object, name: str):
+    """``getattr`` as mmengine checkpoints use it: a statistics method of ``HistoryBuffer``.
+
+    Registered for ``torch.load(weights_only=True)`` under the name ``builtins.getattr``;
+    any other object or attribute is refused with ``pickle.UnpicklingError``.
+    """
+    from mmengine.logging.history_buffer import HistoryBuffer
+    if (obj is HistoryBuffer and isinstance(name, str) and not name.startswith('_')
+            and callable(vars(HistoryBuffer).get(name))):
+        return getattr(HistoryBuffer, name)
+    raise pickle.UnpicklingError(
+        f'refused getattr({_describe(obj)}, {name!r}) in a weights_only checkpoint: only '
+        f'the statistics methods of mmengine HistoryBuffer may be named this way')
+
+
+def pickled_bytes(*args) -> bytes:
+    """``bytes`` as pickles use it: ``bytes()``, ``bytes(b)`` or ``bytes(text, encoding)``."""
+    if not args:
+        return b''
+    if len(args) == 1 and isinstance(args[0], (bytes, bytearray)):
+        return bytes(args[0])
+    if len(args) == 2 and isinstance(args[0], str) and args[1] in ('latin1', 'latin-1',
+                                                                   'utf-8', 'ascii'):
+        return args[0].encode(args[1])
+    raise pickle.UnpicklingError(
+        f'refused bytes({", ".join(_describe(a) for a in args)}) in a weights_only checkpoint')
+
+
+def _describe(obj: object) -> str:
+    text = repr(obj) if isinstance(obj, (str, int, float, type(None))) else type(obj).__name__
+    return text if len(text) < 60 else text[:57] + '...'
+
 
 def mmengine_checkpoint_types() -> List[object]:
-    """The globals that a checkpoint saved by mmengine's Runner pickles."""
+    """The globals that a checkpoint saved by mmengine's Runner pickles.
+
+    Plain entries are allowed as themselves; ``(function, 'module.name')`` pairs put a
+    narrow function where the pickle names a generic builtin.
+    """
     from mmengine.logging.history_buffer import HistoryBuffer
     # numpy >= 2 moved `core` to `_core`; pickles name whichever wrote them.
     multiarray = np._core.multiarray if hasattr(np, '_core') else np.core.multiarray
@@ -27,11 +79,8 @@ def mmengine_checkpoint_types() -> List[object]:
         np.ndarray,
         np.dtype,
         collections.Counter,            # MultiStepLR milestones in scheduler state
-        # HistoryBuffer's statistics methods are pickled by qualified name, which pickle
-        # writes as `getattr(HistoryBuffer, 'min')`. Allowing getattr only lets a file read
-        # attributes of objects it could already build: torch's weights-only unpickler still
-        # refuses to *call* anything that is not itself allow-listed.
-        getattr,
+        (history_buffer_statistic, 'builtins.getattr'),
+        (pickled_bytes, 'builtins.bytes'),
     ]
     # pickled dtypes name their class: numpy.dtypes.Float64DType, ...
     types += [getattr(np.dtypes, n) for n in dir(np.dtypes) if n.endswith('DType')
@@ -41,5 +90,11 @@ def mmengine_checkpoint_types() -> List[object]:
 
 def allow_mmengine_checkpoints() -> None:
     """Allow-list mmengine's checkpoint types for ``torch.load(weights_only=True)``."""
-    if hasattr(torch.serialization, 'add_safe_globals'):
-        torch.serialization.add_safe_globals(mmengine_checkpoint_types())
+    torch.serialization.add_safe_globals(mmengine_checkpoint_types())
+
+
+def refused_checkpoint_message(path: str, exc: BaseException) -> str:
+    """What the tools print when a checkpoint file is refused."""
+    return (f'{path}: refused by the safe checkpoint loader (torch.load weights_only=True): '
+            f'{refusal_reason(exc)}. Load only files you trust; this one holds objects that '
+            f'are not tensors, numbers or mmengine training state.')

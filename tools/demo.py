@@ -15,6 +15,7 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from 
 
 import hst_mm  # noqa: E402,F401  registers HST, allow-lists checkpoint types
 import mmcv  # noqa: E402
+from hst_mm.engine.errors import user_error_message  # noqa: E402
 from mmengine.config import Config  # noqa: E402
 
 
@@ -55,13 +56,19 @@ def main(argv=None):
             raise FileNotFoundError(f'{what} not found: {path}')
     os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
     scope = Config.fromfile(args.config).get('default_scope', 'mmdet')
-    if scope == 'mmseg':
-        draw_segmentation(args.image, args.config, args.checkpoint, args.out, args.device)
-    elif scope == 'mmdet':
-        draw_detection(args.image, args.config, args.checkpoint, args.out, args.score_thr,
-                       args.device)
-    else:
+    if scope not in ('mmdet', 'mmseg'):
         raise ValueError(f'{args.config}: default_scope {scope!r} is neither mmdet nor mmseg')
+    try:
+        if scope == 'mmseg':
+            draw_segmentation(args.image, args.config, args.checkpoint, args.out, args.device)
+        else:
+            draw_detection(args.image, args.config, args.checkpoint, args.out, args.score_thr,
+                           args.device)
+    except Exception as e:
+        message = user_error_message(e, args.checkpoint)
+        if message is None:
+            raise
+        sys.exit(f'error: {message}')
     print(f'wrote {args.out}')
 
 

@@ -11,7 +11,9 @@ import sys
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from a checkout
 
 import hst_mm  # noqa: E402,F401  registers HST, allow-lists checkpoint types
+from hst_mm.engine.errors import user_error_message  # noqa: E402
 from mmengine.config import Config, DictAction  # noqa: E402
+from mmengine.registry import RUNNERS  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
 
@@ -80,9 +82,19 @@ def build_config(args) -> Config:
 
 def main(argv=None):
     args = parse_args(argv)
-    runner = Runner.from_cfg(build_config(args))
-    metrics = runner.test()
-    return metrics
+    cfg = build_config(args)
+    runner = None
+    try:
+        # mmdet's test.py: a config's custom runner_type is built through the registry.
+        runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
+        return runner.test()
+    except Exception as e:
+        message = user_error_message(e, args.checkpoint)
+        if message is None:
+            raise
+        if runner is not None:
+            runner.logger.error(message)
+        sys.exit(f'error: {message}')
 
 
 if __name__ == '__main__':

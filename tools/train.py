@@ -23,10 +23,11 @@ from typing import Optional
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from a checkout
 
 import hst_mm  # noqa: E402,F401  registers HST and the hooks, allow-lists checkpoint types
-from hst_mm.hooks import NonFiniteLossError  # noqa: E402
+from hst_mm.engine.precision import float32_without_gpu  # noqa: E402
+from hst_mm.engine.errors import user_error_message  # noqa: E402
 import torch  # noqa: E402
 from mmengine.config import Config, ConfigDict, DictAction  # noqa: E402
-from mmengine.registry import MODEL_WRAPPERS  # noqa: E402
+from mmengine.registry import MODEL_WRAPPERS, RUNNERS  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
 
@@ -87,6 +88,9 @@ def build_config(args) -> Config:
             raise FileNotFoundError(f'--resume checkpoint not found: {args.resume}')
         cfg.resume = True
         cfg.load_from = args.resume
+    note = float32_without_gpu(cfg.optim_wrapper)
+    if note:
+        print(f'note: {note}')
     add_reliability_hooks(cfg, nan_check=not args.no_nan_check)
     if cfg.launcher != 'none' and not torch.cuda.is_available():
         use_gloo(cfg)
@@ -203,16 +207,21 @@ def main(argv=None):
     args = parse_args(argv)
     cfg = build_config(args)
     check_work_dir(cfg, args.overwrite)
-    carry_resume_seed(cfg)
-    init_cpu_distributed(cfg)
-    # Runner.from_cfg honours a custom `runner_type`, as upstream train.py does.
-    runner = Runner.from_cfg(cfg)
+    runner = None
     try:
+        carry_resume_seed(cfg)
+        init_cpu_distributed(cfg)
+        # mmdet's train.py: a config's custom runner_type is built through the registry.
+        runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
         runner.train()
-    except NonFiniteLossError as e:
+    except Exception as e:
+        message = user_error_message(e, resume_checkpoint_path(cfg) or cfg.get('load_from'))
+        if message is None:
+            raise
         # a diagnosis, not a bug: the message (also in the work dir's log) without traceback
-        runner.logger.error(str(e))
-        sys.exit(f'error: {e}')
+        if runner is not None:
+            runner.logger.error(message)
+        sys.exit(f'error: {message}')
 
 
 if __name__ == '__main__':

@@ -10,6 +10,7 @@ Nothing is hidden: keys the trunk does not have, or lacks, are named in the erro
 from __future__ import annotations
 
 import os
+import pickle
 from typing import Dict, List
 
 import timm
@@ -49,6 +50,31 @@ def adapt_state_dict(state_dict: Dict[str, torch.Tensor], vit: nn.Module) -> Dic
     return {k: v for k, v in state_dict.items() if not k.startswith(UNUSED_PREFIXES)}
 
 
+def unpickling_error(exc: BaseException):
+    """The ``pickle.UnpicklingError`` that caused ``exc`` (or is ``exc``), else None."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, pickle.UnpicklingError):
+            return exc
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+def refusal_reason(exc: BaseException) -> str:
+    """The reason ``torch.load(weights_only=True)`` refused a file, in one line.
+
+    torch wraps it in a paragraph that suggests ``weights_only=False``, the one thing not to
+    do with a file that tries to run code; the reason itself follows 'WeightsUnpickler error:'.
+    """
+    text = str(exc)
+    marker = 'WeightsUnpickler error:'
+    if marker in text:
+        text = text.split(marker, 1)[1]
+    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+    return lines[0] if lines else type(exc).__name__
+
+
 def load_trunk_file(vit: nn.Module, path: str) -> None:
     """Load a local checkpoint into a timm ViT, raising a named error on any mismatch."""
     if not os.path.isfile(path):
@@ -66,6 +92,11 @@ def load_trunk_file(vit: nn.Module, path: str) -> None:
     try:
         state_dict = load_state_dict(path, use_ema=False)
     except Exception as e:
+        refused = unpickling_error(e)                  # timm wraps it in a RuntimeError
+        if refused is not None:
+            raise PretrainedMismatchError(
+                f'{path}: refused by the safe checkpoint loader (torch.load '
+                f'weights_only=True): {refusal_reason(refused)}') from e
         raise PretrainedMismatchError(
             f'{path}: could not be read as a checkpoint ({type(e).__name__}: {e})') from e
     if not isinstance(state_dict, dict) or not all(torch.is_tensor(v) for v in state_dict.values()):

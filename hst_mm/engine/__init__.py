@@ -1,0 +1,1 @@
+"""Training support around mmengine's Runner (imports mmengine, not mmdet or mmseg)."""

@@ -1,0 +1,23 @@
+"""Errors the tools report as a diagnosis (one ``error:`` line, exit status 1), not a traceback."""
+from __future__ import annotations
+
+from typing import Optional
+
+from ..checkpoint_safety import refused_checkpoint_message
+from ..hooks import NonFiniteLossError
+from ..models import PretrainedMismatchError
+from ..models.pretrained import unpickling_error
+
+
+def user_error_message(exc: BaseException, checkpoint: Optional[str] = None) -> Optional[str]:
+    """The message for an error caused by the user's files or data, or None for a bug.
+
+    ``checkpoint``: the weight file the tool was loading (load_from, --resume, the test or
+    demo checkpoint), named in the message because torch's error does not name it.
+    """
+    if isinstance(exc, (PretrainedMismatchError, NonFiniteLossError)):
+        return str(exc)
+    refused = unpickling_error(exc)
+    if refused is not None:
+        return refused_checkpoint_message(checkpoint or 'the checkpoint', refused)
+    return None
