@@ -2,10 +2,14 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
+# torchvision (default): mmcv as pure Python with hst_mm's operators, nothing compiled;
+# compiled: mmcv's own C++ (and CUDA) operators, 10-25 minutes on 2 cores, cached.
+MMCV_OPS ?= torchvision
+export MMCV_OPS
 
 .PHONY: install test demo toy-data clean-venv
 
-## install: the pinned OpenMMLab stack in ./.venv (mmcv built once, then cached)
+## install: the pinned OpenMMLab stack in ./.venv (MMCV_OPS=compiled for mmcv's C++ operators)
 install:
 	bash tools/setup_env.sh
 
@@ -21,6 +25,6 @@ toy-data: install
 demo: install
 	bash tools/demo.sh
 
-## clean-venv: remove ./.venv (the cached mmcv wheel under ~/.cache/hst_mm stays)
+## clean-venv: remove ./.venv (cached wheels under ~/.cache/hst_mm stay)
 clean-venv:
 	rm -rf $(VENV)
