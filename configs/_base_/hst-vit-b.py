@@ -22,14 +22,26 @@ hst_mean = [127.5, 127.5, 127.5]
 hst_std = [127.5, 127.5, 127.5]
 
 # AdamW 1e-4, wd 0.05; no weight decay on norms, meta tokens and position embeddings.
+hst_paramwise_cfg = dict(
+    norm_decay_mult=0.0,
+    custom_keys={
+        'meta_tokens': dict(decay_mult=0.0),
+        'pos_embed': dict(decay_mult=0.0),
+        'cls_token': dict(decay_mult=0.0),
+    })
 hst_optim_wrapper = dict(
     _delete_=True,
     type='OptimWrapper',
     optimizer=dict(type='AdamW', lr=1e-4, betas=(0.9, 0.999), weight_decay=0.05),
-    paramwise_cfg=dict(
-        norm_decay_mult=0.0,
-        custom_keys={
-            'meta_tokens': dict(decay_mult=0.0),
-            'pos_embed': dict(decay_mult=0.0),
-            'cls_token': dict(decay_mult=0.0),
-        }))
+    paramwise_cfg=hst_paramwise_cfg)
+
+# Mixed precision, mmengine's way (a `fp16=` key is ignored by the 3.x stack). Detection:
+# float16 with dynamic loss scaling, because mmdet casts the RoIs to the features' dtype
+# (SingleRoIExtractor: rois.type_as(feats[0])): float16 moves a coordinate below 2048 px by
+# at most 0.5 px, bfloat16 by up to 4 px (tests/test_amp.py measures both). Segmentation has
+# no RoIs: bfloat16, no loss scaling needed (a static scale of 1 still skips inf steps).
+# Without a GPU, tools/train.py trains these configs in float32 (AmpOptimWrapper needs one).
+hst_optim_wrapper_fp16 = dict(hst_optim_wrapper, type='AmpOptimWrapper', dtype='float16',
+                              loss_scale='dynamic')
+hst_optim_wrapper_bf16 = dict(hst_optim_wrapper, type='AmpOptimWrapper', dtype='bfloat16',
+                              loss_scale=1.0)

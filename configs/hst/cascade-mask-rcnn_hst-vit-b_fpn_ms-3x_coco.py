@@ -14,4 +14,4 @@ model = dict(
 train_dataloader = dict(dataset=dict(pipeline={{_base_.ms3x_train_pipeline}}))
 train_cfg = dict(max_epochs={{_base_.ms3x_max_epochs}})
 param_scheduler = {{_base_.ms3x_param_scheduler}}
-optim_wrapper = {{_base_.hst_optim_wrapper}}
+optim_wrapper = {{_base_.hst_optim_wrapper_fp16}}

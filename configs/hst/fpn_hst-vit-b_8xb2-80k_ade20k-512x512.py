@@ -18,7 +18,7 @@ model = dict(
     neck=dict(in_channels={{_base_.hst_in_channels}}),
     decode_head=dict(num_classes=150))
 
-optim_wrapper = {{_base_.hst_optim_wrapper}}
+optim_wrapper = {{_base_.hst_optim_wrapper_bf16}}
 param_scheduler = [
     dict(type='LinearLR', start_factor=1e-6, by_epoch=False, begin=0, end=1500),
     dict(type='PolyLR', eta_min=0.0, power=1.0, begin=1500, end=80000, by_epoch=False),

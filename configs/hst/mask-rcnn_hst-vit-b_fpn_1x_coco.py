@@ -10,4 +10,4 @@ model = dict(
     backbone={{_base_.hst_backbone}},
     neck=dict(in_channels={{_base_.hst_in_channels}}))
 
-optim_wrapper = {{_base_.hst_optim_wrapper}}
+optim_wrapper = {{_base_.hst_optim_wrapper_fp16}}

@@ -68,8 +68,11 @@ param_scheduler = [
     dict(type='MultiStepLR', by_epoch=False, begin=0, end=300, milestones=[250], gamma=0.1),
 ]
 # Everything but the trunk starts from scratch: a higher rate than the COCO recipe's 1e-4,
-# with the gradient norm clipped at 10 for the first, noisy iterations.
-optim_wrapper = dict(optimizer=dict(lr=5e-4), clip_grad=dict(max_norm=10.0, norm_type=2))
+# with the gradient norm clipped at 10 for the first, noisy iterations. float32: a CPU config.
+optim_wrapper = dict(
+    _delete_=True, type='OptimWrapper',
+    optimizer=dict(type='AdamW', lr=5e-4, betas=(0.9, 0.999), weight_decay=0.05),
+    paramwise_cfg={{_base_.hst_paramwise_cfg}}, clip_grad=dict(max_norm=10.0, norm_type=2))
 default_hooks = dict(
     logger=dict(interval=10),
     checkpoint=dict(by_epoch=False, interval=300, max_keep_ckpts=2))

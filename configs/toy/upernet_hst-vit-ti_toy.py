@@ -55,7 +55,10 @@ param_scheduler = [
     dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=50),
     dict(type='PolyLR', eta_min=0.0, power=1.0, begin=50, end=200, by_epoch=False),
 ]
-optim_wrapper = dict(optimizer=dict(lr=2e-4))
+optim_wrapper = dict(                       # float32: a CPU config
+    _delete_=True, type='OptimWrapper',
+    optimizer=dict(type='AdamW', lr=2e-4, betas=(0.9, 0.999), weight_decay=0.05),
+    paramwise_cfg={{_base_.hst_paramwise_cfg}})
 default_hooks = dict(
     logger=dict(interval=10),
     checkpoint=dict(by_epoch=False, interval=200, max_keep_ckpts=2))

@@ -386,6 +386,9 @@ def detector_workload(mode: str, args: argparse.Namespace, device, amp) -> Workl
     model = model.to(device)
     data = detector_batch(args.batch, args.img_size)
     data1 = detector_batch(1, args.img_size, seed=1)
+    from hst_mm.engine.precision import float32_without_gpu
+    # The config's AmpOptimWrapper would autocast by itself: precision is --amp's alone here.
+    float32_without_gpu(cfg.optim_wrapper, gpu=False)
     optim_wrapper = build_optim_wrapper(model, cfg.optim_wrapper)
 
     def flops() -> None:
