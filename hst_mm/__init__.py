@@ -16,5 +16,5 @@ allow_mmengine_checkpoints()
 from .backbone import HST, ViTPyramid  # noqa: E402  (registers type='HST', 'ViTPyramid')
 from . import hooks  # noqa: E402,F401  (registers the hooks)
 
-__version__ = '0.1.0'
+from .version import __version__  # noqa: E402
 __all__ = ['HST', 'ViTPyramid', '__version__']

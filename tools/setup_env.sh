@@ -30,8 +30,8 @@ case "$MMCV_OPS" in
 esac
 
 # A stamp of everything that decides the environment: if it matches, there is nothing to do.
-STAMP_SRC="$(cat "$ROOT/tools/setup_env.sh" "$ROOT/tools/build_mmcv.sh" "$ROOT/setup.py" \
-  "$ROOT/requirements.txt" "$PINS" "$ROOT/mmcv_ext/_ext.py" 2>/dev/null | sha256sum | cut -c1-16)-$MMCV_OPS"
+STAMP_SRC="$(cat "$ROOT/tools/setup_env.sh" "$ROOT/tools/build_mmcv.sh" "$ROOT/pyproject.toml" \
+  "$PINS" "$ROOT/mmcv_ext/_ext.py" 2>/dev/null | sha256sum | cut -c1-16)-$MMCV_OPS"
 STAMP="$VENV/.hst_mm_stamp"
 if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$STAMP_SRC" ] && [ -x "$VENV/bin/python" ]; then
   log "environment up to date ($VENV, mmcv operators: $MMCV_OPS)"
@@ -51,7 +51,7 @@ log "installing torch $(pin torch), torchvision $(pin torchvision), setuptools $
 log "installing mmengine $(pin mmengine), mmdet $(pin mmdet), mmsegmentation $(pin mmsegmentation), timm $(pin timm)"
 "${PIP[@]}" mmengine addict packaging pillow pyyaml yapf opencv-python numpy \
   mmdet mmsegmentation timm \
-  pycocotools shapely scipy terminaltables ftfy regex matplotlib pytest safetensors fvcore
+  pycocotools shapely scipy terminaltables ftfy regex matplotlib pytest safetensors fvcore ruff
 # openmim's own dependency chain downgrades setuptools, requests and rich: install what
 # `mim train/test` needs first, then openmim itself without dependencies.
 "${PIP[@]}" click colorama model-index pandas requests rich tabulate
