@@ -7,7 +7,7 @@ PYTEST_ARGS ?=
 MMCV_OPS ?= torchvision
 export MMCV_OPS
 
-.PHONY: install test demo toy-data clean-venv
+.PHONY: install test test-fast lint demo toy-data clean-venv
 
 ## install: the pinned OpenMMLab stack in ./.venv (MMCV_OPS=compiled for mmcv's C++ operators)
 install:
@@ -16,6 +16,15 @@ install:
 ## test: set up, then run the whole test suite
 test: install
 	$(PY) -m pytest tests $(PYTEST_ARGS)
+
+## test-fast: the tests without subprocess training and installed-stack checks
+test-fast: install
+	$(PY) -m pytest tests -m "not slow and not env" $(PYTEST_ARGS)
+
+## lint: ruff check and format check (pyproject.toml)
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 ## toy-data: generate the small COCO-format and ADE20K-layout sets under data/toy/
 toy-data: install

@@ -1,20 +1,23 @@
 """Hierarchical Side-Tuning (HST) for MMDetection 3.x and MMSegmentation 1.x.
 
-``import hst_mm`` (what ``custom_imports=dict(imports=['hst_mm'])`` does):
+* :mod:`hst_mm.models`: the method in plain PyTorch (torch and timm), one paper box per file;
+* :mod:`hst_mm.registration`: ``type='HST'`` and ``type='ViTPyramid'`` for OpenMMLab configs;
+* :mod:`hst_mm.engine`: training support (safe checkpoint loading, hooks, tool policies);
+* :mod:`hst_mm.benchmark`, :mod:`hst_mm.toy_data`: the benchmark and the toy data sets.
 
-* registers ``type='HST'`` in mmengine's root model registry (seen by mmdet and mmseg);
-* allow-lists the types in mmengine checkpoints for ``torch.load(weights_only=True)``;
-* registers the reliability hooks of :mod:`hst_mm.hooks` (``CheckFiniteLossHook``,
-  ``AtomicCheckpointHook``, ``TorchRNGStateHook``) in mmengine's root hook registry.
-
-It imports neither mmdet nor mmseg. The plain-PyTorch modules live in ``hst_mm.models``.
+``import hst_mm`` (what ``custom_imports=dict(imports=['hst_mm'])`` does) registers the two
+backbones and the hooks in mmengine's root registries (seen by mmdet and mmseg; neither is
+imported) and installs the ``weights_only`` allow-list for mmengine checkpoints. Without
+mmengine installed it does none of that, and ``hst_mm.models`` works with torch and timm alone.
 """
-from .checkpoint_safety import allow_mmengine_checkpoints
+from .version import __version__
 
-allow_mmengine_checkpoints()
+try:
+    import mmengine  # noqa: F401
+except ImportError:         # plain PyTorch use of hst_mm.models
+    pass
+else:
+    from . import engine  # noqa: F401  (hooks, checkpoint allow-list)
+    from .registration import HST, ViTPyramid  # noqa: F401
 
-from .backbone import HST, ViTPyramid  # noqa: E402  (registers type='HST', 'ViTPyramid')
-from . import hooks  # noqa: E402,F401  (registers the hooks)
-
-from .version import __version__  # noqa: E402
-__all__ = ['HST', 'ViTPyramid', '__version__']
+__all__ = ['__version__']

@@ -1,4 +1,6 @@
-"""Shared fixtures: tiny timm trunks so that backbone tests run in seconds on the CPU."""
+"""Shared fixtures: tiny timm trunks so that backbone tests run in seconds on the CPU, and the
+toy detector and segmentor trained once per test session for the tests that need a
+checkpoint."""
 import sys
 from pathlib import Path
 
@@ -14,9 +16,23 @@ TINY_TRUNK = dict(trunk='vit_tiny_patch16_224',
 TINY_SIDE = dict(embed_dims=(16, 32, 48, 64), num_heads=(1, 2, 3, 4))
 
 
+# Trunk kinds HST must handle: prefix tokens before the patches are 1 (class token), 0, or
+# 1 + 4 registers; their number decides where the patch map starts.
+TRUNK_KINDS = {'class_token': {},
+               'no_class_token': dict(class_token=False, global_pool='avg'),
+               'registers': dict(reg_tokens=4)}
+
+
 @pytest.fixture
 def tiny_cfg():
     return dict(**TINY_TRUNK, **TINY_SIDE)
+
+
+@pytest.fixture(params=sorted(TRUNK_KINDS))
+def any_trunk_cfg(request):
+    """``tiny_cfg`` for each kind of timm ViT in :data:`TRUNK_KINDS`."""
+    kwargs = {**TINY_TRUNK['trunk_kwargs'], **TRUNK_KINDS[request.param]}
+    return dict(trunk=TINY_TRUNK['trunk'], trunk_kwargs=kwargs, **TINY_SIDE)
 
 
 @pytest.fixture(autouse=True)
@@ -32,3 +48,34 @@ def saved_tiny_vit(tmp_path):
     path = tmp_path / 'tiny_vit.pth'
     torch.save(vit.state_dict(), path)
     return str(path), vit
+
+
+TOY_DET_CONFIG = 'configs/toy/mask-rcnn_hst-vit-ti_fpn_toy.py'
+TOY_SEG_CONFIG = 'configs/toy/upernet_hst-vit-ti_toy.py'
+SHORT_RUN = ['default_hooks.logger.interval=1', 'default_hooks.checkpoint.interval=2',
+             'train_cfg.val_interval=1000']
+
+
+def _train_then_resume(config: str, work_dir: Path) -> Path:
+    """tools/train.py for 2 iterations, then --resume to 4: iter_2.pth and iter_4.pth."""
+    from tool_runner import ensure_toy_data, logged_steps, run
+    ensure_toy_data()
+    run(['tools/train.py', config, '--work-dir', work_dir,
+         '--cfg-options', 'train_cfg.max_iters=2', *SHORT_RUN])
+    assert (work_dir / 'iter_2.pth').is_file()
+    assert logged_steps(work_dir) == [1, 2]
+    run(['tools/train.py', config, '--work-dir', work_dir, '--resume',
+         '--cfg-options', 'train_cfg.max_iters=4', *SHORT_RUN])
+    return work_dir
+
+
+@pytest.fixture(scope='session')
+def toy_det_run(tmp_path_factory) -> Path:
+    """Work dir of the toy Mask R-CNN: trained to 2, resumed to 4 (read it, do not write)."""
+    return _train_then_resume(TOY_DET_CONFIG, tmp_path_factory.mktemp('toy_det'))
+
+
+@pytest.fixture(scope='session')
+def toy_seg_run(tmp_path_factory) -> Path:
+    """Work dir of the toy UperNet: trained to 2, resumed to 4 (read it, do not write)."""
+    return _train_then_resume(TOY_SEG_CONFIG, tmp_path_factory.mktemp('toy_seg'))

@@ -8,14 +8,14 @@ from hst_mm.models.bridge import project_then_resize, resize_then_project
 
 
 @pytest.mark.parametrize('size', [(224, 224), (512, 512), (230, 317), (64, 96)])
-def test_output_shapes_and_strides(tiny_cfg, size):
-    model = HSTBackbone(**tiny_cfg).eval()
+def test_output_shapes_and_strides(any_trunk_cfg, size):
+    model = HSTBackbone(**any_trunk_cfg).eval()
     H, W = size
     with torch.no_grad():
         outs = model(torch.randn(2, 3, H, W))
     assert len(outs) == 4
     h, w = H, W
-    for out, c in zip(outs, tiny_cfg['embed_dims']):
+    for out, c in zip(outs, any_trunk_cfg['embed_dims']):
         # the stem and each downsampling halve with ceil (3x3/s2/p1), the stem's 2x2/s2 floors
         h, w = ((h + 1) // 2 // 2, (w + 1) // 2 // 2) if out is outs[0] else ((h + 1) // 2, (w + 1) // 2)
         assert out.shape == (2, c, h, w)
@@ -23,15 +23,15 @@ def test_output_shapes_and_strides(tiny_cfg, size):
         assert [o.shape[-2:] for o in outs] == [(H // s, W // s) for s in (4, 8, 16, 32)]
 
 
-def test_outputs_are_dense_nchw(tiny_cfg):
+def test_outputs_are_dense_nchw(any_trunk_cfg):
     """Outputs are contiguous NCHW, not the channels-last views the token layout gives.
 
     mmcv's compiled RoIAlign (MMCV_OPS=compiled) reads its input as dense NCHW: with
     channels-last features a Mask R-CNN's RoI heads train on scrambled features and never
     learn (toy bbox mAP 0.005), while convolutional heads (RPN, mmseg) are unaffected."""
     from hst_mm.models import ViTSimplePyramid
-    trunk = {k: v for k, v in tiny_cfg.items() if k in ('trunk', 'trunk_kwargs')}
-    for model in (HSTBackbone(**tiny_cfg), ViTSimplePyramid(**trunk)):
+    trunk = {k: v for k, v in any_trunk_cfg.items() if k in ('trunk', 'trunk_kwargs')}
+    for model in (HSTBackbone(**any_trunk_cfg), ViTSimplePyramid(**trunk)):
         for mode in (True, False):
             for out in model.train(mode)(torch.randn(2, 3, 64, 96)):
                 assert out.is_contiguous(), type(model).__name__
@@ -63,8 +63,8 @@ def test_bad_inputs_are_named(tiny_cfg):
         model(torch.randn(1, 1, 64, 64))
 
 
-def test_freezing(tiny_cfg):
-    model = HSTBackbone(**tiny_cfg)
+def test_freezing(any_trunk_cfg):
+    model = HSTBackbone(**any_trunk_cfg)
     for name, p in model.trunk.vit.named_parameters():
         tuned = '.norm1.' in name or '.norm2.' in name
         assert p.requires_grad == tuned, name
@@ -78,8 +78,8 @@ def test_freezing(tiny_cfg):
 
 
 @pytest.mark.parametrize('with_cp', [False, True, 'side', 'trunk'])
-def test_gradients_reach_exactly_the_trainable_parameters(tiny_cfg, with_cp):
-    model = HSTBackbone(**tiny_cfg, with_cp=with_cp).train()
+def test_gradients_reach_exactly_the_trainable_parameters(any_trunk_cfg, with_cp):
+    model = HSTBackbone(**any_trunk_cfg, with_cp=with_cp).train()
     outs = model(torch.randn(2, 3, 64, 96))
     sum(o.square().mean() for o in outs).backward()
     for name, p in model.named_parameters():
@@ -133,16 +133,22 @@ def test_project_then_resize_equals_resize_then_project():
                                    rtol=1e-5, atol=1e-5)
 
 
-def test_trunk_matches_timm_and_loads_saved_weights(tiny_cfg, saved_tiny_vit):
-    path, vit = saved_tiny_vit
-    model = HSTBackbone(**tiny_cfg, pretrained=path)
+def test_trunk_matches_timm_and_loads_saved_weights(any_trunk_cfg, tmp_path):
+    vit = timm.create_model(any_trunk_cfg['trunk'], pretrained=False,
+                            **any_trunk_cfg['trunk_kwargs'])
+    path = str(tmp_path / 'vit.pth')
+    torch.save(vit.state_dict(), path)
+    model = HSTBackbone(**any_trunk_cfg, pretrained=path)
     ours = model.trunk.vit.state_dict()
     for k, v in vit.state_dict().items():
         if k.startswith(('head.', 'norm.', 'fc_norm.')):
             continue
         assert torch.equal(ours[k], v), k
     # and nothing but the unused head / final norm was dropped
-    assert set(ours) == {k for k in vit.state_dict() if not k.startswith(('head.', 'norm.'))}
+    unused = ('head.', 'norm.', 'fc_norm.')
+    assert set(ours) == {k for k in vit.state_dict() if not k.startswith(unused)}
+    # the patch maps start after the prefix tokens, whatever their number
+    assert model.trunk.vit.num_prefix_tokens == vit.num_prefix_tokens
 
 
 def test_trunk_blocks_compute_timm_vit(tiny_cfg, saved_tiny_vit):

@@ -12,7 +12,6 @@ import sys
 
 import pytest
 import torch
-
 from tool_runner import ensure_toy_data, run
 
 SEG_CONFIG = 'configs/toy/upernet_hst-vit-ti_toy.py'
@@ -69,8 +68,9 @@ def test_getattr_chain_refused_by_torch_load(evil):
 
 
 def test_getattr_chain_refused_by_mmengine(evil):
-    import hst_mm  # noqa: F401
     from mmengine.runner.checkpoint import _load_checkpoint
+
+    import hst_mm  # noqa: F401
     path, marker = evil
     with pytest.raises(pickle.UnpicklingError, match=r"refused getattr"):
         _load_checkpoint(str(path), map_location='cpu')
@@ -80,7 +80,7 @@ def test_getattr_chain_refused_by_mmengine(evil):
 def test_getattr_is_narrow():
     from mmengine.logging.history_buffer import HistoryBuffer
 
-    from hst_mm.checkpoint_safety import history_buffer_statistic, pickled_bytes
+    from hst_mm.engine.checkpoint_safety import history_buffer_statistic, pickled_bytes
     assert history_buffer_statistic(HistoryBuffer, 'mean') == HistoryBuffer.mean
     for obj, name in ((getattr, '__self__'), (HistoryBuffer, '__init__'), (HistoryBuffer, '_x'),
                       (HistoryBuffer, 'max_length'), (os, 'system'), (HistoryBuffer, 1)):
@@ -117,8 +117,9 @@ class _Call:
 
 def test_empty_and_filled_history_buffers_load(tmp_path):
     """mmengine's message hub: a scalar created but never updated pickles ``bytes()``."""
-    import hst_mm  # noqa: F401
     from mmengine.logging import HistoryBuffer
+
+    import hst_mm  # noqa: F401
     filled = HistoryBuffer()
     filled.update(1.5)
     filled.update(2.5)
@@ -146,6 +147,7 @@ def _entry_points(path, work_dir):
     }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('entry', ['pretrained', 'load_from', 'resume', 'test', 'demo'])
 def test_getattr_chain_refused_by_every_tool(entry, tmp_path):
     marker = tmp_path / 'payload_ran'

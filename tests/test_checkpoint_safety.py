@@ -67,8 +67,9 @@ def test_without_hst_mm_torch_refuses_it(runner_checkpoint):
 
 
 def test_mmengine_load_checkpoint_resumes_state(runner_checkpoint):
-    import hst_mm  # noqa: F401
     from mmengine.runner.checkpoint import _load_checkpoint
+
+    import hst_mm  # noqa: F401
     ckpt = _load_checkpoint(str(runner_checkpoint), map_location='cpu')
     assert ckpt['meta']['iter'] == 4
     # the message hub's HistoryBuffers (what torch refuses without the allow-list) came back
@@ -82,8 +83,9 @@ class _Evil:
 
 
 def test_pickled_callable_is_refused(tmp_path):
-    import hst_mm  # noqa: F401
     from mmengine.runner.checkpoint import _load_checkpoint
+
+    import hst_mm  # noqa: F401
     path = tmp_path / 'evil.pth'
     torch.save({'state_dict': {}, 'meta': _Evil()}, path)
     with pytest.raises(pickle.UnpicklingError, match=r'\.system'):

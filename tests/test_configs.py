@@ -24,8 +24,8 @@ def test_configs_found():
 
 @pytest.mark.parametrize('config', CONFIGS)
 def test_config_builds(config):
-    from mmengine.config import Config
     import count_params
+    from mmengine.config import Config
     cfg = Config.fromfile(str(ROOT / config))
     assert 'hst_mm' in cfg.custom_imports['imports'], f'{config}: custom_imports lacks hst_mm'
     rows = count_params.count(count_params.build_model(cfg))

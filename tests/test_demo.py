@@ -1,7 +1,10 @@
 """The demo pipeline end to end (a few iterations): data, training, evaluation, pictures."""
 import json
 
+import pytest
 from tool_runner import ROOT, run
+
+pytestmark = pytest.mark.slow       # subprocess training through the tools
 
 
 def test_run_demo_writes_metrics_and_pictures(tmp_path):
@@ -16,9 +19,7 @@ def test_run_demo_writes_metrics_and_pictures(tmp_path):
 
 
 def test_rerun_keeps_previous_results(tmp_path):
-    import sys
-    sys.path.insert(0, str(ROOT / 'tools'))
-    from run_demo import prepare_out_dir
+    from tools.run_demo import prepare_out_dir
     out = tmp_path / 'demo'
     prepare_out_dir(str(out))
     (out / 'summary.json').write_text('first')
@@ -27,18 +28,13 @@ def test_rerun_keeps_previous_results(tmp_path):
     assert list(out.iterdir()) == []
 
 
-def test_demo_draws_one_image(tmp_path):
+def test_demo_draws_one_image(tmp_path, toy_det_run):
     """tools/demo.py on one image (the segmentor path is covered by the run_demo test)."""
-    det_dir, seg_dir = tmp_path / 'det', tmp_path / 'seg'
-    opts = ['train_cfg.max_iters=1', 'default_hooks.checkpoint.interval=1',
-            'train_cfg.val_interval=100']
-    run(['tools/train.py', 'configs/toy/mask-rcnn_hst-vit-ti_fpn_toy.py', '--work-dir', det_dir,
-         '--cfg-options', *opts])
     image = ROOT / 'data/toy/coco/val/000002.png'
     run(['tools/demo.py', image, 'configs/toy/mask-rcnn_hst-vit-ti_fpn_toy.py',
-         det_dir / 'iter_1.pth', '--out', tmp_path / 'det.png'])
+         toy_det_run / 'iter_4.pth', '--out', tmp_path / 'det.png'])
     assert (tmp_path / 'det.png').stat().st_size > 1000
     proc = run(['tools/demo.py', tmp_path / 'missing.png',
-                'configs/toy/mask-rcnn_hst-vit-ti_fpn_toy.py', det_dir / 'iter_1.pth',
+                'configs/toy/mask-rcnn_hst-vit-ti_fpn_toy.py', toy_det_run / 'iter_4.pth',
                 '--out', tmp_path / 'x.png'], check=False)
     assert proc.returncode != 0 and 'image not found' in proc.stderr

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.env       # the installed, pinned stack
+
 ROOT = Path(__file__).resolve().parents[1]
 PINS = dict(line.split('==') for line in (ROOT / 'requirements' / 'pins.txt').read_text().split()
             if '==' in line)

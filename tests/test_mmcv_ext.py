@@ -6,10 +6,9 @@ import sys
 import zipfile
 from pathlib import Path
 
+import mmcv._ext as ext
 import pytest
 import torch
-
-import mmcv._ext as ext
 from mmcv.ops import RoIAlign, nms, roi_align, sigmoid_focal_loss
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -227,6 +226,7 @@ def test_other_operators_exist_and_say_how_to_get_them():
         conv(torch.randn(1, 4, 8, 8), torch.zeros(1, 18, 6, 6))
 
 
+@pytest.mark.slow
 def test_every_name_mmcv_ops_asks_for_exists():
     """``import mmcv.ops`` asserts each name; a fresh process sees the same."""
     code = ('import mmcv.ops, mmcv._ext as e; from mmcv.utils import collect_env; '
@@ -236,6 +236,7 @@ def test_every_name_mmcv_ops_asks_for_exists():
     assert 'torchvision' in out.stdout and 'not compiled' in out.stdout
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('code', [
     'import mmdet.models',
     'import mmseg.models',

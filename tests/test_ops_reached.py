@@ -5,14 +5,15 @@ tiny trunk in place of ViT-B, its own necks and heads) runs one loss + backward 
 ``test_step`` on a synthetic batch. What is recorded must be provided: README lists it.
 (On CUDA, mmdet's FocalLoss also calls ``sigmoid_focal_loss``; no shipped config uses it.)
 """
+import mmcv._ext as ext
 import numpy as np
 import pytest
 import torch
+from conftest import ROOT
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
 
-import mmcv._ext as ext
-from conftest import ROOT
+pytestmark = pytest.mark.slow       # a training and a test step of every shipped config
 
 PROVIDED = ('nms', 'roi_align_forward', 'roi_align_backward', 'sigmoid_focal_loss_forward',
             'sigmoid_focal_loss_backward')
@@ -51,6 +52,7 @@ def build(config):
     if cfg.default_scope == 'mmseg':
         cfg.model.data_preprocessor.size = (SIZE, SIZE)
     from mmengine.registry import MODELS
+
     import hst_mm  # noqa: F401
     return MODELS.build(cfg.model), cfg.default_scope
 

@@ -1,8 +1,9 @@
 """Detection through the real tools on the toy COCO set: train, checkpoint, resume, test, mim."""
 import pytest
 import torch
+from tool_runner import ensure_toy_data, logged_steps, run
 
-from tool_runner import ROOT, ensure_toy_data, logged_steps, run
+pytestmark = pytest.mark.slow       # subprocess training through the tools
 
 CONFIG = 'configs/toy/mask-rcnn_hst-vit-ti_fpn_toy.py'
 SHORT = ['default_hooks.logger.interval=1', 'default_hooks.checkpoint.interval=2',
@@ -10,18 +11,10 @@ SHORT = ['default_hooks.logger.interval=1', 'default_hooks.checkpoint.interval=2
 
 
 @pytest.fixture(scope='module')
-def trained(tmp_path_factory):
-    """Train 2 iterations, then resume to 4: the work dir holds both checkpoints."""
-    ensure_toy_data()
-    work_dir = tmp_path_factory.mktemp('det')
-    run(['tools/train.py', CONFIG, '--work-dir', work_dir,
-         '--cfg-options', 'train_cfg.max_iters=2', *SHORT])
-    assert (work_dir / 'iter_2.pth').is_file()
-    assert logged_steps(work_dir) == [1, 2]
-    first = torch.load(work_dir / 'iter_2.pth', map_location='cpu', weights_only=False)
-    run(['tools/train.py', CONFIG, '--work-dir', work_dir, '--resume',
-         '--cfg-options', 'train_cfg.max_iters=4', *SHORT])
-    return work_dir, first
+def trained(toy_det_run):
+    """The session's toy detector run and its iteration-2 checkpoint as first saved."""
+    return toy_det_run, torch.load(toy_det_run / 'iter_2.pth', map_location='cpu',
+                                   weights_only=False)
 
 
 def test_checkpoint_and_resume_continue_at_saved_iteration(trained):

@@ -1,8 +1,9 @@
 """Segmentation through the real tools on the toy ADE20K-layout set."""
 import pytest
 import torch
-
 from tool_runner import ensure_toy_data, logged_steps, run
+
+pytestmark = pytest.mark.slow       # subprocess training through the tools
 
 CONFIG = 'configs/toy/upernet_hst-vit-ti_toy.py'
 SHORT = ['default_hooks.logger.interval=1', 'default_hooks.checkpoint.interval=2',
@@ -10,16 +11,8 @@ SHORT = ['default_hooks.logger.interval=1', 'default_hooks.checkpoint.interval=2
 
 
 @pytest.fixture(scope='module')
-def trained(tmp_path_factory):
-    ensure_toy_data()
-    work_dir = tmp_path_factory.mktemp('seg')
-    run(['tools/train.py', CONFIG, '--work-dir', work_dir,
-         '--cfg-options', 'train_cfg.max_iters=2', *SHORT])
-    assert (work_dir / 'iter_2.pth').is_file()
-    assert logged_steps(work_dir) == [1, 2]
-    run(['tools/train.py', CONFIG, '--work-dir', work_dir, '--resume',
-         '--cfg-options', 'train_cfg.max_iters=4', *SHORT])
-    return work_dir
+def trained(toy_seg_run):
+    return toy_seg_run
 
 
 def test_resume_continues_at_saved_iteration(trained):

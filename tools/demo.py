@@ -13,10 +13,11 @@ import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from a checkout
 
-import hst_mm  # noqa: E402,F401  registers HST, allow-lists checkpoint types
 import mmcv  # noqa: E402
-from hst_mm.engine.errors import user_error_message  # noqa: E402
 from mmengine.config import Config  # noqa: E402
+
+import hst_mm  # noqa: E402,F401  registers HST, allow-lists checkpoint types
+from hst_mm.engine.errors import user_error_message  # noqa: E402
 
 
 def draw_detection(image, config, checkpoint, out, score_thr=0.3, device='cpu'):

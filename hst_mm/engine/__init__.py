@@ -1,1 +1,15 @@
-"""Training support around mmengine's Runner (imports mmengine, not mmdet or mmseg)."""
+"""Training support around mmengine's Runner (imports mmengine, never mmdet or mmseg).
+
+* :mod:`.checkpoint_safety`: the ``weights_only`` allow-list for mmengine checkpoints;
+* :mod:`.hooks`: finite-loss check, atomic checkpoints, torch RNG state across resumes;
+* :mod:`.launch`: what ``tools/train.py`` adds to a config (hooks, gloo without CUDA, the
+  work-dir guard, the resumed run's seed);
+* :mod:`.cli`: the argument handling ``tools/train.py`` and ``tools/test.py`` share;
+* :mod:`.precision`, :mod:`.errors`: float32 without a GPU; errors reported as diagnoses.
+
+Importing it registers the hooks and installs the allow-list.
+"""
+from . import hooks  # noqa: F401  (registers the hooks)
+from .checkpoint_safety import allow_mmengine_checkpoints
+
+allow_mmengine_checkpoints()

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 from typing import Optional
 
-from ..checkpoint_safety import refused_checkpoint_message
-from ..hooks import NonFiniteLossError
 from ..models import PretrainedMismatchError
 from ..models.pretrained import unpickling_error
+from .checkpoint_safety import refused_checkpoint_message
+from .hooks import NonFiniteLossError
 
 
 def user_error_message(exc: BaseException, checkpoint: Optional[str] = None) -> Optional[str]:

@@ -1,10 +1,11 @@
 """The assembled HST backbone: frozen trunk + T-Bridge + Hierarchical Side Network.
 
-Plain PyTorch (imports only torch and timm); ``hst_mm.backbone.HST`` registers it with
-OpenMMLab.
+Plain PyTorch (imports only torch and timm); :mod:`hst_mm.registration` registers it with
+OpenMMLab as ``type='HST'``.
 """
 from __future__ import annotations
 
+import warnings
 from typing import Optional, Sequence, Tuple, Union
 
 import torch
@@ -17,10 +18,22 @@ from .trunk import MetaTokenViT
 from .weight_init import init_side_weights
 
 # Values of ``with_cp``: nothing, everything, the Side Blocks only, the trunk blocks only.
-CP_CHOICES = (False, True, 'all', 'side', 'trunk')
+CP_CHOICES = (False, True, 'side', 'trunk')
 
 
-class HSTBackbone(nn.Module):
+def check_with_cp(with_cp):
+    """``with_cp`` as one of :data:`CP_CHOICES` (``'all'``, the old spelling of ``True``, warns)."""
+    if with_cp == 'all':
+        warnings.warn("with_cp='all' is deprecated: use with_cp=True", DeprecationWarning,
+                      stacklevel=3)
+        return True
+    if with_cp not in CP_CHOICES:
+        raise ValueError(f'with_cp={with_cp!r}: expected one of '
+                         f'{", ".join(map(repr, CP_CHOICES))}')
+    return with_cp
+
+
+class HST(nn.Module):
     """Hierarchical Side-Tuning backbone.
 
     ``(B, 3, H, W) -> [(B, C_i, H/s, W/s) for s in 4, 8, 16, 32]`` (for ``out_indices``).
@@ -34,7 +47,7 @@ class HSTBackbone(nn.Module):
         drop_path_rate: stochastic depth of the Side Blocks (linear from 0).
         out_indices: which stages to return.
         with_cp: activation checkpointing, to trade compute for memory: ``False``; ``True``
-            (or ``'all'``) for the trunk blocks and the Side Blocks (with their bridge step):
+            for the trunk blocks and the Side Blocks (with their bridge step):
             least memory, one more forward pass of both in backward; ``'side'`` for the
             Side Blocks only: the side network's stride-4/8 maps are about half of what a
             training step stores, and recomputing them is cheap next to the trunk;
@@ -49,13 +62,14 @@ class HSTBackbone(nn.Module):
                  with_cp: Union[bool, str] = False,
                  trunk_kwargs: Optional[dict] = None) -> None:
         super().__init__()
-        if with_cp not in CP_CHOICES:
-            raise ValueError(f'with_cp={with_cp!r}: expected one of '
-                             f'{", ".join(map(repr, CP_CHOICES))}')
+        with_cp = check_with_cp(with_cp)
         if len(embed_dims) != len(num_heads):
             raise ValueError(f'embed_dims {tuple(embed_dims)} and num_heads {tuple(num_heads)} '
                              f'must have one entry per stage')
         for c, h in zip(embed_dims, num_heads):
+            if not (isinstance(h, int) and h > 0 and isinstance(c, int) and c > 0):
+                raise ValueError(f'embed_dims {tuple(embed_dims)} and num_heads '
+                                 f'{tuple(num_heads)} must be positive integers')
             if c % h:
                 raise ValueError(f'embed_dims {tuple(embed_dims)}: width {c} is not divisible '
                                  f'by its num_heads {h}')
@@ -68,13 +82,13 @@ class HSTBackbone(nn.Module):
         self.embed_dims = tuple(embed_dims)
         self.out_indices = tuple(out_indices)
         self.with_cp = with_cp
-        self.trunk = MetaTokenViT(trunk, with_cp=with_cp in (True, 'all', 'trunk'),
+        self.trunk = MetaTokenViT(trunk, with_cp=with_cp in (True, 'trunk'),
                                   **self.trunk_kwargs)
         stage_of_block = split_blocks(self.trunk.depth, len(embed_dims))
         self.bridge = TBridge(self.trunk.embed_dim, embed_dims, stage_of_block)
         self.bridge.apply(init_side_weights)
         self.side = HierarchicalSideNetwork(embed_dims, num_heads, stage_of_block, drop_path_rate,
-                                            with_cp=with_cp in (True, 'all', 'side'))
+                                            with_cp=with_cp in (True, 'side'))
         if pretrained:
             self.load_pretrained(pretrained)
 
@@ -91,3 +105,6 @@ class HSTBackbone(nn.Module):
         metas, patches = self.trunk(x)
         outs = self.side(x, metas, patches, self.bridge)
         return tuple(outs[i] for i in self.out_indices)
+
+
+HSTBackbone = HST          # the name before 0.2

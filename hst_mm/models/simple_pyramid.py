@@ -9,15 +9,14 @@ from __future__ import annotations
 
 from typing import Optional, Sequence, Tuple
 
-import timm
 import torch
 import torch.nn as nn
-from torch.utils.checkpoint import checkpoint
 
 from .pretrained import load_trunk_weights
+from .trunk import create_trunk
 
 
-class ViTSimplePyramid(nn.Module):
+class ViTPyramid(nn.Module):
     """``(B, 3, H, W) -> [(B, D, H/s, W/s) for s in 4, 8, 16, 32]`` (for ``out_indices``).
 
     Args:
@@ -36,11 +35,8 @@ class ViTSimplePyramid(nn.Module):
                  trunk_kwargs: Optional[dict] = None) -> None:
         super().__init__()
         self.trunk_name = trunk
-        self.trunk_kwargs = {'dynamic_img_size': True, 'dynamic_img_pad': True,
-                             **(trunk_kwargs or {})}
-        self.vit = timm.create_model(trunk, pretrained=False, num_classes=0,
-                                     drop_path_rate=drop_path_rate, **self.trunk_kwargs)
-        self.vit.norm, self.vit.fc_norm, self.vit.head = nn.Identity(), nn.Identity(), nn.Identity()
+        self.trunk_kwargs = dict(trunk_kwargs or {})
+        self.vit = create_trunk(trunk, drop_path_rate, **self.trunk_kwargs)
         depth, dim = len(self.vit.blocks), self.vit.embed_dim
         if depth % 4:
             raise ValueError(f'a trunk of {depth} blocks cannot feed 4 pyramid levels evenly')
@@ -48,6 +44,7 @@ class ViTSimplePyramid(nn.Module):
         self.out_indices = tuple(out_indices)
         self.frozen = frozen
         self.with_cp = with_cp
+        self.vit.set_grad_checkpointing(bool(with_cp))
         self.pyramid = nn.ModuleList([
             nn.Sequential(nn.ConvTranspose2d(dim, dim, 2, 2), nn.BatchNorm2d(dim), nn.GELU(),
                           nn.ConvTranspose2d(dim, dim, 2, 2)),
@@ -62,7 +59,7 @@ class ViTSimplePyramid(nn.Module):
     def load_pretrained(self, source: str) -> None:
         load_trunk_weights(self.vit, self.trunk_name, source, **self.trunk_kwargs)
 
-    def train(self, mode: bool = True) -> 'ViTSimplePyramid':
+    def train(self, mode: bool = True) -> 'ViTPyramid':
         super().train(mode)
         if self.frozen:
             self.vit.eval()
@@ -72,15 +69,12 @@ class ViTSimplePyramid(nn.Module):
         """(B, 3, H, W) -> tuple of (B, D, H_i, W_i)."""
         if x.ndim != 4 or x.shape[1] != 3:
             raise ValueError(f'expected a (B, 3, H, W) batch, got shape {tuple(x.shape)}')
-        vit = self.vit
-        x = vit.patch_embed(x)                    # (B, h, w, D)
-        B, h, w, D = x.shape
-        x = vit.norm_pre(vit.patch_drop(vit._pos_embed(x)))
-        feats = []
-        for i, blk in enumerate(vit.blocks):
-            x = checkpoint(blk, x, use_reentrant=False) if self.with_cp and x.requires_grad \
-                else blk(x)
-            if i in self.feature_blocks:
-                feats.append(x[:, vit.num_prefix_tokens:].transpose(1, 2).reshape(B, D, h, w))
-        # contiguous: mmcv's RoIAlign reads dense NCHW (see HierarchicalSideNetwork.forward).
+        # timm's own intermediates: NCHW maps of the tapped blocks, dense (mmcv's compiled
+        # RoIAlign reads dense NCHW; see HierarchicalSideNetwork.forward).
+        feats = self.vit.forward_intermediates(
+            x, indices=list(self.feature_blocks), norm=False, output_fmt='NCHW',
+            intermediates_only=True)
         return tuple(self.pyramid[i](feats[i]).contiguous() for i in self.out_indices)
+
+
+ViTSimplePyramid = ViTPyramid        # the name before 0.2

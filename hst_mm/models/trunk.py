@@ -13,10 +13,36 @@ from typing import List, Tuple
 import timm
 import torch
 import torch.nn as nn
+from timm.models.vision_transformer import VisionTransformer
 from torch.utils.checkpoint import checkpoint
 
 # Trunk parameters that stay trainable: the blocks' two LayerNorms.
 TUNED_NORMS = ('norm1', 'norm2')
+
+
+def create_trunk(model_name: str, drop_path_rate: float = 0.0, **timm_kwargs) -> VisionTransformer:
+    """A timm ``VisionTransformer`` for dense prediction, without its final norm and head.
+
+    ``dynamic_img_size``: timm resamples the position embeddings to each input's grid;
+    ``dynamic_img_pad``: sizes that are not a multiple of the patch are padded, not cut. The
+    model type is checked on a parameter-free (meta device) build first, so a wrong name
+    fails at once with a named error instead of in the first forward.
+    """
+    timm_kwargs = {'dynamic_img_size': True, 'dynamic_img_pad': True, **timm_kwargs}
+    if not timm.is_model(model_name.split('.')[0]):
+        raise ValueError(f"trunk '{model_name}' is not a timm model name")
+    with torch.device('meta'):
+        probe = timm.create_model(model_name, pretrained=False, num_classes=0, **timm_kwargs)
+    if not isinstance(probe, VisionTransformer):
+        raise TypeError(f"trunk '{model_name}' is not a timm VisionTransformer (it builds "
+                        f'{type(probe).__name__}); HST needs its patch embedding, position '
+                        f'embedding and plain blocks')
+    vit = timm.create_model(model_name, pretrained=False, num_classes=0,
+                            drop_path_rate=drop_path_rate, **timm_kwargs)
+    # The final norm and the head are unused by dense heads: dropped, so they neither hold
+    # parameters nor appear as "missing" when weights are loaded.
+    vit.norm, vit.fc_norm, vit.head = nn.Identity(), nn.Identity(), nn.Identity()
+    return vit
 
 
 def _block_with_meta(block: nn.Module, meta: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -38,19 +64,7 @@ class MetaTokenViT(nn.Module):
     def __init__(self, model_name: str = 'vit_base_patch16_224', drop_path_rate: float = 0.0,
                  with_cp: bool = False, **timm_kwargs) -> None:
         super().__init__()
-        # dynamic_img_size: timm resamples the position embeddings to each input's grid;
-        # dynamic_img_pad: sizes that are not a multiple of the patch are padded, not cut.
-        timm_kwargs = {'dynamic_img_size': True, 'dynamic_img_pad': True, **timm_kwargs}
-        self.vit = timm.create_model(model_name, pretrained=False, num_classes=0,
-                                     drop_path_rate=drop_path_rate, **timm_kwargs)
-        if not hasattr(self.vit, 'blocks') or not hasattr(self.vit, '_pos_embed'):
-            raise TypeError(f"trunk '{model_name}' is not a timm VisionTransformer "
-                            f'(got {type(self.vit).__name__})')
-        # The final norm and the head are unused by HST: drop them so they neither hold
-        # parameters nor appear as "missing" when weights are loaded.
-        self.vit.norm = nn.Identity()
-        self.vit.fc_norm = nn.Identity()
-        self.vit.head = nn.Identity()
+        self.vit = create_trunk(model_name, drop_path_rate, **timm_kwargs)
         self.with_cp = with_cp
         self.embed_dim: int = self.vit.embed_dim
         self.depth: int = len(self.vit.blocks)

@@ -1,6 +1,4 @@
 """Initialisation of the trainable side parts, as in the authors' code."""
-import math
-
 import torch.nn as nn
 
 
@@ -17,7 +15,9 @@ def init_side_weights(m: nn.Module) -> None:
         nn.init.ones_(m.weight)
         nn.init.zeros_(m.bias)
     elif isinstance(m, nn.Conv2d):
-        fan_out = m.kernel_size[0] * m.kernel_size[1] * m.out_channels // m.groups
-        nn.init.normal_(m.weight, 0, math.sqrt(2.0 / fan_out))
+        # The authors' normal(0, sqrt(2 / (k*k*out / groups))); the side network has no
+        # grouped convolutions, so that is exactly He initialisation over fan_out.
+        assert m.groups == 1, 'grouped convolutions: fan_out would differ from the authors\''
+        nn.init.kaiming_normal_(m.weight, mode='fan_out', nonlinearity='relu')
         if m.bias is not None:
             nn.init.zeros_(m.bias)

@@ -317,10 +317,11 @@ def build_detector(mode: str, args: argparse.Namespace):
     """
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
-    import hst_mm  # noqa: F401  (registers HST and ViTPyramid)
     from mmdet.registry import MODELS
     from mmengine.config import Config
     from mmengine.registry import init_default_scope
+
+    import hst_mm  # noqa: F401  (registers HST and ViTPyramid)
 
     cfg = Config.fromfile(str(ROOT / DETECTOR_CONFIGS[base_mode(mode)]))
     init_default_scope(cfg.get('default_scope', 'mmdet'))

@@ -15,9 +15,10 @@ from collections import OrderedDict
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
-import hst_mm  # noqa: E402,F401
 from mmengine.config import Config, DictAction  # noqa: E402
 from mmengine.registry import init_default_scope  # noqa: E402
+
+import hst_mm  # noqa: E402,F401
 
 PARTS = ('trunk frozen', 'trunk tuned', 'meta tokens', 'bridge', 'side network', 'pyramid',
          'backbone other', 'neck', 'heads')

@@ -27,7 +27,7 @@ from typing import List
 import numpy as np
 import torch
 
-from .models.pretrained import refusal_reason
+from ..models.pretrained import refusal_reason
 
 
 def history_buffer_statistic(obj: object, name: str):

@@ -1,13 +1,11 @@
-"""Nothing lost: a kill during a checkpoint save leaves the previous checkpoint loadable, and a
-new run does not train into a work dir holding another run's checkpoints; tools/train.py
-adds the reliability hooks and picks gloo without CUDA.
+"""hst_mm.engine.hooks.AtomicCheckpointHook: a kill or a full disk during a checkpoint save
+leaves the previous checkpoint loadable and no partial file behind.
 
 The save tests run mmengine's real Runner in-process on a two-parameter model (a second),
 with ``LocalBackend.put`` replaced by one that writes half the file and raises: the files
 on disk at that moment are what a SIGKILL at that moment would leave, since nothing
 downstream of the failed write runs.
 """
-import importlib.util
 import itertools
 
 import pytest
@@ -17,10 +15,8 @@ from mmengine.fileio import LocalBackend
 from mmengine.model import BaseModel
 from mmengine.runner import Runner
 
-import hst_mm.hooks
-from tool_runner import ROOT
+import hst_mm.engine.hooks.atomic_checkpoint as atomic_checkpoint
 
-SEG_CONFIG = str(ROOT / 'configs/toy/upernet_hst-vit-ti_toy.py')
 _names = itertools.count()
 
 
@@ -104,14 +100,14 @@ def test_kill_during_save_keeps_previous_checkpoint(tmp_path, kill_during_save_o
 def test_kill_between_save_and_pointer_update(tmp_path, monkeypatch):
     """Killed after iter_2.pth is complete but before last_checkpoint names it: the pointer
     still names iter_1.pth, which is deleted only after the pointer moves on."""
-    real = hst_mm.hooks.atomic_write_text
+    real = atomic_checkpoint.atomic_write_text
 
     def write(path, text):
         if text.endswith('iter_2.pth'):
             raise Killed(path)
         real(path, text)
 
-    monkeypatch.setattr(hst_mm.hooks, 'atomic_write_text', write)
+    monkeypatch.setattr(atomic_checkpoint, 'atomic_write_text', write)
     with pytest.raises(Killed):
         make_runner(tmp_path, 'AtomicCheckpointHook').train()
     assert (tmp_path / 'last_checkpoint').read_text() == str(tmp_path / 'iter_1.pth')
@@ -119,73 +115,45 @@ def test_kill_between_save_and_pointer_update(tmp_path, monkeypatch):
     assert torch.load(tmp_path / 'iter_2.pth', weights_only=True)['meta']['iter'] == 2
 
 
-# ---- tools/train.py --------------------------------------------------------------------
-@pytest.fixture(scope='module')
-def train_py():
-    spec = importlib.util.spec_from_file_location('hst_train_tool', ROOT / 'tools' / 'train.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def test_failed_save_removes_its_partial_file(tmp_path, monkeypatch):
+    """A full disk during a save: the error goes up, the partial .tmp does not stay behind
+    (it would keep the disk full), the previous checkpoint is intact."""
+    real_put = LocalBackend.put
+
+    def put(self, obj, filepath):
+        if 'iter_2.pth' in str(filepath):
+            with open(filepath, 'wb') as f:
+                f.write(obj[:len(obj) // 2])
+            raise OSError(28, 'No space left on device')
+        return real_put(self, obj, filepath)
+
+    monkeypatch.setattr(LocalBackend, 'put', put)
+    with pytest.raises(OSError, match='No space'):
+        make_runner(tmp_path, 'AtomicCheckpointHook').train()
+    assert sorted(p.name for p in tmp_path.glob('*.pth*')) == ['iter_1.pth']
+    assert torch.load(tmp_path / 'iter_1.pth', weights_only=True)['meta']['iter'] == 1
 
 
-@pytest.fixture
-def config(train_py, monkeypatch):
-    monkeypatch.setenv('LOCAL_RANK', '0')           # parse_args sets it when missing
+def test_finite_loss_with_overflowing_weights_stops_before_the_save(tmp_path):
+    """The loss of iteration 1 is finite (1e20 * w), its gradient 1e20 times a learning rate
+    of 1e20 sends the weights to inf in the step: the check looks at the weights too, so
+    nothing broken is saved."""
+    from hst_mm.engine.hooks import NonFiniteLossError
 
-    def build(*argv):
-        args = train_py.parse_args([SEG_CONFIG, *argv])
-        return args, train_py.build_config(args)
-    return build
+    class SteepModel(TinyModel):
+        def forward(self, inputs, data_samples=None, mode='tensor'):
+            return dict(loss=1e20 * self.linear.weight.sum())
 
-
-def test_refuses_work_dir_with_checkpoints(train_py, config, tmp_path):
-    (tmp_path / 'iter_200.pth').write_bytes(b'')
-    args, cfg = config('--work-dir', str(tmp_path))
-    with pytest.raises(SystemExit) as e:
-        train_py.check_work_dir(cfg, args.overwrite)
-    msg = str(e.value)
-    assert str(tmp_path) in msg and '--resume' in msg and '--overwrite' in msg
-    assert 'iter_200.pth' in msg
-    args, cfg = config('--work-dir', str(tmp_path), '--overwrite')
-    train_py.check_work_dir(cfg, args.overwrite)                # allowed
-    # --resume without last_checkpoint: mmengine would silently start from scratch
-    args, cfg = config('--work-dir', str(tmp_path), '--resume')
-    with pytest.raises(SystemExit, match='no last_checkpoint'):
-        train_py.check_work_dir(cfg, args.overwrite)
-    (tmp_path / 'last_checkpoint').write_text(str(tmp_path / 'iter_200.pth'))
-    train_py.check_work_dir(cfg, args.overwrite)                # resumable
-    args, cfg = config('--work-dir', str(tmp_path / 'new'))
-    train_py.check_work_dir(cfg, args.overwrite)                # empty / new dir
-
-
-def test_main_exits_before_training(train_py, monkeypatch, tmp_path, capsys):
-    """The refusal comes from main(), before any model is built."""
-    monkeypatch.setenv('LOCAL_RANK', '0')
-    (tmp_path / 'epoch_1.pth').write_bytes(b'')
-    monkeypatch.setattr(train_py.Runner, 'from_cfg', lambda cfg: pytest.fail('Runner built'))
-    with pytest.raises(SystemExit, match='already holds checkpoints'):
-        train_py.main([SEG_CONFIG, '--work-dir', str(tmp_path)])
-
-
-def test_reliability_hooks_added(train_py, config):
-    _, cfg = config()
-    assert [h['type'] for h in cfg.custom_hooks] == ['TorchRNGStateHook', 'CheckFiniteLossHook']
-    assert cfg.default_hooks.checkpoint.type == 'AtomicCheckpointHook'
-    assert cfg.default_hooks.checkpoint.max_keep_ckpts == 2          # other settings kept
-    _, cfg = config('--no-nan-check')
-    assert [h['type'] for h in cfg.custom_hooks] == ['TorchRNGStateHook']
-    cfg.custom_hooks = [dict(type='CheckFiniteLossHook', interval=5)]
-    train_py.add_reliability_hooks(cfg)
-    assert [(h['type'], h.get('interval')) for h in cfg.custom_hooks] == [
-        ('CheckFiniteLossHook', 5), ('TorchRNGStateHook', None)]      # not added twice
-
-
-@pytest.mark.skipif(torch.cuda.is_available(), reason='CPU-only behaviour')
-def test_gloo_without_cuda(train_py, config):
-    _, cfg = config('--launcher', 'pytorch')
-    assert cfg.env_cfg.dist_cfg.backend == 'gloo'
-    assert cfg.model_wrapper_cfg.type == 'MMDistributedDataParallel'
-    assert cfg.model_wrapper_cfg.device_ids is None                  # DDP of a CPU module
-    _, cfg = config('--launcher', 'slurm')
-    with pytest.raises(SystemExit, match='dist_train.sh'):
-        train_py.init_cpu_distributed(cfg)
+    runner = Runner(
+        model=SteepModel(), work_dir=str(tmp_path), experiment_name=f'inf{next(_names)}',
+        train_dataloader=dict(dataset=TinyData(), batch_size=2, num_workers=0,
+                              sampler=dict(type='InfiniteSampler', shuffle=False)),
+        optim_wrapper=dict(optimizer=dict(type='SGD', lr=1e20)),
+        train_cfg=dict(by_epoch=False, max_iters=3),
+        default_hooks=dict(checkpoint=dict(type='AtomicCheckpointHook', by_epoch=False,
+                                           interval=1)),
+        custom_hooks=[dict(type='CheckFiniteLossHook')])
+    with pytest.raises(NonFiniteLossError, match='weights are not finite at iteration 1') as e:
+        runner.train()
+    assert 'linear.weight' in str(e.value) and 'load_from=' not in str(e.value)
+    assert not list(tmp_path.glob('*.pth'))

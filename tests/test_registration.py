@@ -13,8 +13,10 @@ TINY = dict(trunk='vit_tiny_patch16_224', trunk_kwargs=dict(depth=4, embed_dim=3
 ])
 def test_builds_from_registry(scope, cfg):
     import importlib
-    import hst_mm  # noqa: F401  what custom_imports does
+
     from mmengine.registry import init_default_scope
+
+    import hst_mm  # noqa: F401  what custom_imports does
     init_default_scope(scope)
     models = importlib.import_module(f'{scope}.registry').MODELS
     backbone = models.build(dict(cfg)).eval()
@@ -37,9 +39,10 @@ def test_hst_mm_imports_neither_framework():
 ])
 def test_pretrained_survives_init_weights(backbone, saved_tiny_vit):
     """mmengine's init_weights() must not re-randomise the trunk (timm's ViT.init_weights)."""
-    import hst_mm  # noqa: F401
     from mmdet.registry import MODELS
     from mmengine.registry import init_default_scope
+
+    import hst_mm  # noqa: F401
     init_default_scope('mmdet')
     path, vit = saved_tiny_vit
     detector = MODELS.build(dict(

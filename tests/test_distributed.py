@@ -11,9 +11,11 @@ import subprocess
 
 import pytest
 import torch
+from tool_runner import ROOT, ensure_toy_data, logged_steps, run
 
 import hst_mm  # noqa: F401  allow-lists mmengine checkpoints for weights_only loading
-from tool_runner import ROOT, ensure_toy_data, logged_steps, run
+
+pytestmark = pytest.mark.slow       # subprocess training through the tools
 
 
 def free_port() -> int:

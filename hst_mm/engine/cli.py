@@ -1,0 +1,78 @@
+"""The command-line handling that ``tools/train.py`` and ``tools/test.py`` share."""
+from __future__ import annotations
+
+import argparse
+import os
+import os.path as osp
+import sys
+from typing import Callable, Optional, Union
+
+from mmengine.config import Config, DictAction
+from mmengine.registry import RUNNERS
+from mmengine.runner import Runner
+
+from .errors import user_error_message
+
+
+def base_parser(description: str) -> argparse.ArgumentParser:
+    """The arguments every tool takes: CONFIG, --work-dir, --cfg-options, --launcher."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument('config', help='config file path')
+    parser.add_argument('--work-dir', help='the directory for logs, metrics and checkpoints')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+                        help='override config settings, e.g. train_cfg.max_iters=10')
+    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
+                        default='none', help='job launcher')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    return parser
+
+
+def parse(parser: argparse.ArgumentParser, argv=None) -> argparse.Namespace:
+    args = parser.parse_args(argv)
+    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
+    return args
+
+
+def load_config(args: argparse.Namespace) -> Config:
+    """The config with the launcher, ``--cfg-options`` and the work dir applied.
+
+    Work dir: ``--work-dir`` > the config's ``work_dir`` > ``./work_dirs/<config name>``.
+    """
+    if not osp.isfile(args.config):
+        raise FileNotFoundError(f'config file not found: {args.config}')
+    cfg = Config.fromfile(args.config)
+    cfg.launcher = args.launcher
+    if args.cfg_options is not None:
+        cfg.merge_from_dict(args.cfg_options)
+    if args.work_dir is not None:
+        cfg.work_dir = args.work_dir
+    elif cfg.get('work_dir', None) is None:
+        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
+    return cfg
+
+
+def build_runner(cfg: Config) -> Runner:
+    """mmengine's Runner, or the config's ``runner_type`` built through the registry (as
+    mmdet's and mmseg's tools do: ``Runner.from_cfg`` ignores ``runner_type``)."""
+    return RUNNERS.build(cfg) if 'runner_type' in cfg else Runner.from_cfg(cfg)
+
+
+def run(cfg: Config, job: Callable[[Runner], object],
+        checkpoint: Union[str, Callable[[], Optional[str]], None] = None,
+        before: Optional[Callable[[], None]] = None):
+    """Build the runner and run ``job(runner)``; an error caused by the user's files (a
+    refused or unfitting checkpoint, a non-finite loss) ends the process with one
+    ``error:`` line, also written to the run's log, instead of a traceback."""
+    runner = None
+    try:
+        if before is not None:
+            before()
+        runner = build_runner(cfg)
+        return job(runner)
+    except Exception as e:
+        message = user_error_message(e, checkpoint() if callable(checkpoint) else checkpoint)
+        if message is None:
+            raise
+        if runner is not None:
+            runner.logger.error(message)
+        sys.exit(f'error: {message}')

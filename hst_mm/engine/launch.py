@@ -1,0 +1,144 @@
+"""What ``tools/train.py`` adds to a config before mmengine's Runner takes over.
+
+* the reliability hooks (:mod:`hst_mm.engine.hooks`), unless the config lists its own;
+* on a machine without CUDA, distributed runs on the gloo backend;
+* a guard against training into a work dir (or checkpoint ``out_dir``) that holds another
+  run's checkpoints;
+* on resume without ``randomness.seed``, the interrupted run's seed.
+"""
+from __future__ import annotations
+
+import datetime
+import glob
+import os.path as osp
+import sys
+from typing import List, Optional
+
+import torch
+from mmengine.config import Config, ConfigDict
+from mmengine.registry import MODEL_WRAPPERS
+
+
+def add_reliability_hooks(cfg: Config, nan_check: bool = True) -> None:
+    """Add ``hst_mm.hooks`` to ``cfg``: atomic checkpoints, torch RNG state across resumes
+    and (``nan_check``) the finite-loss check; hooks the config already lists are kept."""
+    hooks = list(cfg.get('custom_hooks', None) or [])
+    listed = {h.get('type') for h in hooks}
+    wanted = ['TorchRNGStateHook'] + (['CheckFiniteLossHook'] if nan_check else [])
+    hooks += [dict(type=t) for t in wanted if t not in listed]
+    cfg.custom_hooks = hooks
+    checkpoint = cfg.get('default_hooks', {}).get('checkpoint', None)
+    # Only mmengine's own hook is swapped: a custom checkpoint hook is the config's choice.
+    if checkpoint is not None and checkpoint.get('type') in ('CheckpointHook',
+                                                              'mmengine.CheckpointHook'):
+        checkpoint.type = 'AtomicCheckpointHook'
+
+
+def use_gloo_without_cuda(cfg: Config) -> None:
+    """:func:`use_gloo` for a distributed launch on a machine without CUDA."""
+    if cfg.launcher != 'none' and not torch.cuda.is_available():
+        use_gloo(cfg)
+
+
+def use_gloo(cfg: Config) -> None:
+    """Distributed training without CUDA: gloo backend, CPU model wrapper.
+
+    mmengine picks the backend from ``env_cfg.dist_cfg.backend`` (``nccl`` in mmdet's and
+    mmseg's runtime configs), and wraps the model in DDP with ``device_ids=[LOCAL_RANK]``,
+    which DDP refuses for a CPU module.
+    """
+    cfg.setdefault('env_cfg', ConfigDict())
+    cfg.env_cfg.setdefault('dist_cfg', ConfigDict())
+    cfg.env_cfg.dist_cfg.backend = 'gloo'
+    wrapper = cfg.get('model_wrapper_cfg', None) or ConfigDict(
+        type='MMDistributedDataParallel', broadcast_buffers=False,
+        find_unused_parameters=cfg.get('find_unused_parameters', False))
+    wrapper.setdefault('type', 'MMDistributedDataParallel')
+    kind = wrapper['type']
+    kind = MODEL_WRAPPERS.get(kind) if isinstance(kind, str) else kind
+    if isinstance(kind, type) and issubclass(kind, torch.nn.parallel.DistributedDataParallel):
+        wrapper['device_ids'] = None
+    cfg.model_wrapper_cfg = wrapper
+
+
+def init_cpu_distributed(cfg: Config) -> None:
+    """Start the gloo process group ourselves on a machine without CUDA.
+
+    mmengine's ``init_dist`` calls ``torch.cuda.set_device`` for every launcher, which
+    fails without a GPU; the Runner skips ``init_dist`` when a process group exists.
+    """
+    if cfg.launcher == 'none' or torch.cuda.is_available() or torch.distributed.is_initialized():
+        return
+    if cfg.launcher != 'pytorch':
+        sys.exit(f'error: --launcher {cfg.launcher} needs CUDA (mmengine sets one GPU per '
+                 f'process); without a GPU launch with tools/dist_train.sh (torchrun, '
+                 f'--launcher pytorch), which uses the gloo backend')
+    timeout = cfg.env_cfg.dist_cfg.get('timeout', 1800)
+    torch.distributed.init_process_group(backend='gloo',
+                                         timeout=datetime.timedelta(seconds=timeout))
+
+
+def checkpoint_dirs(cfg: Config) -> List[str]:
+    """Where this run writes checkpoints (``iter_N.pth``, ``best_*.pth``): the work dir and,
+    with ``default_hooks.checkpoint.out_dir``, ``out_dir/<work dir name>`` (mmengine's rule)."""
+    dirs = [cfg.work_dir]
+    hook = (cfg.get('default_hooks') or {}).get('checkpoint') or {}
+    out_dir = hook.get('out_dir')
+    if out_dir and '://' not in str(out_dir):          # remote back-ends are not checked
+        dirs.append(osp.join(out_dir, osp.basename(osp.normpath(cfg.work_dir))))
+    return dirs
+
+
+def check_work_dir(cfg: Config, overwrite: bool) -> None:
+    """Refuse to train where checkpoints of an earlier run would be overwritten.
+
+    mmengine never asks: a new run's ``iter_N.pth`` silently replaces the old run's
+    ``iter_N.pth``, and its ``last_checkpoint`` the old pointer. Both the work dir and the
+    checkpoint hook's ``out_dir`` are checked.
+    """
+    ckpts = sorted(c for d in checkpoint_dirs(cfg) for c in glob.glob(osp.join(d, '*.pth')))
+    if not ckpts or overwrite:
+        return
+    names = ', '.join(ckpts[:3]) + (' ...' if len(ckpts) > 3 else '')
+    if not cfg.get('resume'):                   # set by --resume, or in the config
+        sys.exit(f'error: checkpoints of an earlier run are where this run would write its '
+                 f'own ({names}); pass --resume to continue that run, --overwrite to start a '
+                 f'new run there (replacing checkpoints of the same names), or choose another '
+                 f'--work-dir')
+    if not cfg.get('load_from') and not osp.isfile(osp.join(cfg.work_dir, 'last_checkpoint')):
+        # mmengine would find nothing to resume and silently start from scratch
+        sys.exit(f'error: --resume: work dir {cfg.work_dir} holds checkpoints ({names}) but '
+                 f'no last_checkpoint file naming the latest; pass it: --resume '
+                 f'{osp.join(cfg.work_dir, "CHECKPOINT.pth")}')
+
+
+def resume_checkpoint_path(cfg: Config) -> Optional[str]:
+    """The checkpoint a resumed run will load (``load_from``, else ``last_checkpoint``)."""
+    if not cfg.get('resume'):
+        return None
+    if cfg.get('load_from'):
+        return cfg.load_from
+    pointer = osp.join(cfg.work_dir, 'last_checkpoint')
+    if not osp.isfile(pointer):
+        return None
+    with open(pointer) as f:
+        path = f.read().strip()
+    return path if osp.isfile(path) else None
+
+
+def carry_resume_seed(cfg: Config) -> None:
+    """On resume with no ``randomness.seed``, reuse the seed the checkpointed run drew.
+
+    mmdet's and mmseg's configs leave the seed unset, so each run draws one. mmengine
+    restores the checkpoint's seed only after it has built the train sampler with a newly
+    drawn one: the resumed run would see another data order. Setting the seed in the config
+    builds the sampler with the original run's seed.
+    """
+    path = resume_checkpoint_path(cfg)
+    if path is None or cfg.get('randomness', {}).get('seed') is not None:
+        return
+    # mmap: only the small 'meta' entry is read from disk, not the weights.
+    seed = torch.load(path, map_location='cpu', weights_only=True,
+                      mmap=True).get('meta', {}).get('seed')
+    if seed is not None:
+        cfg.randomness = {**cfg.get('randomness', {}), 'seed': seed}

@@ -1,0 +1,62 @@
+"""OpenMMLab registration: ``type='HST'`` and the baselines' ``type='ViTPyramid'``.
+
+Both are registered once in mmengine's root ``MODELS`` registry, which mmdet's and mmseg's
+registries fall back to, so they build from either framework's configs. Each is the
+plain-PyTorch class of :mod:`hst_mm.models` (same arguments, passed through) plus what
+mmengine expects of a backbone: ``init_cfg``, and ``pretrained`` loaded in
+``init_weights()`` rather than in the constructor.
+"""
+from __future__ import annotations
+
+from typing import Optional, Union
+
+from mmengine.model import BaseModule
+from mmengine.registry import MODELS
+
+from . import models
+
+
+class PretrainedOnInit(BaseModule):
+    """Loads the trunk's ``pretrained`` weights in ``init_weights()``, as mmengine expects.
+
+    The Runner calls ``init_weights()`` before training; ``tools/test.py`` does not, so
+    testing a checkpoint never needs the pretrained source. mmengine's default
+    ``init_weights()`` visits direct children only; ours (trunk wrapper, bridge, side
+    network) have no ``init_weights()``, so the timm ViT's own, which would re-randomise the
+    trunk, is never reached.
+    """
+
+    pretrained: Optional[str] = None
+
+    def init_weights(self) -> None:
+        first_call = not self._is_init
+        super().init_weights()          # applies init_cfg, if any
+        if first_call and self.pretrained:
+            self.load_pretrained(self.pretrained)
+
+
+@MODELS.register_module()
+class HST(models.HST, PretrainedOnInit):
+    """:class:`hst_mm.models.HST` for MMDetection / MMSegmentation configs.
+
+    ``(B, 3, H, W) -> [(B, C_i, H/s, W/s) for s in 4, 8, 16, 32]``.
+    """
+
+    def __init__(self, pretrained: Optional[str] = None,
+                 init_cfg: Optional[Union[dict, list]] = None, **kwargs) -> None:
+        super().__init__(pretrained=None, **kwargs)
+        self.pretrained = pretrained
+        self.init_cfg = init_cfg
+
+
+@MODELS.register_module()
+class ViTPyramid(models.ViTPyramid, PretrainedOnInit):
+    """:class:`hst_mm.models.ViTPyramid`, the paper's baselines, for OpenMMLab configs: a timm
+    ViT fully fine-tuned (``frozen=False``) or frozen (``frozen=True``, the frozen-trunk
+    probe), with a simple feature pyramid."""
+
+    def __init__(self, pretrained: Optional[str] = None,
+                 init_cfg: Optional[Union[dict, list]] = None, **kwargs) -> None:
+        super().__init__(pretrained=None, **kwargs)
+        self.pretrained = pretrained
+        self.init_cfg = init_cfg
