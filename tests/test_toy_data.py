@@ -1,5 +1,4 @@
-"""Tests for tools/make_toy_data.py (toy COCO + ADE20K-style datasets)."""
-import importlib.util
+"""Tests for hst_mm.toy_data and tools/make_toy_data.py (toy COCO + ADE20K-style sets)."""
 import json
 import os
 import subprocess
@@ -9,19 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from hst_mm import toy_data as toy
+
 REPO = Path(__file__).resolve().parent.parent
 SCRIPT = REPO / 'tools' / 'make_toy_data.py'
 N_TRAIN, N_VAL = 8, 4
-
-
-def _load_module():
-    spec = importlib.util.spec_from_file_location('make_toy_data', SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-toy = _load_module()
 
 
 def _make(out, seed=0, **kw):
