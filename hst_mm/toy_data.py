@@ -11,13 +11,32 @@ the CWD)::
 
 If the output already holds data made with the same parameters (checked
 through ``meta.json``), the script says so and exits at once; ``--force``
-regenerates. It only ever deletes its own ``coco/`` and ``ade/`` sub-folders
-and ``meta.json`` inside the output folder.
+regenerates, and so does a change of parameters.
+
+What a regeneration may delete: only files this module provably wrote.
+``meta.json`` is the marker: ``"generator": "hst_mm.toy_data"`` and, under
+``"files"``, every file written under ``coco/`` and ``ade/`` with its SHA-256.
+Before anything is removed, every entry under ``DIR/coco`` and ``DIR/ade`` is
+checked against it. If ``meta.json`` is missing while ``coco/`` or ``ade/``
+exists, if ``meta.json`` was not written by this module, or if those folders
+hold anything not in the list (a file of someone else's, an extra folder, a
+symlink, a listed file changed since), it refuses: :class:`ToyDataError` (a
+``RuntimeError``) naming the folder and the entries, exit status 1 on the
+command line, nothing touched. Files are then removed one by one and folders
+only once empty (never a recursive delete). Apart from ``coco/``, ``ade/``
+and ``meta.json`` (replaced atomically), the output folder is left alone: the
+toy trunk's weights file is written only if missing, temporary files get new
+names (so they never overwrite anything) and are renamed into place, and
+nothing else there is changed or deleted. A ``meta.json`` from before this
+marker existed (no ``"generator"`` field) is accepted only if ``coco/`` and
+``ade/`` are byte-identical to what its parameters produce now; an
+interrupted run leaves ``"complete": false`` and the list of files it was
+about to write, so the next run can clean up after it.
 
 Layout::
 
     data/toy/
-      meta.json                                   # version, seed, counts
+      meta.json                                   # parameters + marker
       coco/train/000001.png ...                   # RGB 128x128
       coco/val/000001.png ...
       coco/annotations/instances_train.json       # COCO instances format
@@ -47,11 +66,14 @@ same numpy/OpenCV versions). Only numpy, OpenCV and the stdlib are used; torch
 and timm are imported only to write the toy trunk's weights.
 """
 import argparse
+import hashlib
 import json
 import os
-import shutil
+import stat
+import sys
 import tempfile
 import time
+import uuid
 from pathlib import Path
 
 import cv2
@@ -70,6 +92,26 @@ _CLASS_HUE = {'circle': 0, 'square': 60, 'triangle': 115}
 
 # <repo>/data/toy: hst_mm/ sits at the repository root (checkout or editable install).
 DEFAULT_OUT = Path(__file__).resolve().parent.parent / 'data' / 'toy'
+
+# meta.json's "generator": marks an output folder as written by this module.
+GENERATOR = 'hst_mm.toy_data'
+# Every folder the generator makes, relative to the output folder; parents first.
+_OWN_DIRS = ('coco', 'coco/annotations', 'coco/train', 'coco/val',
+             'ade', 'ade/images', 'ade/annotations',
+             'ade/images/training', 'ade/images/validation',
+             'ade/annotations/training', 'ade/annotations/validation')
+_PARAM_KEYS = ('version', 'seed', 'num_train', 'num_val', 'image_size')
+_MAX_LISTED = 10  # entries named in an error message
+
+
+class ToyDataError(RuntimeError):
+    """The output folder holds something this module did not write.
+
+    Raised before anything is changed, except in one race: if something
+    appears in ``coco/`` or ``ade/`` while the previous output is being
+    removed, the removal stops there (the generator's own files already
+    removed stay removed; the newcomer and ``meta.json`` are kept).
+    """
 
 
 # --------------------------------------------------------------------------
@@ -259,44 +301,316 @@ def _paths(out):
         ade_val_ann=ade / 'annotations' / 'validation')
 
 
+def _planned_files(num_train, num_val):
+    """Relative (POSIX) paths of every file written for these counts, sorted."""
+    files = ['coco/annotations/instances_train.json',
+             'coco/annotations/instances_val.json']
+    for n, coco_split, ade_split in ((num_train, 'train', 'training'),
+                                     (num_val, 'val', 'validation')):
+        for i in range(1, n + 1):
+            name = f'{i:06d}.png'
+            files += [f'coco/{coco_split}/{name}',
+                      f'ade/images/{ade_split}/{name}',
+                      f'ade/annotations/{ade_split}/{name}']
+    return sorted(files)
+
+
+def _sha256(path):
+    """Hex SHA-256 of a file's bytes."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def _write_datasets(out, seed, num_train, num_val):
+    """Write ``coco/`` and ``ade/`` under ``out``, which must hold neither."""
+    # No exist_ok: writing into a folder that is still there would mix outputs.
+    (out / 'coco' / 'annotations').mkdir(parents=True)
+    for split, n in (('train', num_train), ('val', num_val)):
+        coco = _coco_split(out / 'coco', split, n, seed)
+        ann_file = out / 'coco' / 'annotations' / f'instances_{split}.json'
+        with open(ann_file, 'w') as f:
+            json.dump(coco, f)
+    _ade_split(out / 'ade', 'training', num_train, seed)
+    _ade_split(out / 'ade', 'validation', num_val, seed)
+
+
+def _replace_atomically(path, write, binary=False):
+    """Write ``path`` with ``write(file)`` through a temporary file and a rename.
+
+    A kill leaves the old file or the new one, never half of one. The
+    temporary name is new and opened with mode 'x', so no existing file (a
+    user's included) is ever overwritten on the way; it gets the usual
+    permissions, unlike a ``mkstemp`` file.
+    """
+    path = Path(path)
+    tmp = path.with_name(f'.{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp')
+    f = open(tmp, 'xb' if binary else 'x')
+    try:
+        with f:
+            write(f)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def _write_meta(out, meta):
+    """Replace ``out/meta.json`` atomically."""
+    _replace_atomically(out / 'meta.json',
+                        lambda f: f.write(json.dumps(meta, indent=2) + '\n'))
+
+
+def _scan(out):
+    """Every entry under ``out/coco`` and ``out/ade``: {relative path: kind}.
+
+    ``kind`` is 'dir', 'file', 'symlink' or 'other'. Symlinks are reported,
+    never followed, so nothing outside the two folders is ever looked at.
+    """
+    def unreadable(err):
+        raise ToyDataError(f'cannot read {err.filename} ({err.strerror}); '
+                           'nothing was changed')
+
+    found = {}
+    for top in ('coco', 'ade'):
+        root = out / top
+        kind = _kind(root)
+        if kind is not None:
+            found[top] = kind
+        if kind != 'dir':
+            continue
+        for dirpath, dirnames, filenames in os.walk(root, onerror=unreadable):
+            for name in dirnames + filenames:
+                path = Path(dirpath) / name
+                found[path.relative_to(out).as_posix()] = _kind(path)
+    return found
+
+
+def _kind(path):
+    """'dir', 'file', 'symlink', 'other' or None (absent) for ``path``.
+
+    Links are not followed.
+    """
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return None
+    if stat.S_ISLNK(mode):
+        return 'symlink'
+    if stat.S_ISDIR(mode):
+        return 'dir'
+    return 'file' if stat.S_ISREG(mode) else 'other'
+
+
+def _refusal(out, reason, entries=()):
+    """A ToyDataError saying why ``out`` is left alone, listing some entries.
+
+    ``entries``: relative paths, or (relative path, why) pairs.
+    """
+    lines = [f'refusing to write the toy data in {out}: {reason}']
+    for entry in entries[:_MAX_LISTED]:
+        rel, why = entry if isinstance(entry, tuple) else (entry, '')
+        lines.append(f'  {rel}' + (f'  ({why})' if why else ''))
+    if len(entries) > _MAX_LISTED:
+        lines.append(f'  ... and {len(entries) - _MAX_LISTED} more')
+    lines.append('Nothing was changed: move these away, or pass another --out.')
+    return ToyDataError('\n'.join(lines))
+
+
+def _tops(out, rels, singular, plural):
+    """'DIR/coco holds', 'DIR/coco and DIR/ade hold', ...: where ``rels`` lie,
+    with the verb that fits."""
+    tops = [t for t in ('coco', 'ade') if t in {r.split('/', 1)[0] for r in rels}]
+    names = ' and '.join(str(out / t) for t in tops)
+    return f'{names} {plural if len(tops) > 1 else singular}'
+
+
+def _listing(found):
+    """What the scanned folders hold, for an error message (folders end in /)."""
+    entries = [(rel + '/' if kind == 'dir' else rel, '' if kind in
+                ('dir', 'file') else kind)
+               for rel, kind in sorted(found.items())
+               if '/' in rel or kind != 'dir']  # not the bare coco/ and ade/
+    return entries or [('(nothing: empty folders)', '')]
+
+
+def _params(meta):
+    """The generation parameters recorded in a meta.json dict, or None."""
+    params = {k: meta.get(k) for k in _PARAM_KEYS}
+    ok = all(type(v) is int for v in params.values())
+    return params if ok and min(params['num_train'], params['num_val']) >= 0 \
+        else None
+
+
+def _read_marker(out):
+    """What ``out/meta.json`` says the generator wrote, after checking it is ours.
+
+    Returns None when there is no meta.json, else a dict: ``params``,
+    ``complete`` and ``files`` ({relative path: SHA-256, or None where the
+    hash is not known}). ``legacy`` marks a meta.json from before the marker
+    existed, whose hashes must be recomputed. Raises ToyDataError when
+    meta.json was not written by this module.
+    """
+    meta_file = out / 'meta.json'
+    if not os.path.lexists(meta_file):
+        return None
+    if _kind(meta_file) != 'file':
+        raise _refusal(out, f'{meta_file} is not a regular file')
+    try:
+        text = meta_file.read_text()
+        meta = json.loads(text)
+    except (ValueError, UnicodeDecodeError):
+        text = meta = None
+    params = _params(meta) if isinstance(meta, dict) else None
+    if params and meta.get('generator') == GENERATOR:
+        return _own_marker(out, meta, params)
+    # The generator before the marker wrote exactly these bytes (and its only
+    # version and size); anything else is someone else's file.
+    if params and text == json.dumps(params, indent=2) + '\n' \
+            and (params['version'], params['image_size']) == (1, IMG_SIZE):
+        planned = _planned_files(params['num_train'], params['num_val'])
+        return dict(params=params, complete=True, legacy=True,
+                    files=dict.fromkeys(planned))
+    found = _scan(out)
+    reason = (f'{meta_file} was not written by {GENERATOR} (it has no '
+              f'"generator": "{GENERATOR}" field) and would be overwritten')
+    if found:
+        reason += (f'; nothing proves that '
+                   f'{_tops(out, found, "holds", "hold")} generated data:')
+    raise _refusal(out, reason, _listing(found) if found else ())
+
+
+def _own_marker(out, meta, params):
+    """Check a marker written by this module against its own parameters."""
+    planned = _planned_files(params['num_train'], params['num_val'])
+    files, complete = meta.get('files'), meta.get('complete')
+    # The names follow from the parameters, so a damaged or edited list can
+    # never make a path outside the planned ones count as ours.
+    ok = (isinstance(files, dict) and sorted(files) == planned
+          and complete in (True, False)
+          and all((isinstance(h, str) and len(h) == 64) if complete
+                  else h is None for h in files.values()))
+    if not ok:
+        raise _refusal(out, f'{out / "meta.json"} names {GENERATOR} but its '
+                       'list of files is damaged; delete coco/, ade/ and '
+                       'meta.json yourself if they are only toy data')
+    return dict(params=params, complete=complete, legacy=False, files=files)
+
+
+def _legacy_hashes(params):
+    """SHA-256 of every file the given parameters produce, made in a temp dir."""
+    with tempfile.TemporaryDirectory(prefix='hst_mm_toy_') as tmp:
+        tmp = Path(tmp)
+        _write_datasets(tmp, params['seed'], params['num_train'],
+                        params['num_val'])
+        return {rel: _sha256(tmp / rel) for rel in
+                _planned_files(params['num_train'], params['num_val'])}
+
+
+def _check_owned(out, marker):
+    """Raise ToyDataError unless everything under coco/ and ade/ is ours.
+
+    Ours: the folders the generator makes and the files in the marker's list,
+    unchanged where their hash is known. Files of the list that are missing
+    are fine (an interrupted run or removal).
+    """
+    found = _scan(out)
+    if not found:
+        return
+    if marker is None:
+        raise _refusal(out, f'{_tops(out, found, "exists", "exist")} without '
+                       f'{out / "meta.json"}, the marker {GENERATOR} writes, '
+                       'so nothing proves that it is generated data:',
+                       _listing(found))
+    foreign = []
+    for rel, kind in sorted(found.items()):
+        if kind == 'dir' and rel not in _OWN_DIRS:
+            foreign.append((rel + '/', f'a folder {GENERATOR} does not make'))
+        elif kind in ('symlink', 'other'):
+            foreign.append((rel, f'a {kind}, not a file {GENERATOR} writes'))
+        elif kind == 'file' and rel not in marker['files']:
+            foreign.append((rel, f'not written by {GENERATOR}'))
+    if foreign:
+        where = _tops(out, [r for r, _ in foreign], 'holds', 'hold')
+        raise _refusal(out, f'{where} entries that {GENERATOR} did not write:',
+                       foreign)
+    expected = marker['files']
+    if marker['legacy'] and 'file' in found.values():
+        expected = _legacy_hashes(marker['params'])
+    changed = [(rel, f'changed since {GENERATOR} wrote it')
+               for rel, kind in sorted(found.items())
+               if kind == 'file' and expected[rel] is not None
+               and _sha256(out / rel) != expected[rel]]
+    if changed:
+        where = _tops(out, [r for r, _ in changed], 'holds', 'hold')
+        raise _refusal(out, f'{where} files that differ from what '
+                       f'{GENERATOR} wrote:', changed)
+
+
+def _remove_owned(out, marker):
+    """Delete a checked previous output: listed files, then our empty folders.
+
+    Files go one by one and folders with ``rmdir``, so anything that appeared
+    after the check makes this fail instead of being deleted with the rest.
+    meta.json stays until it is replaced, so an interruption here leaves a
+    marker that still covers whatever is left.
+    """
+    if marker is None:
+        return
+    for rel in marker['files']:
+        if _kind(out / rel) == 'file':
+            (out / rel).unlink()
+    for rel in reversed(_OWN_DIRS):
+        path = out / rel
+        if _kind(path) is None:
+            continue
+        try:
+            path.rmdir()
+        except OSError as err:
+            raise ToyDataError(
+                f'cannot remove {path} ({err.strerror}): something was added '
+                'there while the previous toy data were being removed; it was '
+                'left alone, and so was meta.json') from None
+
+
 def make_toy_data(out_dir=DEFAULT_OUT, seed=0, num_train=64, num_val=16,
                   force=False):
     """Create the toy datasets under ``out_dir``; return a dict of paths.
 
     The dict also holds ``generated`` (False if existing data was reused).
+    Raises :class:`ToyDataError`, before changing anything, when ``coco/``,
+    ``ade/`` or ``meta.json`` there were not all written by this module.
     """
     out = Path(out_dir).resolve()
     paths = _paths(out)
-    meta = dict(version=VERSION, seed=int(seed), num_train=int(num_train),
-                num_val=int(num_val), image_size=IMG_SIZE)
-    meta_file = paths['meta']
-    if meta_file.exists() and not force:
-        try:
-            old = json.loads(meta_file.read_text())
-        except ValueError:
-            old = None
-        if old == meta and paths['coco_val_ann'].exists():
-            return dict(paths, generated=False)
+    params = dict(version=VERSION, seed=int(seed), num_train=int(num_train),
+                  num_val=int(num_val), image_size=IMG_SIZE)
+    planned = _planned_files(params['num_train'], params['num_val'])
+    if _kind(out) not in (None, 'dir'):
+        raise ToyDataError(f'{out} exists and is not a folder; nothing was '
+                           'changed')
+    marker = _read_marker(out)  # raises if meta.json is someone else's
+    up_to_date = (marker is not None and marker['complete'] and not force
+                  and marker['params'] == params
+                  and all(_kind(out / rel) == 'file' for rel in planned))
+    if up_to_date and not marker['legacy']:
+        return dict(paths, generated=False)
 
-    # Only ever remove our own sub-folders, and only if they are ours.
-    own = [out / 'coco', out / 'ade']
-    if any(p.exists() for p in own) and not meta_file.exists():
-        raise RuntimeError(f'{out} holds coco/ or ade/ without meta.json; '
-                           'refusing to overwrite data not made by this tool')
-    if meta_file.exists():
-        meta_file.unlink()  # written last: marks a complete dataset
-    for p in own:
-        if p.exists():
-            shutil.rmtree(p)
+    _check_owned(out, marker)  # raises, touching nothing, unless all is ours
+    if up_to_date:  # a checked pre-marker output: record it, keep the data
+        _write_meta(out, dict(params, generator=GENERATOR, complete=True,
+                              files={rel: _sha256(out / rel)
+                                     for rel in planned}))
+        return dict(paths, generated=False)
 
-    (out / 'coco' / 'annotations').mkdir(parents=True)
-    for split, n in (('train', num_train), ('val', num_val)):
-        coco = _coco_split(out / 'coco', split, n, seed)
-        with open(paths[f'coco_{split}_ann'], 'w') as f:
-            json.dump(coco, f)
-    _ade_split(out / 'ade', 'training', num_train, seed)
-    _ade_split(out / 'ade', 'validation', num_val, seed)
-    meta_file.write_text(json.dumps(meta, indent=2) + '\n')
+    _remove_owned(out, marker)
+    out.mkdir(parents=True, exist_ok=True)
+    # Record the files about to be written before writing them, so that an
+    # interrupted run leaves a marker the next run can clean up after.
+    _write_meta(out, dict(params, generator=GENERATOR, complete=False,
+                          files=dict.fromkeys(planned)))
+    _write_datasets(out, params['seed'], params['num_train'],
+                    params['num_val'])
+    _write_meta(out, dict(params, generator=GENERATOR, complete=True,
+                          files={rel: _sha256(out / rel) for rel in planned}))
     return dict(paths, generated=True)
 
 
@@ -319,17 +633,8 @@ def ensure_toy_trunk_weights(path, seed=0):
     import torch
     torch.manual_seed(seed)
     state = timm.create_model(TOY_TRUNK, pretrained=False).state_dict()
-    # A uniquely named temporary file, renamed into place: a kill never leaves a
-    # half-written .pth, and no file of the user's can be overwritten on the way.
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.',
-                               suffix='.tmp')
-    try:
-        with os.fdopen(fd, 'wb') as f:
-            torch.save(state, f)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _replace_atomically(path, lambda f: torch.save(state, f), binary=True)
     print(f'[toy] wrote randomly initialised {TOY_TRUNK} weights to {path}')
     return path
 
@@ -350,7 +655,11 @@ def main(argv=None):
                    help=f'do not write {TOY_TRUNK_FILE} (needs torch and timm)')
     a = p.parse_args(argv)
     t0 = time.time()
-    res = make_toy_data(a.out, a.seed, a.num_train, a.num_val, a.force)
+    try:
+        res = make_toy_data(a.out, a.seed, a.num_train, a.num_val, a.force)
+    except ToyDataError as err:
+        print(f'error: {err}', file=sys.stderr)
+        return 1
     if not a.no_trunk_weights:
         ensure_toy_trunk_weights(Path(a.out) / TOY_TRUNK_FILE, a.seed)
     if not res['generated']:
