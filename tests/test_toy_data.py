@@ -1,5 +1,5 @@
-"""Tests for tools/make_toy_data.py (toy COCO + ADE20K-style datasets)."""
-import importlib.util
+"""Tests for hst_mm.toy_data and tools/make_toy_data.py (toy COCO + ADE20K-style sets)."""
+import hashlib
 import json
 import os
 import subprocess
@@ -9,19 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from hst_mm import toy_data as toy
+
 REPO = Path(__file__).resolve().parent.parent
 SCRIPT = REPO / 'tools' / 'make_toy_data.py'
 N_TRAIN, N_VAL = 8, 4
-
-
-def _load_module():
-    spec = importlib.util.spec_from_file_location('make_toy_data', SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-toy = _load_module()
 
 
 def _make(out, seed=0, **kw):
@@ -42,9 +34,31 @@ def data(tmp_path_factory):
     return _make(tmp_path_factory.mktemp('toy'))
 
 
+def _tree(root):
+    """{relative path: sha256 | 'dir' | 'symlink -> target'}; links not followed."""
+    tree = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            path = Path(dirpath) / name
+            rel = path.relative_to(root).as_posix()
+            if path.is_symlink():
+                tree[rel] = f'symlink -> {os.readlink(path)}'
+            elif path.is_dir():
+                tree[rel] = 'dir'
+            else:
+                tree[rel] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return tree
+
+
 def test_layout(data):
     root = data['root']
-    assert json.loads((root / 'meta.json').read_text())['seed'] == 0
+    meta = json.loads((root / 'meta.json').read_text())
+    assert meta['seed'] == 0
+    # The marker: who wrote the folder, and every file under coco/ and ade/ with its hash.
+    assert meta['generator'] == 'hst_mm.toy_data' and meta['complete'] is True
+    tree = _tree(root)
+    assert meta['files'] == {rel: h for rel, h in tree.items()
+                             if h != 'dir' and rel != 'meta.json'}
     for split, n in (('train', N_TRAIN), ('val', N_VAL)):
         assert len(list(data[f'coco_{split}_img'].glob('*.png'))) == n
         assert data[f'coco_{split}_ann'].is_file()
@@ -172,9 +186,128 @@ def test_changed_params_regenerate(tmp_path):
 def test_refuses_foreign_data(tmp_path):
     (tmp_path / 'coco').mkdir()
     (tmp_path / 'coco' / 'x.txt').write_text('foreign')
-    with pytest.raises(RuntimeError):
+    with pytest.raises(RuntimeError, match='coco/x.txt'):
         _make(tmp_path, force=True)
-    assert (tmp_path / 'coco' / 'x.txt').exists()
+    assert (tmp_path / 'coco' / 'x.txt').read_text() == 'foreign'
+
+
+def test_refuses_foreign_meta_and_user_files(tmp_path):
+    """Someone else's meta.json must not make their coco/ look generated."""
+    out = tmp_path / 'mine'
+    (out / 'coco' / 'annotations').mkdir(parents=True)
+    (out / 'meta.json').write_text('{"project": "my own", "version": 1}\n')
+    (out / 'coco' / 'annotations' / 'instances_train.json').write_text('{"images": []}')
+    (out / 'coco' / 'notes.txt').write_text('hand-made notes')
+    before = _tree(out)
+    for force in (False, True):
+        with pytest.raises(toy.ToyDataError) as err:
+            _make(out, force=force)
+        msg = str(err.value)
+        assert str(out / 'meta.json') in msg and 'coco/notes.txt' in msg
+        assert _tree(out) == before
+    args = [sys.executable, str(SCRIPT), '--out', str(out), '--force', '--no-trunk-weights']
+    r = subprocess.run(args, capture_output=True, text=True, cwd=tmp_path)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert str(out / 'meta.json') in r.stderr and 'coco/notes.txt' in r.stderr
+    assert 'Traceback' not in r.stderr
+    assert _tree(out) == before
+
+
+def test_refuses_user_file_in_generated_ade(tmp_path):
+    out = tmp_path / 'toy'
+    _make(out)
+    mine = out / 'ade' / 'images' / 'training' / 'my_photo.png'
+    mine.write_bytes(b'not generated')
+    before = _tree(out)
+    for kw in (dict(force=True), dict(num_train=3)):
+        with pytest.raises(toy.ToyDataError) as err:
+            _make(out, **kw)
+        assert str(out / 'ade') in str(err.value)
+        assert 'ade/images/training/my_photo.png' in str(err.value)
+        assert _tree(out) == before
+    assert not _make(out)['generated']  # same parameters: up to date, nothing touched
+    assert _tree(out) == before
+    mine.unlink()  # once the user's file is moved away, regeneration works again
+    assert _make(out, force=True)['generated']
+
+
+@pytest.mark.parametrize('change', ['edit', 'symlink', 'folder'])
+def test_refuses_changed_or_extra_entries(tmp_path, change):
+    """A generated file edited since, a symlink or an extra folder: all left alone."""
+    out, elsewhere = tmp_path / 'toy', tmp_path / 'elsewhere'
+    _make(out)
+    elsewhere.mkdir()
+    (elsewhere / 'precious.txt').write_text('keep me')
+    if change == 'edit':
+        entry = 'coco/annotations/instances_val.json'
+        (out / entry).write_text('{"edited": "by hand"}')
+    elif change == 'symlink':
+        entry = 'coco/train/link'
+        (out / entry).symlink_to(elsewhere)
+    else:
+        entry = 'ade/extra/'
+        (out / entry).mkdir()
+    before = _tree(out)
+    with pytest.raises(toy.ToyDataError, match=entry):
+        _make(out, force=True)
+    assert _tree(out) == before
+    assert (elsewhere / 'precious.txt').read_text() == 'keep me'
+
+
+def test_unrelated_content_left_alone(tmp_path):
+    """--out at a folder holding other things: only coco/, ade/, meta.json added."""
+    out = tmp_path / 'project'
+    (out / 'results').mkdir(parents=True)
+    (out / 'results' / 'run1.json').write_text('{"map": 0.5}')
+    (out / 'notes.txt').write_text('mine')
+    (out / '.hidden').write_bytes(b'\x00\x01')
+    before = _tree(out)
+    for kw in (dict(), dict(force=True), dict(num_train=2)):
+        assert _make(out, **kw)['generated']
+        after = _tree(out)
+        assert {k: after.get(k) for k in before} == before
+        assert {k.split('/')[0] for k in after} - {k.split('/')[0] for k in before} \
+            == {'coco', 'ade', 'meta.json'}
+
+
+def test_interrupted_run_is_cleaned_up(tmp_path, monkeypatch):
+    """A run killed half-way leaves a marker the next run can regenerate from."""
+    out = tmp_path / 'toy'
+
+    def killed(*args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(toy, '_ade_split', killed)
+    with pytest.raises(KeyboardInterrupt):
+        _make(out)
+    assert json.loads((out / 'meta.json').read_text())['complete'] is False
+    assert (out / 'coco' / 'annotations' / 'instances_val.json').is_file()
+    monkeypatch.undo()
+    assert _make(out)['generated']
+    assert _files(out) == _files(_make(tmp_path / 'fresh')['root'])
+
+
+def test_output_from_before_the_marker(tmp_path):
+    """A meta.json without the marker, as written before it existed: adopted only if
+    coco/ and ade/ are exactly what its parameters produce."""
+    out = tmp_path / 'toy'
+    _make(out)
+    legacy = json.dumps(dict(version=1, seed=0, num_train=N_TRAIN, num_val=N_VAL,
+                             image_size=128), indent=2) + '\n'
+    (out / 'meta.json').write_text(legacy)
+    _age(out)
+    data_before = {p: t for p, t in _mtimes(out).items() if p.name != 'meta.json'}
+    assert not _make(out)['generated']  # same parameters: kept, marker recorded
+    assert {p: t for p, t in _mtimes(out).items() if p.name != 'meta.json'} == data_before
+    assert json.loads((out / 'meta.json').read_text())['generator'] == 'hst_mm.toy_data'
+
+    (out / 'meta.json').write_text(legacy)
+    edited = out / 'ade' / 'annotations' / 'validation' / '000001.png'
+    edited.write_bytes(b'hand-made label map')
+    before = _tree(out)
+    with pytest.raises(toy.ToyDataError, match='ade/annotations/validation/000001.png'):
+        _make(out, force=True)
+    assert _tree(out) == before
 
 
 def test_cli(tmp_path):

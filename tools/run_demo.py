@@ -126,8 +126,9 @@ def main(argv=None):
     t_start = time.time()
 
     step('generating the toy data (tools/make_toy_data.py)')
-    import make_toy_data
-    make_toy_data.main([])
+    from hst_mm.toy_data import main as make_toy_data
+    if make_toy_data([]):
+        raise SystemExit('toy data generation failed (see above)')
 
     det_ckpt, det_metrics, det_s = train_and_test('det', DET_CONFIG, det_iters, out_dir)
     seg_ckpt, seg_metrics, seg_s = train_and_test('seg', SEG_CONFIG, seg_iters, out_dir)
