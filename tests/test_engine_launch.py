@@ -55,15 +55,17 @@ def test_main_exits_before_training(monkeypatch, tmp_path, capsys):
 
 def test_reliability_hooks_added(config):
     _, cfg = config()
-    assert [h['type'] for h in cfg.custom_hooks] == ['TorchRNGStateHook', 'CheckFiniteLossHook']
+    assert [h['type'] for h in cfg.custom_hooks] == ['TorchRNGStateHook', 'CheckpointFitHook',
+                                                     'CheckFiniteLossHook']
     assert cfg.default_hooks.checkpoint.type == 'AtomicCheckpointHook'
     assert cfg.default_hooks.checkpoint.max_keep_ckpts == 2          # other settings kept
     _, cfg = config('--no-nan-check')
-    assert [h['type'] for h in cfg.custom_hooks] == ['TorchRNGStateHook']
+    assert [h['type'] for h in cfg.custom_hooks] == ['TorchRNGStateHook', 'CheckpointFitHook']
     cfg.custom_hooks = [dict(type='CheckFiniteLossHook', interval=5)]
     launch.add_reliability_hooks(cfg)
     assert [(h['type'], h.get('interval')) for h in cfg.custom_hooks] == [
-        ('CheckFiniteLossHook', 5), ('TorchRNGStateHook', None)]      # not added twice
+        ('CheckFiniteLossHook', 5), ('TorchRNGStateHook', None),
+        ('CheckpointFitHook', None)]                                  # not added twice
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason='CPU-only behaviour')

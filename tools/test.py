@@ -9,7 +9,7 @@ import sys
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from a checkout
 
 import hst_mm  # noqa: E402,F401  registers HST, allow-lists checkpoint types
-from hst_mm.engine import cli  # noqa: E402
+from hst_mm.engine import cli, launch  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -28,6 +28,7 @@ def build_config(args):
         raise FileNotFoundError(f'checkpoint not found: {args.checkpoint}')
     cfg = cli.load_config(args)
     cfg.load_from = args.checkpoint
+    launch.add_hooks(cfg, ['CheckpointFitHook'])      # refuse a checkpoint of another model
     scope = cfg.get('default_scope', 'mmdet')
     if args.show_dir:
         vis = cfg.default_hooks.visualization

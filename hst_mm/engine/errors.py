@@ -6,6 +6,7 @@ from typing import Optional
 from ..models import PretrainedMismatchError
 from ..models.pretrained import unpickling_error
 from .checkpoint_safety import refused_checkpoint_message
+from .checkpoint_fit import CheckpointMismatchError
 from .hooks import NonFiniteLossError
 
 
@@ -15,7 +16,7 @@ def user_error_message(exc: BaseException, checkpoint: Optional[str] = None) -> 
     ``checkpoint``: the weight file the tool was loading (load_from, --resume, the test or
     demo checkpoint), named in the message because torch's error does not name it.
     """
-    if isinstance(exc, (PretrainedMismatchError, NonFiniteLossError)):
+    if isinstance(exc, (PretrainedMismatchError, NonFiniteLossError, CheckpointMismatchError)):
         return str(exc)
     refused = unpickling_error(exc)
     if refused is not None:

@@ -19,14 +19,19 @@ from mmengine.config import Config, ConfigDict
 from mmengine.registry import MODEL_WRAPPERS
 
 
-def add_reliability_hooks(cfg: Config, nan_check: bool = True) -> None:
-    """Add ``hst_mm.hooks`` to ``cfg``: atomic checkpoints, torch RNG state across resumes
-    and (``nan_check``) the finite-loss check; hooks the config already lists are kept."""
+def add_hooks(cfg: Config, types: List[str]) -> None:
+    """Append ``dict(type=t)`` to ``cfg.custom_hooks`` for each type the config lacks."""
     hooks = list(cfg.get('custom_hooks', None) or [])
     listed = {h.get('type') for h in hooks}
-    wanted = ['TorchRNGStateHook'] + (['CheckFiniteLossHook'] if nan_check else [])
-    hooks += [dict(type=t) for t in wanted if t not in listed]
-    cfg.custom_hooks = hooks
+    cfg.custom_hooks = hooks + [dict(type=t) for t in types if t not in listed]
+
+
+def add_reliability_hooks(cfg: Config, nan_check: bool = True) -> None:
+    """Add the hooks of :mod:`hst_mm.engine.hooks` to ``cfg``: atomic checkpoints, torch RNG
+    state across resumes, the checkpoint-fit check and (``nan_check``) the finite-loss check;
+    hooks the config already lists are kept as they are."""
+    add_hooks(cfg, ['TorchRNGStateHook', 'CheckpointFitHook']
+              + (['CheckFiniteLossHook'] if nan_check else []))
     checkpoint = cfg.get('default_hooks', {}).get('checkpoint', None)
     # Only mmengine's own hook is swapped: a custom checkpoint hook is the config's choice.
     if checkpoint is not None and checkpoint.get('type') in ('CheckpointHook',

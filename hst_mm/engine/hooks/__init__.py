@@ -8,8 +8,10 @@ configs started otherwise (``mim train``) can list them themselves::
     default_hooks = dict(checkpoint=dict(type='AtomicCheckpointHook', interval=...))
 """
 from .atomic_checkpoint import AtomicCheckpointHook, atomic_write_text
+from ..checkpoint_fit import CheckpointFitHook, CheckpointMismatchError
 from .finite_loss import CheckFiniteLossHook, NonFiniteLossError
 from .rng_state import TorchRNGStateHook
 
-__all__ = ['AtomicCheckpointHook', 'CheckFiniteLossHook', 'NonFiniteLossError',
+__all__ = ['AtomicCheckpointHook', 'CheckFiniteLossHook', 'CheckpointFitHook',
+           'CheckpointMismatchError', 'NonFiniteLossError',
            'TorchRNGStateHook', 'atomic_write_text']

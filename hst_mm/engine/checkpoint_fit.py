@@ -1,0 +1,86 @@
+"""A checkpoint that does not fit the model is refused, not loaded half-way.
+
+mmengine loads ``load_from`` and test checkpoints with ``strict=False``: a checkpoint of
+another model prints a "missing keys / unexpected keys" warning and the run goes on with
+randomly initialised weights (a test exits 0 with a meaningless score, a fine-tuning run
+silently trains from scratch). Keys that legitimately differ are allowed *by name*
+(``fnmatch`` patterns), never by switching the check off: for example a new head when
+fine-tuning from a detector with other classes::
+
+    custom_hooks = [dict(type='CheckpointFitHook', allowed=['roi_head.bbox_head.fc_cls.*'])]
+"""
+from __future__ import annotations
+
+import fnmatch
+import re
+from typing import Dict, List, Optional, Sequence
+
+import torch
+from mmengine.hooks import Hook
+from mmengine.model import is_model_wrapper
+from mmengine.registry import HOOKS
+
+
+class CheckpointMismatchError(ValueError):
+    """A checkpoint whose weights do not fit the model (names the file and the keys)."""
+
+
+def checkpoint_state_dict(checkpoint: dict) -> Dict[str, torch.Tensor]:
+    """The weights as mmengine loads them: ``state_dict`` (or the whole dict), with the
+    ``module.`` prefix of wrapped models removed."""
+    state_dict = checkpoint.get('state_dict', checkpoint)
+    return {re.sub(r'^module\.', '', k): v for k, v in state_dict.items()}
+
+
+def _first(keys: List[str], n: int = 5) -> str:
+    return ', '.join(keys[:n]) + (f' (+{len(keys) - n} more)' if len(keys) > n else '')
+
+
+def check_checkpoint_fits(model: torch.nn.Module, checkpoint: dict, path: Optional[str],
+                          allowed: Sequence[str] = ()) -> None:
+    """Raise :class:`CheckpointMismatchError` unless every weight of ``model`` is in
+    ``checkpoint`` with its shape and the checkpoint holds nothing else (keys matching an
+    ``allowed`` pattern excepted)."""
+    if is_model_wrapper(model):
+        model = model.module
+    theirs = checkpoint_state_dict(checkpoint)
+    ours = model.state_dict()
+
+    def named(keys):
+        return [k for k in keys if not any(fnmatch.fnmatchcase(k, p) for p in allowed)]
+
+    missing = named(k for k in ours if k not in theirs)
+    unexpected = named(k for k in theirs if k not in ours)
+    mismatched = [f'{k} {tuple(theirs[k].shape)} vs model {tuple(ours[k].shape)}'
+                  for k in named(k for k in theirs if k in ours)
+                  if torch.is_tensor(theirs[k]) and theirs[k].shape != ours[k].shape]
+    if not (missing or unexpected or mismatched):
+        return
+    problems = [f'{what}: {_first(keys)}' for what, keys in
+                (('missing keys', missing), ('unexpected keys', unexpected),
+                 ('shape mismatches', mismatched)) if keys]
+    raise CheckpointMismatchError(
+        f'{path or "the checkpoint"}: does not fit the {type(model).__name__} of this config; '
+        + '; '.join(problems) + '. If some keys differ on purpose (a new head), allow them by '
+        "name: custom_hooks=[dict(type='CheckpointFitHook', allowed=['PATTERN', ...])]")
+
+
+@HOOKS.register_module()
+class CheckpointFitHook(Hook):
+    """Refuse a checkpoint (``load_from``, ``--resume``, ``tools/test.py``) that does not fit
+    the model, before mmengine loads it with ``strict=False``.
+
+    Args:
+        allowed: ``fnmatch`` patterns of state-dict keys that may be missing, unexpected or
+            of another shape.
+    """
+
+    priority = 'VERY_HIGH'
+
+    def __init__(self, allowed: Sequence[str] = ()) -> None:
+        self.allowed = tuple(allowed)
+
+    def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
+        # mmengine calls this before it copies the weights into the model
+        check_checkpoint_fits(runner.model, checkpoint, getattr(runner, '_load_from', None),
+                              self.allowed)
