@@ -1,5 +1,5 @@
-"""tools/analysis/benchmark.py: run end to end on a tiny trunk, check what it reports."""
-import importlib.util
+"""hst_mm.benchmark and tools/analysis/benchmark.py: run end to end on a tiny trunk, check
+what they report."""
 import json
 import math
 import subprocess
@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from hst_mm.benchmark import cli, measure, modes, report, targets
 from hst_mm.models import HSTBackbone
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -26,17 +27,9 @@ ROWS = ('hst', 'hst_cp', 'hst_cp_side', 'full_ft', 'full_ft_cp', 'frozen_probe')
 WITH_CP = {'hst_cp': True, 'hst_cp_side': 'side', 'full_ft_cp': True}
 
 
-def load_tool():
-    """The tool as a module (under its own name: 'benchmark' alone could clash)."""
-    spec = importlib.util.spec_from_file_location('hst_benchmark_tool', TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope='module')
 def bench(tmp_path_factory):
-    """One run of every mode (default --cp both): (the JSON written, stdout)."""
+    """One run of every mode (default --cp both) through the tool: (the JSON, stdout)."""
     out = tmp_path_factory.mktemp('bench') / 'bench.json'
     proc = subprocess.run([sys.executable, str(TOOL), *TINY_ARGS, '--json', str(out)],
                           capture_output=True, text=True, timeout=300)
@@ -44,19 +37,21 @@ def bench(tmp_path_factory):
     return json.loads(out.read_text()), proc.stdout
 
 
+@pytest.mark.slow
 def test_json_structure(bench):
     data, _ = bench
     assert set(data) == {*ROWS, 'meta'}
-    tool = load_tool()
     for mode in ROWS:
         row = data[mode]
         assert row['with_cp'] == WITH_CP.get(mode, False)
-        for key in tool.METRICS:
+        for key in measure.METRICS:
             value = row[key]
             assert isinstance(value, (int, float)) and not isinstance(value, bool), (mode, key)
             assert math.isfinite(value) and value > 0, (mode, key, value)
         assert row['peak_mem_mb'] >= row['model_mem_mb'], mode
         assert 0 < row['cpu_share'] < 2, mode      # CPU time / (wall time x threads)
+        # --warmup 1 --iters 1: exactly one timed call of each.
+        assert len(row['infer_times_s']) == len(row['train_times_s']) == 1, mode
     meta = data['meta']
     assert meta['device'] == 'cpu'
     for key in ('torch', 'timm', 'cpu_count', 'torch_threads', 'date', 'args', 'ratios'):
@@ -64,6 +59,7 @@ def test_json_structure(bench):
     assert meta['args']['img_size'] == 64 and meta['args']['trunk_kwargs'] == TRUNK_KWARGS
 
 
+@pytest.mark.slow
 def test_parameter_counts(bench):
     data, _ = bench
     hst, full, probe = data['hst'], data['full_ft'], data['frozen_probe']
@@ -82,6 +78,7 @@ def test_parameter_counts(bench):
     assert hst['total_params'] == sum(p.numel() for p in model.parameters())
 
 
+@pytest.mark.slow
 def test_report_and_ratios(bench):
     data, stdout = bench
     assert '| mode | trainable params (M) |' in stdout
@@ -96,74 +93,101 @@ def test_report_and_ratios(bench):
     assert ratios[('infer_img_per_s', 'hst', 'frozen_probe')]['target'] == '>= 0.95'
     assert '| hst.train_step_s / full_ft.train_step_s |' in stdout
     assert 'CPU share while timed' in stdout and 'multiply-add = 2 FLOPs' in stdout
+    # Every target whose rows all ran is reported, in the order of targets.TARGETS.
+    assert [(q['metric'], q['num'], q['den']) for q in data['meta']['ratios']] == [
+        (t.metric, t.num, t.den) for t in targets.TARGETS]
 
 
-@pytest.mark.parametrize('cp, modes, rows', [
+def test_ratios_skip_missing_and_failed_rows():
+    """A target is reported only when both of its rows were measured."""
+    row = {'train_step_s': 2.0, 'peak_mem_mb': 300.0, 'model_mem_mb': 100.0,
+           'infer_img_per_s': 4.0}
+    results = {'hst': dict(row, train_step_s=1.0, peak_mem_mb=150.0), 'full_ft': row,
+               'hst_cp': row, 'full_ft_cp': {'error': 'exit 1: ...'}}
+    ratios = {(q['metric'], q['num'], q['den']): q for q in report.compute_ratios(results)}
+    assert set(ratios) == {(m, n, 'full_ft') for n in ('hst', 'hst_cp')
+                           for m in ('train_step_s', 'peak_mem_mb', 'train_increment_mb')}
+    assert ratios[('train_step_s', 'hst', 'full_ft')]['value'] == 0.5
+    assert ratios[('train_step_s', 'hst', 'full_ft')]['met'] is True
+    # (150 - 100) / (300 - 100)
+    assert ratios[('train_increment_mb', 'hst', 'full_ft')]['value'] == 0.25
+    assert ratios[('peak_mem_mb', 'hst_cp', 'full_ft')]['met'] is False
+
+
+def test_time_calls_counts_warmup_and_iters():
+    """--warmup untimed calls, then one time per --iters call."""
+    calls = []
+    times = measure.time_calls(lambda: calls.append(None), warmup=2, iters=3)
+    assert len(calls) == 5 and len(times) == 3 and all(t >= 0 for t in times)
+
+
+@pytest.mark.parametrize('cp, modes_, rows', [
     ('both', None, list(ROWS)),
     ('off', None, ['hst', 'full_ft', 'frozen_probe']),
     ('on', None, ['hst_cp', 'hst_cp_side', 'full_ft_cp', 'frozen_probe']),
     ('both', ['frozen_probe', 'hst'], ['frozen_probe', 'hst', 'hst_cp', 'hst_cp_side']),
 ])
-def test_modes_to_run(cp, modes, rows):
-    tool = load_tool()
-    argv = ['--cp', cp] + (['--modes', *modes] if modes else [])
-    assert tool.modes_to_run(tool.parse_args(argv)) == rows
+def test_modes_to_run(cp, modes_, rows):
+    argv = ['--cp', cp] + (['--modes', *modes_] if modes_ else [])
+    assert modes.modes_to_run(cli.parse_args(argv)) == rows
 
 
 def test_bad_arguments():
-    tool = load_tool()
     with pytest.raises(SystemExit):
-        tool.parse_args(['--embed-dims', '16', '32', '--num-heads', '1'])
+        cli.parse_args(['--embed-dims', '16', '32', '--num-heads', '1'])
     with pytest.raises(SystemExit):
-        tool.parse_args(['--trunk-kwargs', '[1, 2]'])
+        cli.parse_args(['--trunk-kwargs', '[1, 2]'])
 
 
-def test_backbones_load_without_mmengine():
-    """Backbone mode needs only torch and timm: hst_mm/__init__ (mmengine) is skipped."""
-    code = ('import sys; sys.modules["mmengine"] = None\n'   # makes `import mmengine` fail
-            'import importlib.util as u\n'
-            f'spec = u.spec_from_file_location("tool", {str(TOOL)!r})\n'
-            'tool = u.module_from_spec(spec); spec.loader.exec_module(tool)\n'
-            'models = tool.import_models()\n'
-            'print(models.HSTBackbone.__name__, models.ViTSimplePyramid.__name__)\n')
+@pytest.mark.slow
+def test_backbones_build_without_mmdet():
+    """Backbone mode needs no detection stack: mmdet, mmseg and mmcv cannot be imported."""
+    code = ('import sys\n'
+            'for name in ("mmdet", "mmseg", "mmcv"):\n'
+            '    sys.modules[name] = None\n'          # makes `import name` fail
+            'from hst_mm.benchmark import cli, workloads\n'
+            f'args = cli.parse_args({TINY_ARGS!r})\n'
+            'for mode in ("hst", "full_ft"):\n'
+            '    print(type(workloads.build_backbone(mode, args)).__name__)\n')
     proc = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
-                          timeout=120)
+                          timeout=120, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == ['HSTBackbone', 'ViTSimplePyramid']
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not Path('/proc/self/status').exists(), reason='needs Linux /proc')
-def test_parent_stays_light_and_peaks_are_not_inherited():
-    """The parent imports no torch, and a child's peak RSS is its own.
+def test_peaks_are_not_inherited():
+    """A worker's peak RSS is its own, not that of the larger process that started it.
 
-    ``ru_maxrss`` would carry this (torch-loaded) pytest process's size into the child.
+    ``ru_maxrss`` would carry the parent's size into the child. This process is made larger
+    than any fresh one importing the benchmark (which loads torch) can be.
     """
-    import torch  # noqa: F401  (this process is large; the child must not report that)
-    tool = load_tool()
-    parent_rss = tool.current_rss_mb()
-    code = ('import importlib.util as u, sys\n'
-            f'spec = u.spec_from_file_location("tool", {str(TOOL)!r})\n'
-            'tool = u.module_from_spec(spec); spec.loader.exec_module(tool)\n'
-            'print("torch" in sys.modules, tool.peak_rss_mb())\n')
+    ballast = b'\x01' * (768 * 2**20)    # written, so resident
+    parent_rss = measure.current_rss_mb()
+    code = ('from hst_mm.benchmark import measure\n'
+            'print(measure.peak_rss_mb(), measure.current_rss_mb())\n')
     proc = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
-                          timeout=60)
+                          timeout=60, cwd=ROOT)
+    del ballast
     assert proc.returncode == 0, proc.stderr
-    torch_loaded, child_peak = proc.stdout.split()
-    assert torch_loaded == 'False'
-    assert float(child_peak) < min(100.0, parent_rss)
+    child_peak, child_rss = map(float, proc.stdout.split())
+    assert child_rss <= child_peak < parent_rss
 
 
 @pytest.fixture(scope='module')
 def bench_detector(tmp_path_factory):
-    """Detector mode, HST and full fine-tuning only: (the JSON written, stdout)."""
+    """Detector mode, HST and full fine-tuning only, through ``python -m``: (JSON, stdout)."""
     out = tmp_path_factory.mktemp('bench_det') / 'bench.json'
-    proc = subprocess.run([sys.executable, str(TOOL), *TINY_ARGS, '--model', 'detector',
-                           '--modes', 'hst', 'full_ft', '--cp', 'off', '--json', str(out)],
-                          capture_output=True, text=True, timeout=600)
+    proc = subprocess.run([sys.executable, '-m', 'hst_mm.benchmark.cli', *TINY_ARGS,
+                           '--model', 'detector', '--modes', 'hst', 'full_ft', '--cp', 'off',
+                           '--json', str(out)],
+                          capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return json.loads(out.read_text()), proc.stdout
 
 
+@pytest.mark.slow
 def test_detector_mode(bench_detector, bench):
     """The whole Mask R-CNN is measured: the heads' parameters and FLOPs are counted."""
     data, stdout = bench_detector
@@ -171,10 +195,9 @@ def test_detector_mode(bench_detector, bench):
     assert data['meta']['args']['model'] == 'detector'
     assert stdout.startswith('### Mask R-CNN, vit_tiny_patch16_224 at 64x64')
     backbone_rows, _ = bench
-    tool = load_tool()
     for mode in ('hst', 'full_ft'):
         row = data[mode]
-        for key in tool.METRICS:
+        for key in measure.METRICS:
             assert math.isfinite(row[key]) and row[key] > 0, (mode, key, row[key])
         # FPN + RPN + RoI heads come on top of the backbone, trainable in both modes.
         heads = row['trainable_params'] - backbone_rows[mode]['trainable_params']

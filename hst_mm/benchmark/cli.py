@@ -1,0 +1,222 @@
+"""Command line of the benchmark: HST vs. full fine-tuning vs. the frozen-trunk probe.
+
+Two models (``--model``): ``backbone`` (default), the backbones alone; ``detector``, the
+whole Mask R-CNN of each mode's config on a synthetic COCO-like batch (needs mmdet). The
+rows are those of :mod:`hst_mm.benchmark.modes` (``--modes``, ``--cp``), all on the same
+timm ViT trunk.
+
+Per row: trainable / total parameters, GFLOPs of a batch-1 forward, inference images/s,
+seconds per training step (forward + loss + backward + optimizer step) and memory. Each
+row runs in its own process (this module re-run with a hidden ``--_worker MODE``), so the
+memory peaks are independent of each other and of the order of the rows.
+
+Usage::
+
+    python -m hst_mm.benchmark.cli --trunk vit_base_patch16_224 --img-size 512 \\
+        --batch 2 --json bench.json
+
+    # the whole Mask R-CNN of each mode
+    python -m hst_mm.benchmark.cli --model detector --img-size 512 --batch 2
+
+    # a tiny trunk, for a smoke test on the CPU
+    python -m hst_mm.benchmark.cli --trunk vit_tiny_patch16_224 \\
+        --trunk-kwargs '{"depth": 4, "embed_dim": 64, "num_heads": 2}' \\
+        --embed-dims 16 32 48 64 --num-heads 1 2 3 4 --img-size 64 --device cpu
+
+(``python tools/analysis/benchmark.py`` takes the same arguments.) The JSON holds one
+object per row plus ``meta`` (device, versions, threads, load average, date, arguments and
+the target ratios of :mod:`hst_mm.benchmark.targets`); stdout gets the markdown report.
+
+On a shared CPU machine, check each row's ``cpu_share`` (the fraction of its threads' CPU
+time the row actually got while timed; 1.0 = uncontended): timings of rows with different
+shares are not comparable.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib.metadata
+import json
+import os
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+from .modes import ALL_MODES, BASE_MODES, modes_to_run
+from .report import compute_ratios, format_report
+
+__all__ = ['main', 'modes_to_run', 'parse_args', 'run_all', 'run_worker']
+
+WORKER_MODULE = 'hst_mm.benchmark.cli'
+
+
+# ---- command line ------------------------------------------------------------------------
+def _json_dict(text: str) -> dict:
+    """An argparse type: a JSON object."""
+    value = json.loads(text)
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f'expected a JSON object, got {text!r}')
+    return value
+
+
+def _positive_int(text: str) -> int:
+    """An argparse type: an integer >= 1."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f'expected an integer >= 1, got {text}')
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    """An argparse type: an integer >= 0."""
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f'expected an integer >= 0, got {text}')
+    return value
+
+
+def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+    """The benchmark's arguments (``sys.argv[1:]`` when ``argv`` is None)."""
+    p = argparse.ArgumentParser(
+        description='Parameters, FLOPs, speed and memory of HST vs. full fine-tuning vs. '
+                    'the frozen-trunk probe (backbones alone, or whole Mask R-CNNs).')
+    p.add_argument('--model', choices=('backbone', 'detector'), default='backbone',
+                   help='backbone: the backbones alone (no mmdet needed); detector: the '
+                        'whole Mask R-CNN of each mode (needs mmdet)')
+    p.add_argument('--trunk', default='vit_base_patch16_224', help='timm ViT name')
+    p.add_argument('--trunk-kwargs', type=_json_dict, default={},
+                   help='extra timm.create_model arguments as JSON, e.g. \'{"depth": 4}\'')
+    p.add_argument('--embed-dims', type=_positive_int, nargs='+', default=[64, 128, 256, 384],
+                   help='HST side-network width per stage')
+    p.add_argument('--num-heads', type=_positive_int, nargs='+', default=[2, 4, 8, 12],
+                   help='HST cross-attention heads per stage')
+    p.add_argument('--img-size', type=_positive_int, default=512, help='square input side (px)')
+    p.add_argument('--batch', type=_positive_int, default=2,
+                   help='batch size of the speed and memory runs')
+    p.add_argument('--iters', type=_positive_int, default=5, help='timed iterations')
+    p.add_argument('--warmup', type=_non_negative_int, default=2, help='untimed iterations first')
+    p.add_argument('--modes', nargs='+', choices=BASE_MODES, default=list(BASE_MODES),
+                   help='which modes to run')
+    p.add_argument('--cp', choices=('off', 'on', 'both'), default='both',
+                   help='activation checkpointing: off, on (the checkpointed rows hst_cp, '
+                        'hst_cp_side and full_ft_cp replace hst and full_ft), or both')
+    p.add_argument('--device', choices=('cpu', 'cuda'), default=None,
+                   help='default: cuda if available')
+    p.add_argument('--amp', choices=('off', 'bf16'), default='off',
+                   help='autocast (bf16) for the timed forward passes (meant for cuda)')
+    p.add_argument('--threads', type=_positive_int, default=None,
+                   help='torch.set_num_threads in every mode (default: torch\'s own)')
+    p.add_argument('--json', default=None, help='write the results here')
+    p.add_argument('--_worker', default=None, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if len(args.embed_dims) != len(args.num_heads):
+        p.error(f'--embed-dims {args.embed_dims} and --num-heads {args.num_heads} need one '
+                f'entry per stage each')
+    return args
+
+
+# ---- the parent: one worker per row, then the report -------------------------------------
+def _worker_env() -> Dict[str, str]:
+    """This environment, with the directory this ``hst_mm`` was imported from first on
+    ``PYTHONPATH``.
+
+    ``python -m`` finds packages on the path only, so without this a worker started from a
+    checkout (``tools/analysis/benchmark.py`` puts it on ``sys.path``) could import another,
+    installed ``hst_mm``.
+    """
+    import hst_mm
+    package_root = str(Path(hst_mm.__file__).resolve().parents[1])
+    env = dict(os.environ)
+    env['PYTHONPATH'] = os.pathsep.join(
+        [package_root, *filter(None, env.get('PYTHONPATH', '').split(os.pathsep))])
+    return env
+
+
+def run_worker(mode: str, argv: Sequence[str]) -> Dict[str, object]:
+    """Run ``mode`` in a fresh process; its last stdout line is its JSON result.
+
+    A failed worker gives ``{'row': {'error': ...}, 'env': {}}`` with the end of its output.
+    """
+    cmd = [sys.executable, '-m', WORKER_MODULE, *argv, '--_worker', mode]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=_worker_env())
+    lines = proc.stdout.strip().splitlines()
+    if proc.returncode == 0 and lines:
+        return json.loads(lines[-1])
+    tail = '\n'.join((proc.stdout + proc.stderr).strip().splitlines()[-15:])
+    return {'row': {'error': f'exit {proc.returncode}: {tail}'}, 'env': {}}
+
+
+def _loadavg() -> Optional[List[float]]:
+    """The 1/5/15-minute load averages, or None where the system has none."""
+    try:
+        return [round(v, 2) for v in os.getloadavg()]
+    except OSError:
+        return None
+
+
+def _version(package: str) -> Optional[str]:
+    """``package``'s installed version, or None."""
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def run_all(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    """Run every row in its own worker, write the JSON, print the report.
+
+    Returns the exit status: 1 if a row failed, else 0.
+    """
+    meta = {'date': datetime.now(timezone.utc).isoformat(timespec='seconds'),
+            'loadavg_start': _loadavg(), 'cpu_count': os.cpu_count(),
+            'python': sys.version.split()[0],
+            'args': {k: v for k, v in vars(args).items() if k != '_worker'}}
+    results, env = {}, {}
+    for mode in modes_to_run(args):
+        start = time.perf_counter()
+        print(f'[benchmark] {mode} ...', file=sys.stderr, flush=True)
+        out = run_worker(mode, argv)
+        results[mode] = out['row']
+        env = env or out['env']
+        status = 'FAILED' if 'error' in out['row'] else 'done'
+        print(f'[benchmark] {mode} {status} in {time.perf_counter() - start:.0f} s',
+              file=sys.stderr, flush=True)
+    # Placeholders where every worker failed before reporting its environment.
+    meta.update({'device': 'unknown', 'device_name': None, 'torch_threads': None,
+                 'torch': _version('torch'), 'timm': _version('timm')}, **env)
+    meta.update(loadavg_end=_loadavg(),
+                flops='batch-1 forward, torch.utils.flop_counter.FlopCounterMode, '
+                      'multiply-add = 2 FLOPs',
+                memory='cuda: max_memory_allocated' if meta['device'].startswith('cuda')
+                else 'cpu: peak RSS (VmHWM) of one process per mode')
+    ratios = compute_ratios(results)
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        with open(args.json, 'w') as f:
+            json.dump({**results, 'meta': {**meta, 'ratios': ratios}}, f, indent=2)
+    print(format_report(results, ratios, meta))
+    failed = [m for m, r in results.items() if 'error' in r]
+    for mode in failed:
+        print(f'[benchmark] {mode} failed:\n{results[mode]["error"]}', file=sys.stderr)
+    return 1 if failed else 0
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Run the benchmark (parent) or one row (``--_worker MODE``); returns the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parse_args(argv)
+    if args._worker:
+        if args._worker not in ALL_MODES:
+            raise SystemExit(f'unknown worker mode {args._worker!r}')
+        from .measure import measure_mode
+        result = measure_mode(args._worker, args)
+        # Anything printed before (e.g. by timm) is ignored: the parent reads the last line.
+        print(json.dumps(result), flush=True)
+        return 0
+    return run_all(args, argv)
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,188 @@
+"""Measuring one row inside its worker process: parameters, FLOPs, speed and memory.
+
+Memory is the process's own: on CUDA the tensors allocated on the device, on the CPU the
+resident set size. Each row runs in a fresh process (see :mod:`hst_mm.benchmark.cli`), so
+the peaks do not depend on the other rows or on their order.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+import timeit
+from contextlib import nullcontext
+from typing import Callable, Dict, List, Optional
+
+import torch
+
+from .modes import with_cp
+
+# The numbers every successful row holds (besides with_cp, cpu_share and the raw times).
+METRICS = ('trainable_params', 'total_params', 'gflops', 'infer_img_per_s', 'train_step_s',
+           'peak_mem_mb', 'model_mem_mb')
+
+
+# ---- memory of this process --------------------------------------------------------------
+def _proc_status_mb(field: str) -> Optional[float]:
+    """A ``kB`` field of /proc/self/status (Linux) in MB, or None elsewhere."""
+    try:
+        with open('/proc/self/status') as f:
+            for line in f:
+                if line.startswith(field + ':'):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
+
+
+def current_rss_mb() -> float:
+    """Resident set size now, in MB (falls back to the peak where /proc is missing)."""
+    rss = _proc_status_mb('VmRSS')
+    return rss if rss is not None else peak_rss_mb()
+
+
+def peak_rss_mb() -> float:
+    """Peak resident set size of this process, in MB.
+
+    On Linux this is ``VmHWM``, not ``getrusage().ru_maxrss``: the kernel carries the
+    parent's high-water mark over into ``ru_maxrss`` across fork + exec, so a worker
+    started from a large process (the benchmark's parent, or pytest) would report at least
+    the parent's size. Elsewhere ``ru_maxrss`` (KB on Linux, bytes on macOS).
+    """
+    hwm = _proc_status_mb('VmHWM')
+    if hwm is not None:
+        return hwm
+    import resource
+    maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return maxrss / 2**20 if sys.platform == 'darwin' else maxrss / 1024
+
+
+def model_memory_mb(device: torch.device) -> float:
+    """Memory held now: CUDA, the tensors allocated; CPU, the process's RSS (MB)."""
+    if device.type == 'cuda':
+        return torch.cuda.memory_allocated(device) / 2**20
+    return current_rss_mb()
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    """Peak memory: CUDA, since the last ``reset_peak_memory_stats``; CPU, the process's
+    peak RSS (MB)."""
+    if device.type == 'cuda':
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return peak_rss_mb()
+
+
+# ---- parameters, FLOPs, time -------------------------------------------------------------
+def count_params(model: torch.nn.Module) -> Dict[str, int]:
+    """``trainable_params`` (``requires_grad``) and ``total_params`` of ``model``."""
+    return {'trainable_params': sum(p.numel() for p in model.parameters() if p.requires_grad),
+            'total_params': sum(p.numel() for p in model.parameters())}
+
+
+def count_gflops(forward: Callable[[], None]) -> float:
+    """GFLOPs of ``forward()`` run once, a multiply-add counted as 2 FLOPs.
+
+    ``FlopCounterMode`` counts matmuls and convolutions (not norms, softmax or elementwise
+    ops). It has no formula for the CPU's fused attention kernel, so the count runs on the
+    math SDPA backend, whose attention matmuls it does count, on every device alike.
+    """
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with torch.inference_mode(), sdpa_kernel([SDPBackend.MATH]), \
+            FlopCounterMode(display=False) as counter:
+        forward()
+    return counter.get_total_flops() / 1e9
+
+
+def clock_for(device: torch.device) -> Callable[[], float]:
+    """The clock to time work on ``device`` with, in seconds.
+
+    The two clocks ``torch.utils.benchmark.Timer`` uses: on CUDA its default ``timer``,
+    which waits for the queued kernels first; on the CPU ``timeit.default_timer``, as the
+    Timer is told for CPU-only code (the synchronising clock would start a CUDA context in
+    a CPU run on a GPU machine, and with it the RSS this measures).
+    """
+    if device.type == 'cuda':
+        from torch.utils.benchmark import timer
+        return timer
+    return timeit.default_timer
+
+
+def time_calls(fn: Callable[[], None], warmup: int, iters: int,
+               clock: Callable[[], float] = timeit.default_timer) -> List[float]:
+    """Seconds of each of ``iters`` calls of ``fn``, after ``warmup`` untimed calls.
+
+    Each call is timed on its own, rather than with ``Timer.timeit(n)`` or
+    ``Timer.blocked_autorange()``: those add warm-up calls of their own and report one
+    aggregate (or choose the number of calls themselves), while ``--warmup`` and ``--iters``
+    promise exactly that many calls and the JSON keeps every call's time.
+    """
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(iters):
+        start = clock()         # on CUDA, also waits for the kernels queued before
+        fn()
+        times.append(clock() - start)
+    return times
+
+
+# ---- one row -----------------------------------------------------------------------------
+def measure_mode(mode: str, args: argparse.Namespace) -> Dict[str, object]:
+    """Build ``mode``'s backbone or detector and measure it.
+
+    Returns ``{'row': {...}, 'env': {...}}``: the row of the table (``METRICS``, ``with_cp``,
+    ``cpu_share`` and every timed call) and the environment it was measured in.
+    """
+    import timm
+
+    from .workloads import WORKLOADS
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device or ('cuda' if torch.cuda.is_available() else 'cpu'))
+    if device.type == 'cuda' and not torch.cuda.is_available():
+        raise SystemExit('--device cuda: no CUDA device is available')
+    cuda = device.type == 'cuda'
+    clock = clock_for(device)
+    amp = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if args.amp == 'bf16' \
+        else nullcontext
+    torch.manual_seed(0)
+
+    work = WORKLOADS[args.model](mode, args, device, amp)
+    model = work.model
+    # Memory held once the model exists: the baseline the training run adds to.
+    # CUDA: tensors allocated; CPU: the process's RSS (interpreter + libraries + weights).
+    model_mem_mb = model_memory_mb(device)
+    row: Dict[str, object] = {'with_cp': with_cp(mode), **count_params(model)}
+
+    model.eval()
+    row['gflops'] = count_gflops(work.flops)
+
+    # CPU seconds / wall seconds of the timed phases, over the threads torch may use.
+    cpu_start, wall_start = time.process_time(), time.perf_counter()
+    infer_times = time_calls(work.infer, args.warmup, args.iters, clock)
+
+    model.train()
+    if cuda:
+        torch.cuda.reset_peak_memory_stats(device)
+    train_times = time_calls(work.train_step, args.warmup, args.iters, clock)
+    cpu_share = (time.process_time() - cpu_start) / (
+        (time.perf_counter() - wall_start) * torch.get_num_threads())
+    # CPU: the peak over the whole process, which the training steps set (they hold the
+    # activations, gradients and AdamW state on top of everything inference needs).
+    peak_mem_mb = peak_memory_mb(device)
+
+    row.update(infer_img_per_s=args.batch / statistics.median(infer_times),
+               train_step_s=statistics.median(train_times),
+               peak_mem_mb=peak_mem_mb, model_mem_mb=model_mem_mb,
+               # On CUDA the CPU mostly waits for the GPU: no contention measure there.
+               cpu_share=None if cuda else round(cpu_share, 3),
+               infer_times_s=infer_times, train_times_s=train_times)
+    env = {'device': str(device),
+           'device_name': torch.cuda.get_device_name(device) if cuda else None,
+           'torch': torch.__version__, 'timm': timm.__version__,
+           'torch_threads': torch.get_num_threads()}
+    return {'row': row, 'env': env}

@@ -1,0 +1,192 @@
+"""What is run for one row: the model, its synthetic batches and its optimizer.
+
+Two kinds (``--model``):
+
+* ``backbone``: the backbone alone (``hst_mm.models``; torch and timm, no mmdet), trained
+  with AdamW on the sum of its output levels' means;
+* ``detector``: the whole Mask R-CNN of the row's config (backbone, FPN, RPN and RoI heads),
+  built through mmdet and trained with its own losses and its config's optimizer on a
+  synthetic COCO-like batch.
+
+The trunk keeps its random initialisation in both: nothing is downloaded.
+"""
+from __future__ import annotations
+
+import argparse
+from contextlib import AbstractContextManager
+from pathlib import Path
+from typing import Callable, Dict, Tuple
+
+import torch
+
+from .modes import base_mode, with_cp
+
+# The repository checkout this package lives in: the detector configs are read from it.
+ROOT = Path(__file__).resolve().parents[2]
+
+# Detector mode: each base mode's Mask R-CNN config (relative to the repository root).
+DETECTOR_CONFIGS = {
+    'hst': 'configs/hst/mask-rcnn_hst-vit-b_fpn_1x_coco.py',
+    'full_ft': 'configs/baselines/mask-rcnn_vit-b-full_fpn_1x_coco.py',
+    'frozen_probe': 'configs/baselines/mask-rcnn_vit-b-frozen_fpn_1x_coco.py',
+}
+
+# A factory of the context to run the timed forward passes in (autocast or nothing).
+AmpContext = Callable[[], AbstractContextManager]
+
+
+class Workload:
+    """What the measurement runs for one row: a model and three callables.
+
+    ``flops()`` runs one batch-1 forward (counted by the caller), ``infer()`` one inference
+    batch, ``train_step()`` forward + loss + backward + optimizer step on one batch.
+    """
+
+    def __init__(self, model: torch.nn.Module, flops: Callable[[], None],
+                 infer: Callable[[], None], train_step: Callable[[], None]) -> None:
+        self.model, self.flops, self.infer, self.train_step = model, flops, infer, train_step
+
+
+# ---- backbones alone ---------------------------------------------------------------------
+def build_backbone(mode: str, args: argparse.Namespace) -> torch.nn.Module:
+    """The backbone of ``mode`` (``hst``, ``full_ft``, ``frozen_probe`` or a ``*_cp*`` row).
+
+    ``args``: ``trunk``, ``trunk_kwargs`` and, for HST, ``embed_dims`` and ``num_heads``.
+    """
+    from hst_mm.models import HSTBackbone, ViTSimplePyramid
+
+    common = dict(trunk=args.trunk, trunk_kwargs=args.trunk_kwargs, with_cp=with_cp(mode))
+    base = base_mode(mode)
+    if base == 'hst':
+        return HSTBackbone(embed_dims=args.embed_dims, num_heads=args.num_heads, **common)
+    return ViTSimplePyramid(frozen=base == 'frozen_probe', **common)
+
+
+def backbone_workload(mode: str, args: argparse.Namespace, device: torch.device,
+                      amp: AmpContext) -> Workload:
+    """The backbone alone; the loss is the sum of every output level's mean.
+
+    Inputs: noise of shape ``(B, 3, S, S)`` with ``B = args.batch`` and
+    ``S = args.img_size``; the FLOPs are counted on a ``(1, 3, S, S)`` batch.
+    """
+    model = build_backbone(mode, args).to(device)
+    x = torch.randn(args.batch, 3, args.img_size, args.img_size, device=device)
+    x1 = torch.randn(1, 3, args.img_size, args.img_size, device=device)
+    # Built here, not in the first timed step, so that its creation is not timed.
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
+
+    def flops() -> None:
+        model(x1)
+
+    def infer() -> None:
+        with torch.inference_mode(), amp():
+            model(x)
+
+    def train_step() -> None:
+        with amp():
+            outs = model(x)
+        loss = sum(o.float().mean() for o in outs)     # touches every output level
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    return Workload(model, flops, infer, train_step)
+
+
+# ---- whole detectors ---------------------------------------------------------------------
+def build_detector(mode: str, args: argparse.Namespace) -> Tuple[torch.nn.Module, object]:
+    """``mode``'s Mask R-CNN from its config, with ``--trunk`` and no pretrained weights.
+
+    Returns (model, cfg). The neck's ``in_channels`` follow the backbone actually built
+    (HST: ``--embed-dims``; the simple pyramid: the trunk's width), so any trunk works.
+    """
+    # type='HST' and 'ViTPyramid' are registered: importing this package ran hst_mm/__init__.
+    from mmdet.registry import MODELS
+    from mmengine.config import Config
+    from mmengine.registry import init_default_scope
+
+    cfg = Config.fromfile(str(ROOT / DETECTOR_CONFIGS[base_mode(mode)]))
+    init_default_scope(cfg.get('default_scope', 'mmdet'))
+    backbone = cfg.model.backbone
+    backbone.update(trunk=args.trunk, trunk_kwargs=args.trunk_kwargs, pretrained=None,
+                    with_cp=with_cp(mode))
+    if backbone.type == 'HST':
+        backbone.update(embed_dims=tuple(args.embed_dims), num_heads=tuple(args.num_heads))
+        cfg.model.neck.in_channels = list(args.embed_dims)
+    else:
+        # The trunk's width, from a parameter-free (meta device) build: building a real
+        # ViT here would leave its freed memory in this worker's RSS.
+        import timm
+        with torch.device('meta'):
+            width = timm.create_model(args.trunk, pretrained=False,
+                                      **args.trunk_kwargs).embed_dim
+        cfg.model.neck.in_channels = [width] * 4
+    model = MODELS.build(cfg.model)
+    model.init_weights()
+    return model, cfg
+
+
+def detector_batch(batch: int, img_size: int, seed: int = 0) -> Dict[str, list]:
+    """A synthetic COCO-like batch for ``model.train_step`` / ``test_step``.
+
+    Each image: uint8 noise of shape ``(3, S, S)``, with 4 random boxes (16 px to S/2 a
+    side), each with a filled-rectangle mask of shape ``(S, S)`` and a random one of 80
+    labels. Returns ``{'inputs': [...], 'data_samples': [...]}``, one entry per image.
+    """
+    import numpy as np
+    from mmdet.structures import DetDataSample
+    from mmdet.structures.mask import BitmapMasks
+    from mmengine.structures import InstanceData
+
+    rng = np.random.default_rng(seed)
+    inputs, samples = [], []
+    for _ in range(batch):
+        inputs.append(torch.from_numpy(rng.integers(0, 256, (3, img_size, img_size),
+                                                    dtype=np.uint8)))
+        wh = rng.uniform(16, max(17, img_size / 2), (4, 2))
+        xy = rng.uniform(0, 1, (4, 2)) * (img_size - wh)
+        boxes = np.concatenate([xy, xy + wh], 1).astype(np.float32)      # (4, 4) x0 y0 x1 y1
+        masks = np.zeros((4, img_size, img_size), np.uint8)
+        for m, (x0, y0, x1, y1) in zip(masks, boxes.astype(int)):
+            m[y0:y1, x0:x1] = 1
+        sample = DetDataSample(metainfo=dict(
+            img_shape=(img_size, img_size), ori_shape=(img_size, img_size),
+            scale_factor=(1.0, 1.0), pad_shape=(img_size, img_size)))
+        sample.gt_instances = InstanceData(
+            bboxes=torch.from_numpy(boxes), labels=torch.from_numpy(rng.integers(0, 80, 4)),
+            masks=BitmapMasks(masks, img_size, img_size))
+        samples.append(sample)
+    return {'inputs': inputs, 'data_samples': samples}
+
+
+def detector_workload(mode: str, args: argparse.Namespace, device: torch.device,
+                      amp: AmpContext) -> Workload:
+    """The whole Mask R-CNN: its own losses, its config's optimizer, ``test_step``."""
+    from mmengine.optim import build_optim_wrapper
+
+    from hst_mm.engine.precision import float32_without_gpu
+
+    model, cfg = build_detector(mode, args)
+    model = model.to(device)
+    data = detector_batch(args.batch, args.img_size)
+    data1 = detector_batch(1, args.img_size, seed=1)
+    # The config's AmpOptimWrapper would autocast by itself: precision is --amp's alone here.
+    float32_without_gpu(cfg.optim_wrapper, gpu=False)
+    optim_wrapper = build_optim_wrapper(model, cfg.optim_wrapper)
+
+    def flops() -> None:
+        batch = model.data_preprocessor(data1, False)
+        model(batch['inputs'], batch['data_samples'], mode='tensor')
+
+    def infer() -> None:
+        with torch.inference_mode(), amp():
+            model.test_step(data)
+
+    def train_step() -> None:
+        with amp():
+            model.train_step(data, optim_wrapper)
+
+    return Workload(model, flops, infer, train_step)
+
+
+WORKLOADS = {'backbone': backbone_workload, 'detector': detector_workload}
