@@ -1,10 +1,10 @@
-"""A checkpoint of another model is refused by name (hst_mm.engine.checkpoint_fit): through the
+"""A checkpoint of another model is refused by name (hst_mm.engine.hooks.checkpoint_fit): through the
 function, mmengine's Runner, and every tool that loads weights."""
 import pytest
 import torch
 import torch.nn as nn
 
-from hst_mm.engine.checkpoint_fit import CheckpointMismatchError, check_checkpoint_fits
+from hst_mm.engine.hooks.checkpoint_fit import CheckpointMismatchError, check_checkpoint_fits
 from tool_runner import ensure_toy_data, run
 
 SEG_CONFIG = 'configs/toy/upernet_hst-vit-ti_toy.py'

@@ -3,7 +3,6 @@
 The GPU numbers themselves need a CUDA machine; here the same code paths run with
 ``--device cpu --tiny`` (parity: CPU float32 / autocast against CPU float64 references).
 """
-import importlib.util
 import itertools
 import json
 import math
@@ -20,11 +19,8 @@ TASKS = ('detection', 'segmentation')
 
 
 def load_tool():
-    """The tool as a module (under its own name)."""
-    spec = importlib.util.spec_from_file_location('hst_gpu_check_tool', TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    import tools.gpu_check
+    return tools.gpu_check
 
 
 def run_tool(*args, timeout=600):

@@ -17,7 +17,7 @@ import mmcv  # noqa: E402
 from mmengine.config import Config  # noqa: E402
 
 import hst_mm  # noqa: E402,F401  registers HST, allow-lists checkpoint types
-from hst_mm.engine.checkpoint_fit import check_checkpoint_fits  # noqa: E402
+from hst_mm.engine.hooks.checkpoint_fit import check_checkpoint_fits  # noqa: E402
 from hst_mm.engine.errors import user_error_message  # noqa: E402
 from mmengine.runner.checkpoint import _load_checkpoint  # noqa: E402
 

@@ -174,11 +174,13 @@ def _version(dist: str) -> Optional[str]:
 
 
 def _load_benchmark_module():
-    """``tools/analysis/benchmark.py`` as a module (it only defines things when imported)."""
-    spec = importlib.util.spec_from_file_location('hst_mm_benchmark_tool', BENCHMARK)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    """The benchmark's pieces this check reuses: synthetic batches and memory probes."""
+    import types
+
+    from hst_mm.benchmark import cli, measure, workloads
+    return types.SimpleNamespace(detector_batch=workloads.detector_batch,
+                                 current_rss_mb=measure.current_rss_mb,
+                                 peak_rss_mb=measure.peak_rss_mb, parse_args=cli.parse_args)
 
 
 def _finite_numbers(value) -> bool:

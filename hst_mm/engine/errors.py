@@ -6,7 +6,7 @@ from typing import Optional
 from ..models import PretrainedMismatchError
 from ..models.pretrained import unpickling_error
 from .checkpoint_safety import refused_checkpoint_message
-from .checkpoint_fit import CheckpointMismatchError
+from .hooks.checkpoint_fit import CheckpointMismatchError
 from .hooks import NonFiniteLossError
 
 
