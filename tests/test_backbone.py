@@ -3,13 +3,13 @@ import pytest
 import timm
 import torch
 
-from hst_mm.models import HSTBackbone, PretrainedMismatchError
+from hst_mm.models import HST, PretrainedMismatchError
 from hst_mm.models.bridge import project_then_resize, resize_then_project
 
 
 @pytest.mark.parametrize('size', [(224, 224), (512, 512), (230, 317), (64, 96)])
 def test_output_shapes_and_strides(any_trunk_cfg, size):
-    model = HSTBackbone(**any_trunk_cfg).eval()
+    model = HST(**any_trunk_cfg).eval()
     H, W = size
     with torch.no_grad():
         outs = model(torch.randn(2, 3, H, W))
@@ -29,16 +29,16 @@ def test_outputs_are_dense_nchw(any_trunk_cfg):
     mmcv's compiled RoIAlign (MMCV_OPS=compiled) reads its input as dense NCHW: with
     channels-last features a Mask R-CNN's RoI heads train on scrambled features and never
     learn (toy bbox mAP 0.005), while convolutional heads (RPN, mmseg) are unaffected."""
-    from hst_mm.models import ViTSimplePyramid
+    from hst_mm.models import ViTPyramid
     trunk = {k: v for k, v in any_trunk_cfg.items() if k in ('trunk', 'trunk_kwargs')}
-    for model in (HSTBackbone(**any_trunk_cfg), ViTSimplePyramid(**trunk)):
+    for model in (HST(**any_trunk_cfg), ViTPyramid(**trunk)):
         for mode in (True, False):
             for out in model.train(mode)(torch.randn(2, 3, 64, 96)):
                 assert out.is_contiguous(), type(model).__name__
 
 
 def test_out_indices(tiny_cfg):
-    model = HSTBackbone(**{**tiny_cfg, 'out_indices': (1, 3)}).eval()
+    model = HST(**{**tiny_cfg, 'out_indices': (1, 3)}).eval()
     outs = model(torch.randn(1, 3, 64, 64))
     assert [o.shape[1] for o in outs] == [32, 64]
 
@@ -52,11 +52,11 @@ def test_out_indices(tiny_cfg):
 ])
 def test_bad_arguments_are_named(tiny_cfg, bad, match):
     with pytest.raises(ValueError, match=match):
-        HSTBackbone(**{**tiny_cfg, **bad})
+        HST(**{**tiny_cfg, **bad})
 
 
 def test_bad_inputs_are_named(tiny_cfg):
-    model = HSTBackbone(**tiny_cfg).eval()
+    model = HST(**tiny_cfg).eval()
     with pytest.raises(ValueError, match='smaller than one trunk patch'):
         model(torch.randn(1, 3, 8, 64))
     with pytest.raises(ValueError, match='3-channel'):
@@ -64,7 +64,7 @@ def test_bad_inputs_are_named(tiny_cfg):
 
 
 def test_freezing(any_trunk_cfg):
-    model = HSTBackbone(**any_trunk_cfg)
+    model = HST(**any_trunk_cfg)
     for name, p in model.trunk.vit.named_parameters():
         tuned = '.norm1.' in name or '.norm2.' in name
         assert p.requires_grad == tuned, name
@@ -79,7 +79,7 @@ def test_freezing(any_trunk_cfg):
 
 @pytest.mark.parametrize('with_cp', [False, True, 'side', 'trunk'])
 def test_gradients_reach_exactly_the_trainable_parameters(any_trunk_cfg, with_cp):
-    model = HSTBackbone(**any_trunk_cfg, with_cp=with_cp).train()
+    model = HST(**any_trunk_cfg, with_cp=with_cp).train()
     outs = model(torch.randn(2, 3, 64, 96))
     sum(o.square().mean() for o in outs).backward()
     for name, p in model.named_parameters():
@@ -90,10 +90,10 @@ def test_gradients_reach_exactly_the_trainable_parameters(any_trunk_cfg, with_cp
 
 
 @pytest.mark.parametrize('with_cp, trunk_cp, side_cp', [
-    (True, True, True), ('all', True, True), ('side', False, True), ('trunk', True, False)])
+    (True, True, True), ('side', False, True), ('trunk', True, False)])
 def test_activation_checkpointing_gives_same_gradients(tiny_cfg, with_cp, trunk_cp, side_cp):
-    ref = HSTBackbone(**tiny_cfg).train()
-    cp = HSTBackbone(**tiny_cfg, with_cp=with_cp).train()
+    ref = HST(**tiny_cfg).train()
+    cp = HST(**tiny_cfg, with_cp=with_cp).train()
     assert (cp.trunk.with_cp, cp.side.with_cp) == (trunk_cp, side_cp)
     cp.load_state_dict(ref.state_dict())
     x = torch.randn(2, 3, 64, 64)
@@ -106,11 +106,11 @@ def test_activation_checkpointing_gives_same_gradients(tiny_cfg, with_cp, trunk_
 
 def test_with_cp_rejects_unknown_values(tiny_cfg):
     with pytest.raises(ValueError, match=r"with_cp='sides'.*'side'"):
-        HSTBackbone(**tiny_cfg, with_cp='sides')
+        HST(**tiny_cfg, with_cp='sides')
 
 
 def test_frozen_weights_unchanged_by_optimizer_step(tiny_cfg):
-    model = HSTBackbone(**tiny_cfg).train()
+    model = HST(**tiny_cfg).train()
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     opt = torch.optim.AdamW(model.parameters(), lr=1e-2, weight_decay=0.05)
     for _ in range(2):
@@ -138,7 +138,7 @@ def test_trunk_matches_timm_and_loads_saved_weights(any_trunk_cfg, tmp_path):
                             **any_trunk_cfg['trunk_kwargs'])
     path = str(tmp_path / 'vit.pth')
     torch.save(vit.state_dict(), path)
-    model = HSTBackbone(**any_trunk_cfg, pretrained=path)
+    model = HST(**any_trunk_cfg, pretrained=path)
     ours = model.trunk.vit.state_dict()
     for k, v in vit.state_dict().items():
         if k.startswith(('head.', 'norm.', 'fc_norm.')):
@@ -154,7 +154,7 @@ def test_trunk_matches_timm_and_loads_saved_weights(any_trunk_cfg, tmp_path):
 def test_trunk_blocks_compute_timm_vit(tiny_cfg, saved_tiny_vit):
     """Without meta tokens our trunk loop is timm's forward_features (before the final norm)."""
     path, vit = saved_tiny_vit
-    model = HSTBackbone(**tiny_cfg, pretrained=path).eval()
+    model = HST(**tiny_cfg, pretrained=path).eval()
     vit = timm.create_model('vit_tiny_patch16_224', pretrained=False, dynamic_img_size=True,
                             **tiny_cfg['trunk_kwargs'])
     vit.load_state_dict(torch.load(path))
@@ -170,19 +170,19 @@ def test_trunk_blocks_compute_timm_vit(tiny_cfg, saved_tiny_vit):
 
 def test_pretrained_file_errors(tiny_cfg, tmp_path, saved_tiny_vit):
     with pytest.raises(FileNotFoundError, match='missing.pth'):
-        HSTBackbone(**tiny_cfg, pretrained=str(tmp_path / 'missing.pth'))
+        HST(**tiny_cfg, pretrained=str(tmp_path / 'missing.pth'))
     junk = tmp_path / 'junk.pth'
     junk.write_text('this is not a checkpoint')
     with pytest.raises(PretrainedMismatchError, match='junk.pth'):
-        HSTBackbone(**tiny_cfg, pretrained=str(junk))
+        HST(**tiny_cfg, pretrained=str(junk))
     wide = timm.create_model('vit_tiny_patch16_224', depth=4, embed_dim=64, num_heads=2)
     torch.save(wide.state_dict(), tmp_path / 'wide.pth')
     with pytest.raises(PretrainedMismatchError, match=r'wide\.pth.*shape mismatches.*cls_token'):
-        HSTBackbone(**tiny_cfg, pretrained=str(tmp_path / 'wide.pth'))
+        HST(**tiny_cfg, pretrained=str(tmp_path / 'wide.pth'))
     other = timm.create_model('resnet18')
     torch.save(other.state_dict(), tmp_path / 'resnet.pth')
     with pytest.raises(PretrainedMismatchError, match=r'resnet\.pth.*(missing keys|not a ViT)'):
-        HSTBackbone(**tiny_cfg, pretrained=str(tmp_path / 'resnet.pth'))
+        HST(**tiny_cfg, pretrained=str(tmp_path / 'resnet.pth'))
 
 
 def test_pretrained_safetensors_and_position_resampling(tiny_cfg, tmp_path):
@@ -190,7 +190,7 @@ def test_pretrained_safetensors_and_position_resampling(tiny_cfg, tmp_path):
     # a checkpoint trained at 384 (24x24 grid) loads into the 224 trunk: timm resamples
     src = timm.create_model('vit_tiny_patch16_384', depth=4, embed_dim=32, num_heads=2)
     save_file(src.state_dict(), str(tmp_path / 'vit384.safetensors'))
-    model = HSTBackbone(**tiny_cfg, pretrained=str(tmp_path / 'vit384.safetensors'))
+    model = HST(**tiny_cfg, pretrained=str(tmp_path / 'vit384.safetensors'))
     assert model.trunk.vit.pos_embed.shape == (1, 1 + 14 * 14, 32)
     assert torch.equal(model.trunk.vit.blocks[0].attn.qkv.weight, src.blocks[0].attn.qkv.weight)
 
@@ -225,13 +225,13 @@ def test_pretrained_npz(tiny_cfg, tmp_path):
             w[p + f'MlpBlock_3/Dense_{r}/kernel'] = sd[b + f'mlp.{fc}.weight'].T
             w[p + f'MlpBlock_3/Dense_{r}/bias'] = sd[b + f'mlp.{fc}.bias']
     np.savez(tmp_path / 'vit.npz', **w)
-    model = HSTBackbone(**tiny_cfg, pretrained=str(tmp_path / 'vit.npz'))
+    model = HST(**tiny_cfg, pretrained=str(tmp_path / 'vit.npz'))
     ours = model.trunk.vit.state_dict()
     for k in ('patch_embed.proj.weight', 'pos_embed', 'blocks.3.attn.qkv.weight', 'blocks.2.mlp.fc2.bias'):
         torch.testing.assert_close(ours[k], src.state_dict()[k], msg=k)
     (tmp_path / 'bad.npz').write_bytes(b'not an npz')
     with pytest.raises(PretrainedMismatchError, match='bad.npz'):
-        HSTBackbone(**tiny_cfg, pretrained=str(tmp_path / 'bad.npz'))
+        HST(**tiny_cfg, pretrained=str(tmp_path / 'bad.npz'))
 
 
 def _trainable(model):
@@ -243,7 +243,7 @@ def _trainable(model):
     ((32, 48, 64, 72), (2, 4, 8, 12), 0.765e6),        # classification widths, no head
 ])
 def test_trainable_parameters_vit_b(embed_dims, num_heads, expected):
-    model = HSTBackbone('vit_base_patch16_224', embed_dims=embed_dims, num_heads=num_heads)
+    model = HST('vit_base_patch16_224', embed_dims=embed_dims, num_heads=num_heads)
     n = _trainable(model)
     assert abs(n - expected) / expected < 0.01, n
     # LN-tuning + meta tokens: 12 blocks x 2 norms x 2 x 768 + 12 x 768
@@ -257,3 +257,10 @@ def test_pretrained_source_kinds():
     assert not is_path('augreg_in21k')
     assert not is_path('timm/vit_base_patch16_224.augreg_in21k')
     assert is_path('B_16-i21k.npz') and is_path('./weights/vit') and is_path('/abs/vit.bin')
+
+
+def test_names_before_0_2_still_work(tiny_cfg):
+    from hst_mm.models import HSTBackbone, ViTPyramid, ViTSimplePyramid
+    assert HSTBackbone is HST and ViTSimplePyramid is ViTPyramid
+    with pytest.warns(DeprecationWarning, match='with_cp=True'):
+        assert HST(**tiny_cfg, with_cp='all').with_cp is True

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from hst_mm.benchmark import cli, measure, modes, report, targets
-from hst_mm.models import HSTBackbone
+from hst_mm.models import HST
 
 ROOT = Path(__file__).resolve().parents[1]
 TOOL = ROOT / 'tools' / 'analysis' / 'benchmark.py'
@@ -71,7 +71,7 @@ def test_parameter_counts(bench):
         for key in ('trainable_params', 'total_params', 'gflops'):
             assert data[mode][key] == data[mode.split('_cp')[0]][key], (mode, key)
 
-    model = HSTBackbone(trunk='vit_tiny_patch16_224', trunk_kwargs=TRUNK_KWARGS,
+    model = HST(trunk='vit_tiny_patch16_224', trunk_kwargs=TRUNK_KWARGS,
                         embed_dims=EMBED_DIMS, num_heads=NUM_HEADS)
     assert hst['trainable_params'] == sum(p.numel() for p in model.parameters()
                                           if p.requires_grad)
@@ -152,7 +152,7 @@ def test_backbones_build_without_mmdet():
     proc = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
                           timeout=120, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.split() == ['HSTBackbone', 'ViTSimplePyramid']
+    assert proc.stdout.split() == ['HST', 'ViTPyramid']
 
 
 @pytest.mark.slow

@@ -1,8 +1,8 @@
 """The benchmark's rows: three base modes and their activation-checkpointed variants.
 
-* ``hst``: ``HSTBackbone``, frozen trunk + meta tokens + T-Bridge + side network;
-* ``full_ft``: ``ViTSimplePyramid(frozen=False)``, the whole ViT trained;
-* ``frozen_probe``: ``ViTSimplePyramid(frozen=True)``, only the simple pyramid trained;
+* ``hst``: ``HST``, frozen trunk + meta tokens + T-Bridge + side network;
+* ``full_ft``: ``ViTPyramid(frozen=False)``, the whole ViT trained;
+* ``frozen_probe``: ``ViTPyramid(frozen=True)``, only the simple pyramid trained;
 * ``hst_cp``, ``full_ft_cp``: the same with ``with_cp=True`` (HST's trunk blocks and Side
   Blocks, the ViT's blocks);
 * ``hst_cp_side``: HST checkpointing its Side Blocks only (``with_cp='side'``).

@@ -53,13 +53,13 @@ def build_backbone(mode: str, args: argparse.Namespace) -> torch.nn.Module:
 
     ``args``: ``trunk``, ``trunk_kwargs`` and, for HST, ``embed_dims`` and ``num_heads``.
     """
-    from hst_mm.models import HSTBackbone, ViTSimplePyramid
+    from hst_mm.models import HST, ViTPyramid
 
     common = dict(trunk=args.trunk, trunk_kwargs=args.trunk_kwargs, with_cp=with_cp(mode))
     base = base_mode(mode)
     if base == 'hst':
-        return HSTBackbone(embed_dims=args.embed_dims, num_heads=args.num_heads, **common)
-    return ViTSimplePyramid(frozen=base == 'frozen_probe', **common)
+        return HST(embed_dims=args.embed_dims, num_heads=args.num_heads, **common)
+    return ViTPyramid(frozen=base == 'frozen_probe', **common)
 
 
 def backbone_workload(mode: str, args: argparse.Namespace, device: torch.device,
