@@ -71,10 +71,23 @@ def test_bad_pretrained_file_through_config(seg_cfg, tmp_path, kind, error, matc
     (dict(trunk_kwargs=dict(depth=10)), r'a trunk of 10 blocks cannot be split evenly into 4 '
                                         r'side stages'),
     (dict(out_indices=(0, 4)), r'out_indices \(0, 4\): \[4\] outside the 4 stages'),
+    (dict(num_heads=(0, 4, 8, 12)), r'embed_dims \(64, 128, 256, 384\) and num_heads '
+                                    r'\(0, 4, 8, 12\) must be positive integers'),
+    (dict(trunk='vit_tiny_patch_16'), r"trunk 'vit_tiny_patch_16' is not a timm model name"),
 ])
 def test_bad_architecture_through_config(seg_cfg, overrides, match):
     with pytest.raises(ValueError, match=match):
         build_backbone(seg_cfg, pretrained=None, **overrides)
+
+
+@pytest.mark.parametrize('backbone', ['HST', 'ViTPyramid'])
+def test_trunk_that_is_not_a_vit_is_named(seg_cfg, backbone):
+    """A timm model of another family (Eva: no plain ViT blocks) is refused when built, on a
+    parameter-free probe, not in the first forward."""
+    from mmseg.registry import MODELS
+    with pytest.raises(TypeError, match=r"trunk 'eva02_tiny_patch14_224' is not a timm "
+                                        r'VisionTransformer \(it builds Eva\)'):
+        MODELS.build(dict(type=backbone, trunk='eva02_tiny_patch14_224'))
 
 
 # ---- image tensors -------------------------------------------------------------------------
