@@ -98,10 +98,40 @@ def test_negative_width_box_is_dropped_and_its_image_trained_as_background(tmp_p
     data['annotations'][1]['bbox'] = [30.0, 4.0, -5.0, 16.0]
     path = _write(tmp_path, data)
     text = _text(check_coco(str(path), classes=CLASSES))
-    assert (f'{path}: image 2, annotation 2: bbox [30.0, 4.0, -5.0, 16.0] is under 1 pixel '
-            f'wide or high (mmdet drops the annotation)') in text
+    assert (f'{path}: image 2, annotation 2: bbox [30.0, 4.0, -5.0, 16.0] has a negative width '
+            f'or height, so it is not [x, y, width, height] (mmdet drops the annotation)') in text
     assert 'mmdet trains on them as background only: image ids 2' in text
     assert _instances(_mmdet(path, tmp_path))[2] == []
+
+
+def test_degenerate_box_is_a_warning(tmp_path, capsys):
+    """A box of height 0 and area 0 beside a good one, as COCO train2017 holds two (image
+    200365, annotation 918): mmdet drops it, nothing is lost, training goes on."""
+    data = _coco()
+    data['annotations'].append(dict(_ann(918, 1, box=(29.6, 38.8, 1.03, 0.0)), area=0.0))
+    path = _write(tmp_path, data)
+    report = check_coco(str(path), classes=CLASSES)
+    assert report.errors == []
+    assert report.warnings == [f'{path}: image 1, annotation 918: bbox [29.6, 38.8, 1.03, 0.0] '
+                               f'is under 1 pixel wide or high (mmdet drops the annotation)']
+    launch.check_training_data(_toy_cfg_on(path))                       # no exit
+    assert capsys.readouterr().out == (
+        f'warning: {path}: 1 x degenerate bbox (under 1 pixel wide or high), dropped by mmdet '
+        f'(annotation 918)\n')
+    assert len(_instances(_mmdet(path, tmp_path))[1]) == 1
+
+
+def test_polygon_fragment_beside_a_usable_polygon_is_a_warning(tmp_path):
+    data = _coco()
+    data['annotations'][0]['segmentation'].append([1.0, 2.0, 3.0, 4.0])
+    path = _write(tmp_path, data)
+    report = check_coco(str(path), classes=CLASSES)
+    assert report.errors == [] and report.warnings == [
+        f'{path}: image 1, annotation 1: polygon 1 has 2 points (needs >= 3)']
+    ds = _mmdet(path, tmp_path)
+    sample = ds[[ds.get_data_info(i)['img_id'] for i in range(len(ds))].index(1)]
+    assert len(sample['data_samples'].gt_instances) == 1         # kept, not ignored
+    assert len(sample['data_samples'].ignored_instances) == 0
 
 
 def test_infinite_width_is_kept(tmp_path):
@@ -303,8 +333,8 @@ def test_train_stops_on_errors_with_one_line(tmp_path, capsys):
         launch.check_training_data(_toy_cfg_on(path))
     msg = str(e.value)
     assert msg.startswith(f'error: {path}: 3 entries that mmdet would lose, mis-train or fail '
-                          f'on: 2 x bbox under 1 pixel wide or high (or negative) (annotations '
-                          f'1, 2), 1 x category_id not in "categories" (annotation 3)'), msg
+                          f'on: 2 x bbox with a negative width or height (annotations 1, 2), 1 x '
+                          f'category_id not in "categories" (annotation 3)'), msg
     assert '\n' not in msg and f'python tools/check_coco.py {path}' in msg
     out = capsys.readouterr().out                 # warnings come first, on stdout
     assert out.startswith(f'warning: {path}: 1 of 5 images have annotations of unknown')

@@ -22,8 +22,10 @@ mmdet's ``CocoDataset`` and ``LoadAnnotations`` never name a bad entry. Verified
 * a file left with no image fails with mmengine's ``need at least one array to
   concatenate``.
 
-Errors are data that is lost, wrong or fatal; warnings are images that training skips. Only
-the standard library is needed, and cv2 (and PIL, if installed) for ``img_dir``.
+Errors are data that is lost, wrong or fatal; warnings are images that training skips and
+degenerate parts with nothing to learn from (a box under one pixel wide or high, a polygon
+part under 3 points beside a usable one), which COCO train2017 itself holds. Only the
+standard library is needed, and cv2 (and PIL, if installed) for ``img_dir``.
 """
 from __future__ import annotations
 
@@ -85,16 +87,29 @@ class CocoReport:
         if not errors:
             return None
         parts = [p.message for p in errors if p.kind == FATAL]
-        by_kind: Dict[str, List[Problem]] = defaultdict(list)
-        for p in errors:
-            if p.kind != FATAL:
-                by_kind[p.kind].append(p)
-        if by_kind:
-            n = sum(map(len, by_kind.values()))
-            kinds = ', '.join(f'{len(ps)} x {kind} ({_named_ids([p.id for p in ps], max_ids)})'
-                              for kind, ps in by_kind.items())
-            parts.append(f'{n} entries that mmdet would lose, mis-train or fail on: {kinds}')
+        entries = [p for p in errors if p.kind != FATAL]
+        if entries:
+            kinds = ', '.join(_grouped(entries, max_ids).values())
+            parts.append(f'{len(entries)} entries that mmdet would lose, mis-train or fail on: '
+                         f'{kinds}')
         return f'{self.ann_file}: ' + '; '.join(parts)
+
+    def warning_summary(self, max_ids: int = 5) -> List[str]:
+        """The warnings with their counts and first ids, one line per kind: the image-level
+        ones as they are, the per-annotation ones grouped."""
+        warnings = [p for p in self.problems if p.severity == WARNING]
+        lines = [f'{self.ann_file}: {p.message}' for p in warnings if p.id is None]
+        grouped = _grouped([p for p in warnings if p.id is not None], max_ids)
+        return lines + [f'{self.ann_file}: {line}' for line in grouped.values()]
+
+
+def _grouped(problems: List[Problem], max_ids: int) -> Dict[str, str]:
+    """``{kind: 'N x KIND (annotations 7, 9 ...)'}`` for the problems that name an entry."""
+    by_kind: Dict[str, List[Problem]] = defaultdict(list)
+    for p in problems:
+        by_kind[p.kind].append(p)
+    return {kind: f'{len(ps)} x {kind} ({_named_ids([p.id for p in ps], max_ids)})'
+            for kind, ps in by_kind.items()}
 
 
 def _ids(found: Sequence, limit: int = 10) -> str:
@@ -358,8 +373,8 @@ def _check_one(rep: CocoReport, ann: dict, img: dict, names: Dict[object, str],
     ``'dropped'``, or ``'other'`` (dropped: a category the config's classes leave out)."""
     aid = ann['id']
 
-    def error(kind: str, message: str) -> None:
-        rep.add(ERROR, kind, message, where, f'annotation {aid}')
+    def error(kind: str, message: str, severity: str = ERROR) -> None:
+        rep.add(severity, kind, message, where, f'annotation {aid}')
 
     if ann.get('ignore', False):
         return 'dropped'                  # marked so by the data set: intended
@@ -383,19 +398,24 @@ def _check_one(rep: CocoReport, ann: dict, img: dict, names: Dict[object, str],
 def _box_fate(error, box, ann: dict, img: dict) -> str:
     """mmdet's box tests, in its order: no overlap with the image, then a missing or
     non-positive area, then a side under one pixel -> dropped; an infinite side is kept.
-    Returns ``'kept'`` or ``'dropped'``."""
+    Returns ``'kept'`` or ``'dropped'``.
+
+    A negative side is an error (the box is not [x, y, w, h]: data wrong); a side from 0 to
+    1 pixel only a warning: such an object has nothing to learn from, and COCO train2017
+    itself holds two (height 0, annotations 918 and 2206849, reported in
+    cocodataset/cocoapi#355), which mmdet drops.
+    """
     x, y, w, h = box
     W, H = img.get('width'), img.get('height')
     if not (_number(W) and _number(H)):
         return 'dropped'                  # the image's error says mmdet fails
-    small = f'bbox {box} is under 1 pixel wide or high (mmdet drops the annotation)'
     # mmdet's own overlap arithmetic: NaN compares false and ends up as 0
     overlap = (max(0, min(x + w, W) - max(x, 0)) * max(0, min(y + h, H) - max(y, 0)))
     if overlap == 0:
         if any(map(math.isnan, box)):
             error('bbox not finite', f'bbox {box} has NaN (mmdet drops the annotation)')
         elif w < 1 or h < 1:
-            error('bbox under 1 pixel wide or high (or negative)', small)
+            _small_box(error, box)
         else:
             error('bbox outside the image', f'bbox {box} lies outside the {W}x{H} image '
                   f'(mmdet drops the annotation)')
@@ -409,12 +429,23 @@ def _box_fate(error, box, ann: dict, img: dict) -> str:
               f'annotation)')
         return 'dropped'
     if w < 1 or h < 1:
-        error('bbox under 1 pixel wide or high (or negative)', small)
+        _small_box(error, box)
         return 'dropped'
     if not _finite(box):
         error('bbox not finite', f'bbox {box} is infinite (mmdet keeps it: the box runs to '
               f'the image border)')
     return 'kept'
+
+
+def _small_box(error, box) -> None:
+    """A box under one pixel wide or high: negative (error) or degenerate (warning)."""
+    if box[2] < 0 or box[3] < 0:
+        error('bbox with a negative width or height', f'bbox {box} has a negative width or '
+              f'height, so it is not [x, y, width, height] (mmdet drops the annotation)')
+    else:
+        error('degenerate bbox (under 1 pixel wide or high), dropped by mmdet',
+              f'bbox {box} is under 1 pixel wide or high (mmdet drops the annotation)',
+              WARNING)
 
 
 def _mask_fate(error, seg, img: dict) -> str:
@@ -437,7 +468,7 @@ def _mask_fate(error, seg, img: dict) -> str:
         error('segmentation not polygons or RLE', f'segmentation is a {type(seg).__name__}, '
               f'not polygons or RLE (mmdet fails with TypeError)')
         return 'dropped'
-    usable = 0
+    usable, fragments = 0, []
     for i, poly in enumerate(seg):
         if not isinstance(poly, list):
             error('polygon not a list', f'polygon {i} is not a list of coordinates (mmdet '
@@ -449,10 +480,12 @@ def _mask_fate(error, seg, img: dict) -> str:
             error('polygon with an odd number of coordinates', f'polygon {i} has an odd '
                   f'number of coordinates ({len(poly)})')
         elif len(poly) < 6:
-            error('polygon under 3 points', f'polygon {i} has {len(poly) // 2} points '
-                  f'(needs >= 3)')
+            fragments.append(f'polygon {i} has {len(poly) // 2} points (needs >= 3)')
         else:
             usable += 1
+    # a part under 3 points has no area: beside a usable polygon nothing is lost
+    for message in fragments:
+        error('polygon under 3 points', message, WARNING if usable else ERROR)
     if not usable:
         error('no usable polygon', 'no usable polygon: mmdet ignores the whole instance')
         return 'ignored'

@@ -166,7 +166,7 @@ def check_training_data(cfg: Config) -> None:
             _print_rank0(f'note: {ann_file} is not a local file: not checked')
             continue
         report = check_coco(ann_file, **kwargs)
-        for line in report.warnings:
+        for line in report.warning_summary():
             _print_rank0(f'warning: {line}')
         summary = report.summary()
         if summary:
