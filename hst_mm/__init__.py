@@ -3,12 +3,14 @@
 * :mod:`hst_mm.models`: the method in plain PyTorch (torch and timm), one paper box per file;
 * :mod:`hst_mm.registration`: ``type='HST'`` and ``type='ViTPyramid'`` for OpenMMLab configs;
 * :mod:`hst_mm.engine`: training support (safe checkpoint loading, hooks, tool policies);
+* :mod:`hst_mm.datasets`: data checks (segmentation label maps, COCO annotation files);
 * :mod:`hst_mm.benchmark`, :mod:`hst_mm.toy_data`: the benchmark and the toy data sets.
 
 ``import hst_mm`` (what ``custom_imports=dict(imports=['hst_mm'])`` does) registers the two
-backbones and the hooks in mmengine's root registries (seen by mmdet and mmseg; neither is
-imported) and installs the ``weights_only`` allow-list for mmengine checkpoints. Without
-mmengine installed it does none of that, and ``hst_mm.models`` works with torch and timm alone.
+backbones, the hooks and the ``CheckSegLabels`` transform in mmengine's root registries (seen
+by mmdet and mmseg; neither is imported) and installs the ``weights_only`` allow-list for
+mmengine checkpoints. Without mmengine installed it does none of that, and ``hst_mm.models``
+works with torch and timm alone.
 """
 from .version import __version__
 
@@ -18,6 +20,7 @@ except ImportError:         # plain PyTorch use of hst_mm.models
     pass
 else:
     from . import engine  # noqa: F401  (hooks, checkpoint allow-list)
+    from .datasets import seg_labels  # noqa: F401  (the CheckSegLabels transform)
     from .registration import HST, ViTPyramid  # noqa: F401
 
 __all__ = ['__version__']

@@ -17,7 +17,10 @@ def test_output_shapes_and_strides(any_trunk_cfg, size):
     h, w = H, W
     for out, c in zip(outs, any_trunk_cfg['embed_dims']):
         # the stem and each downsampling halve with ceil (3x3/s2/p1), the stem's 2x2/s2 floors
-        h, w = ((h + 1) // 2 // 2, (w + 1) // 2 // 2) if out is outs[0] else ((h + 1) // 2, (w + 1) // 2)
+        if out is outs[0]:
+            h, w = (h + 1) // 2 // 2, (w + 1) // 2 // 2
+        else:
+            h, w = (h + 1) // 2, (w + 1) // 2
         assert out.shape == (2, c, h, w)
     if H % 32 == 0 and W % 32 == 0:
         assert [o.shape[-2:] for o in outs] == [(H // s, W // s) for s in (4, 8, 16, 32)]
@@ -57,10 +60,14 @@ def test_bad_arguments_are_named(tiny_cfg, bad, match):
 
 def test_bad_inputs_are_named(tiny_cfg):
     model = HST(**tiny_cfg).eval()
-    with pytest.raises(ValueError, match='smaller than one trunk patch'):
-        model(torch.randn(1, 3, 8, 64))
     with pytest.raises(ValueError, match='3-channel'):
         model(torch.randn(1, 1, 64, 64))
+    # the backbone pads an image below one patch (tests/test_backbone_inputs.py); the trunk
+    # used alone names it
+    with pytest.raises(ValueError, match='smaller than one trunk patch'):
+        model.trunk(torch.randn(1, 3, 8, 64))
+    assert [o.shape[-2:] for o in model(torch.randn(1, 3, 8, 64))] == [
+        (2, 16), (1, 8), (1, 4), (1, 2)]
 
 
 def test_freezing(any_trunk_cfg):
@@ -227,7 +234,8 @@ def test_pretrained_npz(tiny_cfg, tmp_path):
     np.savez(tmp_path / 'vit.npz', **w)
     model = HST(**tiny_cfg, pretrained=str(tmp_path / 'vit.npz'))
     ours = model.trunk.vit.state_dict()
-    for k in ('patch_embed.proj.weight', 'pos_embed', 'blocks.3.attn.qkv.weight', 'blocks.2.mlp.fc2.bias'):
+    for k in ('patch_embed.proj.weight', 'pos_embed', 'blocks.3.attn.qkv.weight',
+              'blocks.2.mlp.fc2.bias'):
         torch.testing.assert_close(ours[k], src.state_dict()[k], msg=k)
     (tmp_path / 'bad.npz').write_bytes(b'not an npz')
     with pytest.raises(PretrainedMismatchError, match='bad.npz'):

@@ -4,6 +4,8 @@ named error; unusual input that is valid works.
 Everything goes through the toy configs and mmdet's / mmseg's registries, as training does.
 """
 
+import math
+
 import cv2
 import numpy as np
 import pytest
@@ -11,10 +13,11 @@ import timm
 import torch
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
-from tool_runner import ROOT, ensure_toy_data
 
 import hst_mm  # noqa: F401  what custom_imports does
 from hst_mm.models import PretrainedMismatchError
+
+from tool_runner import ROOT, ensure_toy_data
 
 SEG_CONFIG = ROOT / 'configs/toy/upernet_hst-vit-ti_toy.py'
 DET_CONFIG = ROOT / 'configs/toy/mask-rcnn_hst-vit-ti_fpn_toy.py'
@@ -68,10 +71,23 @@ def test_bad_pretrained_file_through_config(seg_cfg, tmp_path, kind, error, matc
     (dict(trunk_kwargs=dict(depth=10)), r'a trunk of 10 blocks cannot be split evenly into 4 '
                                         r'side stages'),
     (dict(out_indices=(0, 4)), r'out_indices \(0, 4\): \[4\] outside the 4 stages'),
+    (dict(num_heads=(0, 4, 8, 12)), r'embed_dims \(64, 128, 256, 384\) and num_heads '
+                                    r'\(0, 4, 8, 12\) must be positive integers'),
+    (dict(trunk='vit_tiny_patch_16'), r"trunk 'vit_tiny_patch_16' is not a timm model name"),
 ])
 def test_bad_architecture_through_config(seg_cfg, overrides, match):
     with pytest.raises(ValueError, match=match):
         build_backbone(seg_cfg, pretrained=None, **overrides)
+
+
+@pytest.mark.parametrize('backbone', ['HST', 'ViTPyramid'])
+def test_trunk_that_is_not_a_vit_is_named(seg_cfg, backbone):
+    """A timm model of another family (Eva: no plain ViT blocks) is refused when built, on a
+    parameter-free probe, not in the first forward."""
+    from mmseg.registry import MODELS
+    with pytest.raises(TypeError, match=r"trunk 'eva02_tiny_patch14_224' is not a timm "
+                                        r'VisionTransformer \(it builds Eva\)'):
+        MODELS.build(dict(type=backbone, trunk='eva02_tiny_patch14_224'))
 
 
 # ---- image tensors -------------------------------------------------------------------------
@@ -80,10 +96,73 @@ def backbone(seg_cfg):
     return build_backbone(seg_cfg, pretrained=None).eval()
 
 
-def test_image_smaller_than_a_patch(backbone):
+@pytest.fixture(scope='module')
+def pyramid():
+    """The baselines' ``type='ViTPyramid'`` through mmseg's registry (ViT-Ti/16, 4 blocks)."""
+    from mmseg.registry import MODELS
+    return MODELS.build(dict(type='ViTPyramid', trunk='vit_tiny_patch16_224',
+                             trunk_kwargs=dict(depth=4))).eval()
+
+
+def _reference(model, x):
+    """The backbone's computation without any padding or cropping: the trunk and the side
+    network (HST) or timm's intermediates and the pyramid (ViTPyramid) called directly."""
+    if hasattr(model, 'side'):
+        outs = model.side(x, *model.trunk(x), model.bridge)
+    else:
+        feats = model.vit.forward_intermediates(x, indices=list(model.feature_blocks),
+                                                norm=False, output_fmt='NCHW',
+                                                intermediates_only=True)
+        outs = [model.pyramid[i](f) for i, f in enumerate(feats)]
+    return [outs[i] for i in model.out_indices]
+
+
+@pytest.mark.parametrize('size', [(32, 32), (64, 96), (17, 40), (70, 100)])
+@pytest.mark.parametrize('which', ['backbone', 'pyramid'])
+def test_inputs_of_a_patch_or_more_are_computed_as_before(request, which, size):
+    """No padding and no crop above one patch (two for ViTPyramid): bit-identical outputs."""
+    model = request.getfixturevalue(which)
+    x = torch.randn(2, 3, *size)
+    with torch.no_grad():
+        outs, ref = model(x), _reference(model, x)
+    assert len(outs) == len(ref)
+    for out, r in zip(outs, ref):
+        assert torch.equal(out, r)
+    if which == 'backbone':                         # exactly one patch: no padding for HST
+        x = torch.randn(1, 3, 16, 16)
+        with torch.no_grad():
+            assert all(torch.equal(o, r) for o, r in zip(model(x), _reference(model, x)))
+
+
+@pytest.mark.parametrize('size', [(2, 256), (1, 1), (15, 40), (16, 48)])
+@pytest.mark.parametrize('which', ['backbone', 'pyramid'])
+def test_image_smaller_than_a_patch_is_padded_and_cropped(request, which, size):
+    """A dimension below one trunk patch (for ViTPyramid: one patch or less, whose grid its
+    stride-32 max-pool cannot halve) is zero-padded; each stride-s map is cropped back to
+    max(1, ceil(H / s)) along it. A dimension that is large enough keeps the size the
+    backbone gives it for any other height (here: the size for a 64-row input)."""
+    model = request.getfixturevalue(which)
+    H, W = size
+    padded = lambda n: n < 16 or (which == 'pyramid' and n == 16)  # noqa: E731  (16: HST not)
+    x = torch.randn(1, 3, H, W)
+    with torch.no_grad():
+        outs = model(x)
+        wide = model(torch.randn(1, 3, 64, W if not padded(W) else 64))  # unpadded sizes
+        tall = model(torch.randn(1, 3, H if not padded(H) else 64, 64))
+    for out, s, w_ref, t_ref in zip(outs, (4, 8, 16, 32), wide, tall):
+        expect_h = max(1, math.ceil(H / s)) if padded(H) else t_ref.shape[-2]
+        expect_w = max(1, math.ceil(W / s)) if padded(W) else w_ref.shape[-1]
+        assert tuple(out.shape[-2:]) == (expect_h, expect_w), (s, tuple(out.shape))
+        assert out.is_contiguous() and torch.isfinite(out).all()
+    if size == (2, 256):
+        assert [tuple(o.shape[-2:]) for o in outs] == [(1, 64), (1, 32), (1, 16), (1, 8)]
+
+
+def test_trunk_alone_still_names_a_too_small_input(backbone):
+    """Direct use of the trunk (no backbone around it to pad) keeps its named error."""
     with pytest.raises(ValueError, match=r'input of 8x64 is smaller than one trunk patch '
                                          r'\(16x16\)'):
-        backbone(torch.randn(1, 3, 8, 64))
+        backbone.trunk(torch.randn(1, 3, 8, 64))
 
 
 def test_grayscale_tensor(backbone):
@@ -136,3 +215,27 @@ def test_grayscale_png_end_to_end(seg_cfg, tmp_path):
                                     data_samples=[sample['data_samples']]))[0]
     assert tuple(seen[0]) == (1, 3, 128, 183)                 # not padded to a multiple of 32
     assert tuple(pred.pred_sem_seg.data.shape) == (1, 70, 100)
+
+
+@pytest.mark.slow
+def test_thin_image_end_to_end(seg_cfg, tmp_path):
+    """A 16x2000 image, which the toy test pipeline resizes to 2x256 (fewer rows than one
+    trunk patch; mmseg does not pad at test time): UperNet + HST predicts a 16x2000 map."""
+    from mmseg.registry import DATASETS, MODELS
+    ensure_toy_data()
+    img = cv2.imread(str(ROOT / 'data/toy/ade/images/validation/000001.png'))
+    thin = cv2.resize(img, (2000, 16))
+    for sub in ('img', 'ann'):
+        (tmp_path / sub).mkdir()
+    cv2.imwrite(str(tmp_path / 'img' / 'thin.png'), thin)
+    cv2.imwrite(str(tmp_path / 'ann' / 'thin.png'), np.ones((16, 2000), np.uint8))
+    ds_cfg = seg_cfg.test_dataloader.dataset.copy()
+    ds_cfg.update(data_root=str(tmp_path), data_prefix=dict(img_path='img', seg_map_path='ann'))
+    sample = DATASETS.build(ds_cfg)[0]
+    assert tuple(sample['inputs'].shape) == (3, 2, 256)
+    model = MODELS.build(seg_cfg.model).eval()
+    with torch.no_grad():
+        pred = model.test_step(dict(inputs=[sample['inputs']],
+                                    data_samples=[sample['data_samples']]))[0]
+    assert tuple(pred.pred_sem_seg.data.shape) == (1, 16, 2000)
+    assert tuple(pred.seg_logits.data.shape) == (4, 16, 2000)

@@ -1,15 +1,17 @@
 """Train an MMDetection or MMSegmentation config (HST or any other) with mmengine's Runner.
 
     python tools/train.py CONFIG [--work-dir DIR] [--resume [CKPT]] [--amp] [--auto-scale-lr]
-                                 [--overwrite] [--no-nan-check]
+                                 [--overwrite] [--no-nan-check] [--no-data-check]
                                  [--cfg-options k=v ...] [--launcher pytorch]
 
 The config's ``default_scope`` (``mmdet`` or ``mmseg``) decides which framework runs it.
 Every run also gets the reliability hooks (README, "Reliability"): training stops at the
 first non-finite loss or weight (``--no-nan-check`` to skip), checkpoints are written
 atomically, a resumed run continues torch's random state; a work dir that already holds
-checkpoints is not trained into again without ``--resume`` or ``--overwrite``; without
-CUDA, distributed runs use the gloo backend and AMP configs train in float32.
+checkpoints is not trained into again without ``--resume`` or ``--overwrite``; the COCO
+annotation files of a detection config are checked first (``tools/check_coco.py``: errors
+stop, warnings are printed; ``--no-data-check`` to skip); without CUDA, distributed runs use
+the gloo backend and AMP configs train in float32.
 """
 import os.path as osp
 import sys
@@ -34,6 +36,9 @@ def parse_args(argv=None):
                              'with the same names (default: refuse)')
     parser.add_argument('--no-nan-check', action='store_true',
                         help='do not stop at the first non-finite loss (CheckFiniteLossHook)')
+    parser.add_argument('--no-data-check', action='store_true',
+                        help='train without checking the COCO annotation files first '
+                             '(mmdet then drops broken annotations silently)')
     return cli.parse(parser, argv)
 
 
@@ -68,6 +73,8 @@ def main(argv=None):
     args = parse_args(argv)
     cfg = build_config(args)
     launch.check_work_dir(cfg, args.overwrite)
+    if not args.no_data_check:
+        launch.check_training_data(cfg)
 
     def before():
         launch.carry_resume_seed(cfg)

@@ -6,6 +6,7 @@ _base_ = [
     'mmseg::_base_/default_runtime.py',
     'mmseg::_base_/schedules/schedule_80k.py',
     '../_base_/hst-vit-b.py',
+    '../_base_/ade20k_checked-labels.py',
 ]
 custom_imports = dict(imports=['hst_mm'], allow_failed_imports=False)
 
@@ -23,6 +24,11 @@ param_scheduler = [
     dict(type='LinearLR', start_factor=1e-6, by_epoch=False, begin=0, end=1500),
     dict(type='PolyLR', eta_min=0.0, power=1.0, begin=1500, end=80000, by_epoch=False),
 ]
-train_dataloader = dict(batch_size=2)
-val_dataloader = dict(batch_size=1)
+# mmseg's ADE20K pipelines plus CheckSegLabels after LoadAnnotations
+# (configs/_base_/ade20k_checked-labels.py).
+train_pipeline = {{_base_.ade_train_pipeline}}
+test_pipeline = {{_base_.ade_test_pipeline}}
+tta_pipeline = {{_base_.ade_tta_pipeline}}
+train_dataloader = dict(batch_size=2, dataset=dict(pipeline=train_pipeline))
+val_dataloader = dict(batch_size=1, dataset=dict(pipeline=test_pipeline))
 test_dataloader = val_dataloader

@@ -2,9 +2,11 @@
 # (8 GPUs x 2), AdamW with poly decay after a 1500-iteration linear warmup, auxiliary FCN head
 # on stage 3. mmseg's Swin UperNet recipe is exactly that schedule; we replace the backbone.
 # Multi-scale + flip testing: tools/test.py CONFIG CKPT --tta (mmseg's ADE20K tta_pipeline).
+# Label maps are checked as they load (CheckSegLabels; configs/_base_/ade20k_checked-labels.py).
 _base_ = [
     'mmseg::swin/swin-tiny-patch4-window7-in1k-pre_upernet_8xb2-160k_ade20k-512x512.py',
     '../_base_/hst-vit-b.py',
+    '../_base_/ade20k_checked-labels.py',
 ]
 custom_imports = dict(imports=['hst_mm'], allow_failed_imports=False)
 
@@ -16,3 +18,11 @@ model = dict(
     auxiliary_head=dict(in_channels=256))          # stage 3 (in_index=2) of the side network
 
 optim_wrapper = {{_base_.hst_optim_wrapper_bf16}}
+
+# mmseg's ADE20K pipelines plus CheckSegLabels after LoadAnnotations.
+train_pipeline = {{_base_.ade_train_pipeline}}
+test_pipeline = {{_base_.ade_test_pipeline}}
+tta_pipeline = {{_base_.ade_tta_pipeline}}
+train_dataloader = dict(dataset=dict(pipeline=train_pipeline))
+val_dataloader = dict(dataset=dict(pipeline=test_pipeline))
+test_dataloader = val_dataloader

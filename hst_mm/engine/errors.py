@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from typing import Optional
 
+from ..datasets.seg_labels import SegLabelError
 from ..models import PretrainedMismatchError
 from ..models.pretrained import unpickling_error
 from .checkpoint_safety import refused_checkpoint_message
@@ -18,7 +19,20 @@ def user_error_message(exc: BaseException, checkpoint: Optional[str] = None) -> 
     """
     if isinstance(exc, (PretrainedMismatchError, NonFiniteLossError, CheckpointMismatchError)):
         return str(exc)
+    if isinstance(exc, SegLabelError):
+        return _original_message(exc)
     refused = unpickling_error(exc)
     if refused is not None:
         return refused_checkpoint_message(checkpoint or 'the checkpoint', refused)
     return None
+
+
+def _original_message(exc: BaseException) -> str:
+    """The message an exception was raised with, also when a DataLoader worker raised it:
+    torch re-raises it in the main process as ``Caught <Type> in DataLoader worker process
+    N.\nOriginal Traceback ...\n<module>.<Type>: <message>``."""
+    text = str(exc)
+    if not text.startswith('Caught '):
+        return text
+    marker = f'{type(exc).__name__}: '
+    return text[text.rfind(marker) + len(marker):].strip() if marker in text else text

@@ -4,19 +4,23 @@
 * on a machine without CUDA, distributed runs on the gloo backend;
 * a guard against training into a work dir (or checkpoint ``out_dir``) that holds another
   run's checkpoints;
-* on resume without ``randomness.seed``, the interrupted run's seed.
+* on resume without ``randomness.seed``, the interrupted run's seed;
+* the COCO checks of :mod:`hst_mm.datasets.coco_check` on the training annotation files.
 """
 from __future__ import annotations
 
 import datetime
 import glob
+import os
 import os.path as osp
 import sys
-from typing import List, Optional
+from typing import Iterator, List, Optional, Tuple
 
 import torch
 from mmengine.config import Config, ConfigDict
 from mmengine.registry import MODEL_WRAPPERS
+
+from ..datasets.coco_check import check_coco
 
 
 def add_hooks(cfg: Config, types: List[str]) -> None:
@@ -147,3 +151,76 @@ def carry_resume_seed(cfg: Config) -> None:
                       mmap=True).get('meta', {}).get('seed')
     if seed is not None:
         cfg.randomness = {**cfg.get('randomness', {}), 'seed': seed}
+
+
+def check_training_data(cfg: Config) -> None:
+    """Check the COCO annotation files a detection config trains on, before anything is built.
+
+    mmdet drops broken annotations and images silently, or fails later with a bare
+    ``KeyError`` / ``need at least one array to concatenate``. Warnings (images training
+    skips) are printed, by rank 0; errors (data lost, wrong or fatal) stop every rank with
+    one ``error:`` line naming the file, the counts and the first ids.
+    """
+    for ann_file, kwargs in coco_training_files(cfg):
+        if '://' in ann_file:
+            _print_rank0(f'note: {ann_file} is not a local file: not checked')
+            continue
+        report = check_coco(ann_file, **kwargs)
+        for line in report.warning_summary():
+            _print_rank0(f'warning: {line}')
+        summary = report.summary()
+        if summary:
+            sys.exit(f'error: {summary}. `python tools/check_coco.py {ann_file}` names each '
+                     f'problem; --no-data-check trains anyway')
+
+
+def _print_rank0(line: str) -> None:
+    if int(os.environ.get('RANK', '0')) == 0:
+        print(line, flush=True)
+
+
+def coco_training_files(cfg: Config) -> List[Tuple[str, dict]]:
+    """``(annotation file, check_coco arguments)`` for each training set of a config that
+    mmdet's ``CocoDataset`` loads (itself, or a subclass that parses and filters as it does),
+    also inside dataset wrappers (``RepeatDataset``, ``ConcatDataset``, ...). Empty for
+    configs of other frameworks (mmdet is not imported then)."""
+    loader = cfg.get('train_dataloader') or {}
+    if cfg.get('default_scope') != 'mmdet' or not loader.get('dataset'):
+        return []
+    from mmdet.datasets import CocoDataset
+    from mmdet.registry import DATASETS
+    from mmengine.fileio import join_path
+    from mmengine.utils import is_abs
+    found = []
+    for ds, pipelines in _leaf_datasets(loader['dataset']):
+        cls = DATASETS.get(ds.get('type')) if isinstance(ds.get('type'), str) else ds.get('type')
+        if not (isinstance(cls, type) and issubclass(cls, CocoDataset) and all(
+                getattr(cls, m) is getattr(CocoDataset, m)
+                for m in ('load_data_list', 'parse_data_info', 'filter_data'))):
+            continue
+        ann_file = ds.get('ann_file') or ''
+        if ann_file and ds.get('data_root') and not is_abs(ann_file):
+            ann_file = join_path(ds['data_root'], ann_file)     # as mmengine's BaseDataset
+        classes = (ds.get('metainfo') or {}).get('classes') or cls.METAINFO['classes']
+        found.append((ann_file, dict(classes=list(classes), filter_cfg=ds.get('filter_cfg'),
+                                     with_mask=_loads_masks(pipelines))))
+    return found
+
+
+def _leaf_datasets(ds: dict, pipelines: tuple = ()) -> Iterator[Tuple[dict, tuple]]:
+    """The data sets inside wrappers (``dataset=``, ``datasets=``), with the pipelines of
+    the wrappers around them and their own."""
+    pipelines = pipelines + (ds.get('pipeline') or [],)
+    if ds.get('datasets'):
+        for inner in ds['datasets']:
+            yield from _leaf_datasets(inner, pipelines)
+    elif ds.get('dataset'):
+        yield from _leaf_datasets(ds['dataset'], pipelines)
+    else:
+        yield ds, pipelines
+
+
+def _loads_masks(pipelines: tuple) -> bool:
+    """Whether a ``LoadAnnotations(with_mask=True)`` is among the pipelines' steps."""
+    return any(isinstance(t, dict) and str(t.get('type', '')).split('.')[-1] == 'LoadAnnotations'
+               and t.get('with_mask', False) for p in pipelines for t in p)

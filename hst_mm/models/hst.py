@@ -14,6 +14,7 @@ import torch.nn as nn
 from .bridge import TBridge
 from .pretrained import load_trunk_weights
 from .side_network import HierarchicalSideNetwork, split_blocks
+from .small_inputs import crop_to_input, pad_small_input
 from .trunk import MetaTokenViT
 from .weight_init import init_side_weights
 
@@ -98,13 +99,30 @@ class HST(nn.Module):
         self.trunk.freeze()
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
-        """(B, 3, H, W) -> tuple of (B, C_i, H_i, W_i), H_i ~ H / 2**(i + 2), i in out_indices."""
+        """(B, 3, H, W) -> tuple of (B, C_i, H_i, W_i), H_i ~ H / 2**(i + 2), i in out_indices.
+
+        An image with fewer rows or columns than one trunk patch (mmseg does not pad at test
+        time) is zero-padded to one patch, and every map cropped back to
+        ``max(1, ceil(H / s))`` rows / columns for its stride ``s``
+        (:mod:`.small_inputs`); larger inputs are not touched.
+        """
         if x.ndim != 4 or x.shape[1] != 3:
             raise ValueError(f'HST expects a (B, 3, H, W) batch of 3-channel images, got shape '
                              f'{tuple(x.shape)} (convert grayscale input to RGB in the pipeline)')
+        size = tuple(x.shape[-2:])
+        x = pad_small_input(x, min_size=self.trunk.patch_size, pad_to=self.min_pad_size)
         metas, patches = self.trunk(x)
         outs = self.side(x, metas, patches, self.bridge)
+        outs = crop_to_input(outs, size, tuple(x.shape[-2:]),
+                             strides=[2 ** (s + 2) for s in range(len(outs))])
         return tuple(outs[i] for i in self.out_indices)
+
+    @property
+    def min_pad_size(self) -> int:
+        """What a dimension below one patch is padded to: the patch size rounded up to a
+        multiple of 4, so that the stride-4 map of the padded input (``floor(ceil(P/2)/2)``
+        rows for P rows) has at least the ``ceil(H/4)`` rows the crop keeps (16 for /16)."""
+        return -(-self.trunk.patch_size // 4) * 4
 
 
 HSTBackbone = HST          # the name before 0.2

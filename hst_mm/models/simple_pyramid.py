@@ -13,6 +13,7 @@ import torch
 import torch.nn as nn
 
 from .pretrained import load_trunk_weights
+from .small_inputs import crop_to_input, pad_small_input
 from .trunk import create_trunk
 
 
@@ -65,16 +66,34 @@ class ViTPyramid(nn.Module):
             self.vit.eval()
         return self
 
+    @property
+    def strides(self) -> Tuple[float, ...]:
+        """Input pixels per map cell of the four levels: p/4, p/2, p, 2p (4, 8, 16, 32 for
+        a /16 trunk)."""
+        p = self.vit.patch_embed.patch_size[0]
+        return (p / 4, p / 2, p, 2 * p)
+
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
-        """(B, 3, H, W) -> tuple of (B, D, H_i, W_i)."""
+        """(B, 3, H, W) -> tuple of (B, D, H_i, W_i), H_i ~ H / s_i (:attr:`strides`).
+
+        The stride-32 level max-pools the patch grid by 2, so a dimension of one patch or
+        less (a grid of 1, which would pool to nothing) is zero-padded to two patches and
+        every map cropped back to ``max(1, ceil(H / s))`` (:mod:`.small_inputs`); larger
+        inputs are not touched.
+        """
         if x.ndim != 4 or x.shape[1] != 3:
             raise ValueError(f'expected a (B, 3, H, W) batch, got shape {tuple(x.shape)}')
+        p = self.vit.patch_embed.patch_size[0]
+        size = tuple(x.shape[-2:])
+        x = pad_small_input(x, min_size=p + 1, pad_to=2 * p)
         # timm's own intermediates: NCHW maps of the tapped blocks, dense (mmcv's compiled
         # RoIAlign reads dense NCHW; see HierarchicalSideNetwork.forward).
         feats = self.vit.forward_intermediates(
             x, indices=list(self.feature_blocks), norm=False, output_fmt='NCHW',
             intermediates_only=True)
-        return tuple(self.pyramid[i](feats[i]).contiguous() for i in self.out_indices)
+        outs = [self.pyramid[i](feats[i]).contiguous() for i in self.out_indices]
+        return crop_to_input(outs, size, tuple(x.shape[-2:]),
+                             [self.strides[i] for i in self.out_indices])
 
 
 ViTSimplePyramid = ViTPyramid        # the name before 0.2

@@ -1,0 +1,37 @@
+# mmseg's ADE20K pipelines (mmseg::_base_/datasets/ade20k.py) with the label check
+# (hst_mm's CheckSegLabels) right after LoadAnnotations: a label map with a value outside the
+# 150 classes (after reduce_zero_label) stops with its file name and the values, instead of
+# `IndexError: Target ... is out of bounds` inside the loss (training) or pixels silently left
+# out of the metric (testing). Only `ade_*` variables, so this composes with mmseg's bases;
+# configs use them as {{_base_.ade_train_pipeline}}.
+ade_crop_size = (512, 512)
+ade_label_check = dict(type='CheckSegLabels', num_classes=150)
+ade_train_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='LoadAnnotations', reduce_zero_label=True),
+    ade_label_check,
+    dict(type='RandomResize', scale=(2048, 512), ratio_range=(0.5, 2.0), keep_ratio=True),
+    dict(type='RandomCrop', crop_size=ade_crop_size, cat_max_ratio=0.75),
+    dict(type='RandomFlip', prob=0.5),
+    dict(type='PhotoMetricDistortion'),
+    dict(type='PackSegInputs'),
+]
+ade_test_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='Resize', scale=(2048, 512), keep_ratio=True),
+    dict(type='LoadAnnotations', reduce_zero_label=True),
+    ade_label_check,
+    dict(type='PackSegInputs'),
+]
+ade_tta_pipeline = [
+    dict(type='LoadImageFromFile', backend_args=None),
+    dict(type='TestTimeAug', transforms=[
+        [dict(type='Resize', scale_factor=r, keep_ratio=True)
+         for r in (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)],
+        [dict(type='RandomFlip', prob=0., direction='horizontal'),
+         dict(type='RandomFlip', prob=1., direction='horizontal')],
+        [dict(type='LoadAnnotations')],
+        [ade_label_check],
+        [dict(type='PackSegInputs')],
+    ]),
+]
