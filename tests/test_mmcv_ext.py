@@ -282,7 +282,7 @@ def test_same_as_mmcv_compiled_cpu_kernels():
         pytest.skip('no MMCV_OPS=compiled wheel for this torch in the cache: '
                     'MMCV_OPS=compiled bash tools/build_mmcv.sh builds one')
     feat = torch.randn(2, 3, 12, 16)
-    rois = _rois()
+    rois = _rois()[:-1]     # mmcv's kernel asserts on the x2 < x1 box (torchvision gives zeros)
     for out, sr, aligned in CASES:
         mine = torch.zeros(len(rois), 3, out, out)
         theirs = torch.zeros_like(mine)
