@@ -12,11 +12,12 @@ by mmdet and mmseg; neither is imported) and installs the ``weights_only`` allow
 mmengine checkpoints. Without mmengine installed it does none of that, and ``hst_mm.models``
 works with torch and timm alone.
 """
+
 from .version import __version__
 
 try:
     import mmengine  # noqa: F401
-except ImportError:         # plain PyTorch use of hst_mm.models
+except ImportError:  # plain PyTorch use of hst_mm.models
     pass
 else:
     from . import engine  # noqa: F401  (hooks, checkpoint allow-list)

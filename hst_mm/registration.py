@@ -6,6 +6,7 @@ plain-PyTorch class of :mod:`hst_mm.models` (same arguments, passed through) plu
 mmengine expects of a backbone: ``init_cfg``, and ``pretrained`` loaded in
 ``init_weights()`` rather than in the constructor.
 """
+
 from __future__ import annotations
 
 from typing import Optional, Union
@@ -30,7 +31,7 @@ class PretrainedOnInit(BaseModule):
 
     def init_weights(self) -> None:
         first_call = not self._is_init
-        super().init_weights()          # applies init_cfg, if any
+        super().init_weights()  # applies init_cfg, if any
         if first_call and self.pretrained:
             self.load_pretrained(self.pretrained)
 
@@ -42,8 +43,12 @@ class HST(models.HST, PretrainedOnInit):
     ``(B, 3, H, W) -> [(B, C_i, H/s, W/s) for s in 4, 8, 16, 32]``.
     """
 
-    def __init__(self, pretrained: Optional[str] = None,
-                 init_cfg: Optional[Union[dict, list]] = None, **kwargs) -> None:
+    def __init__(
+        self,
+        pretrained: Optional[str] = None,
+        init_cfg: Optional[Union[dict, list]] = None,
+        **kwargs,
+    ) -> None:
         super().__init__(pretrained=None, **kwargs)
         self.pretrained = pretrained
         self.init_cfg = init_cfg
@@ -55,8 +60,12 @@ class ViTPyramid(models.ViTPyramid, PretrainedOnInit):
     ViT fully fine-tuned (``frozen=False``) or frozen (``frozen=True``, the frozen-trunk
     probe), with a simple feature pyramid."""
 
-    def __init__(self, pretrained: Optional[str] = None,
-                 init_cfg: Optional[Union[dict, list]] = None, **kwargs) -> None:
+    def __init__(
+        self,
+        pretrained: Optional[str] = None,
+        init_cfg: Optional[Union[dict, list]] = None,
+        **kwargs,
+    ) -> None:
         super().__init__(pretrained=None, **kwargs)
         self.pretrained = pretrained
         self.init_cfg = init_cfg

@@ -65,6 +65,7 @@ Same seed => byte-identical images, label PNGs and annotation JSON (on the
 same numpy/OpenCV versions). Only numpy, OpenCV and the stdlib are used; torch
 and timm are imported only to write the toy trunk's weights.
 """
+
 import argparse
 import hashlib
 import json
@@ -96,10 +97,19 @@ DEFAULT_OUT = Path(__file__).resolve().parent.parent / 'data' / 'toy'
 # meta.json's "generator": marks an output folder as written by this module.
 GENERATOR = 'hst_mm.toy_data'
 # Every folder the generator makes, relative to the output folder; parents first.
-_OWN_DIRS = ('coco', 'coco/annotations', 'coco/train', 'coco/val',
-             'ade', 'ade/images', 'ade/annotations',
-             'ade/images/training', 'ade/images/validation',
-             'ade/annotations/training', 'ade/annotations/validation')
+_OWN_DIRS = (
+    'coco',
+    'coco/annotations',
+    'coco/train',
+    'coco/val',
+    'ade',
+    'ade/images',
+    'ade/annotations',
+    'ade/images/training',
+    'ade/images/validation',
+    'ade/annotations/training',
+    'ade/annotations/validation',
+)
 _PARAM_KEYS = ('version', 'seed', 'num_train', 'num_val', 'image_size')
 _MAX_LISTED = 10  # entries named in an error message
 
@@ -126,11 +136,9 @@ def _background(rng, size=IMG_SIZE):
     low = rng.normal(0, 1, (rng.integers(4, 12),) * 2).astype(np.float32)
     noise = cv2.resize(low, (size, size), interpolation=cv2.INTER_CUBIC)
     theta, freq = rng.uniform(0, np.pi), rng.uniform(3, 12)
-    stripes = np.sin(2 * np.pi * freq * (np.cos(theta) * xx +
-                                          np.sin(theta) * yy))
+    stripes = np.sin(2 * np.pi * freq * (np.cos(theta) * xx + np.sin(theta) * yy))
     ramp = rng.uniform(-1, 1) * xx + rng.uniform(-1, 1) * yy
-    texture = (rng.uniform(8, 20) * noise + rng.uniform(0, 15) * stripes +
-               rng.uniform(10, 30) * ramp)
+    texture = rng.uniform(8, 20) * noise + rng.uniform(0, 15) * stripes + rng.uniform(10, 30) * ramp
     for c in range(3):
         img[..., c] = base[c] + texture * rng.uniform(0.8, 1.2)
     return img
@@ -202,8 +210,7 @@ def _place(rng, size_range, max_tries=50, margin=2, avoid=None):
             continue
         mask = _poly_mask(poly)
         if avoid is not None:
-            grown = cv2.dilate(mask.astype(np.uint8), 
-                               np.ones((5, 5), np.uint8))
+            grown = cv2.dilate(mask.astype(np.uint8), np.ones((5, 5), np.uint8))
             if (grown.astype(bool) & avoid).any():
                 continue
         return kind, poly, mask
@@ -232,21 +239,28 @@ def _coco_split(root, split, n, seed):
             img[mask] = _shape_colour(rng, kind)
             x0, y0 = poly.min(0)
             x1, y1 = poly.max(0)
-            anns.append(dict(
-                id=len(anns) + 1, image_id=i,
-                category_id=COCO_CLASSES.index(kind) + 1,
-                segmentation=[[round(float(v), 2) for v in poly.ravel()]],
-                area=float(mask.sum()),
-                bbox=[round(float(v), 2) for v in (x0, y0, x1 - x0, y1 - y0)],
-                iscrowd=0))
+            anns.append(
+                dict(
+                    id=len(anns) + 1,
+                    image_id=i,
+                    category_id=COCO_CLASSES.index(kind) + 1,
+                    segmentation=[[round(float(v), 2) for v in poly.ravel()]],
+                    area=float(mask.sum()),
+                    bbox=[round(float(v), 2) for v in (x0, y0, x1 - x0, y1 - y0)],
+                    iscrowd=0,
+                )
+            )
         name = f'{i:06d}.png'
         cv2.imwrite(str(img_dir / name), _finish(rng, img))
-        images.append(dict(id=i, file_name=name, width=IMG_SIZE,
-                           height=IMG_SIZE))
-    cats = [dict(id=k + 1, name=c, supercategory='shape')
-            for k, c in enumerate(COCO_CLASSES)]
-    return dict(info=dict(description='hst_mm toy shapes', version=VERSION),
-                licenses=[], images=images, annotations=anns, categories=cats)
+        images.append(dict(id=i, file_name=name, width=IMG_SIZE, height=IMG_SIZE))
+    cats = [dict(id=k + 1, name=c, supercategory='shape') for k, c in enumerate(COCO_CLASSES)]
+    return dict(
+        info=dict(description='hst_mm toy shapes', version=VERSION),
+        licenses=[],
+        images=images,
+        annotations=anns,
+        categories=cats,
+    )
 
 
 def _ade_split(root, split, n, seed):
@@ -289,29 +303,35 @@ def _ade_split(root, split, n, seed):
 def _paths(out):
     coco, ade = out / 'coco', out / 'ade'
     return dict(
-        root=out, meta=out / 'meta.json',
+        root=out,
+        meta=out / 'meta.json',
         coco_root=coco,
-        coco_train_img=coco / 'train', coco_val_img=coco / 'val',
+        coco_train_img=coco / 'train',
+        coco_val_img=coco / 'val',
         coco_train_ann=coco / 'annotations' / 'instances_train.json',
         coco_val_ann=coco / 'annotations' / 'instances_val.json',
         ade_root=ade,
         ade_train_img=ade / 'images' / 'training',
         ade_val_img=ade / 'images' / 'validation',
         ade_train_ann=ade / 'annotations' / 'training',
-        ade_val_ann=ade / 'annotations' / 'validation')
+        ade_val_ann=ade / 'annotations' / 'validation',
+    )
 
 
 def _planned_files(num_train, num_val):
     """Relative (POSIX) paths of every file written for these counts, sorted."""
-    files = ['coco/annotations/instances_train.json',
-             'coco/annotations/instances_val.json']
-    for n, coco_split, ade_split in ((num_train, 'train', 'training'),
-                                     (num_val, 'val', 'validation')):
+    files = ['coco/annotations/instances_train.json', 'coco/annotations/instances_val.json']
+    for n, coco_split, ade_split in (
+        (num_train, 'train', 'training'),
+        (num_val, 'val', 'validation'),
+    ):
         for i in range(1, n + 1):
             name = f'{i:06d}.png'
-            files += [f'coco/{coco_split}/{name}',
-                      f'ade/images/{ade_split}/{name}',
-                      f'ade/annotations/{ade_split}/{name}']
+            files += [
+                f'coco/{coco_split}/{name}',
+                f'ade/images/{ade_split}/{name}',
+                f'ade/annotations/{ade_split}/{name}',
+            ]
     return sorted(files)
 
 
@@ -355,8 +375,7 @@ def _replace_atomically(path, write, binary=False):
 
 def _write_meta(out, meta):
     """Replace ``out/meta.json`` atomically."""
-    _replace_atomically(out / 'meta.json',
-                        lambda f: f.write(json.dumps(meta, indent=2) + '\n'))
+    _replace_atomically(out / 'meta.json', lambda f: f.write(json.dumps(meta, indent=2) + '\n'))
 
 
 def _scan(out):
@@ -365,9 +384,9 @@ def _scan(out):
     ``kind`` is 'dir', 'file', 'symlink' or 'other'. Symlinks are reported,
     never followed, so nothing outside the two folders is ever looked at.
     """
+
     def unreadable(err):
-        raise ToyDataError(f'cannot read {err.filename} ({err.strerror}); '
-                           'nothing was changed')
+        raise ToyDataError(f'cannot read {err.filename} ({err.strerror}); nothing was changed')
 
     found = {}
     for top in ('coco', 'ade'):
@@ -425,10 +444,11 @@ def _tops(out, rels, singular, plural):
 
 def _listing(found):
     """What the scanned folders hold, for an error message (folders end in /)."""
-    entries = [(rel + '/' if kind == 'dir' else rel, '' if kind in
-                ('dir', 'file') else kind)
-               for rel, kind in sorted(found.items())
-               if '/' in rel or kind != 'dir']  # not the bare coco/ and ade/
+    entries = [
+        (rel + '/' if kind == 'dir' else rel, '' if kind in ('dir', 'file') else kind)
+        for rel, kind in sorted(found.items())
+        if '/' in rel or kind != 'dir'
+    ]  # not the bare coco/ and ade/
     return entries or [('(nothing: empty folders)', '')]
 
 
@@ -436,8 +456,7 @@ def _params(meta):
     """The generation parameters recorded in a meta.json dict, or None."""
     params = {k: meta.get(k) for k in _PARAM_KEYS}
     ok = all(type(v) is int for v in params.values())
-    return params if ok and min(params['num_train'], params['num_val']) >= 0 \
-        else None
+    return params if ok and min(params['num_train'], params['num_val']) >= 0 else None
 
 
 def _read_marker(out):
@@ -464,17 +483,20 @@ def _read_marker(out):
         return _own_marker(out, meta, params)
     # The generator before the marker wrote exactly these bytes (and its only
     # version and size); anything else is someone else's file.
-    if params and text == json.dumps(params, indent=2) + '\n' \
-            and (params['version'], params['image_size']) == (1, IMG_SIZE):
+    if (
+        params
+        and text == json.dumps(params, indent=2) + '\n'
+        and (params['version'], params['image_size']) == (1, IMG_SIZE)
+    ):
         planned = _planned_files(params['num_train'], params['num_val'])
-        return dict(params=params, complete=True, legacy=True,
-                    files=dict.fromkeys(planned))
+        return dict(params=params, complete=True, legacy=True, files=dict.fromkeys(planned))
     found = _scan(out)
-    reason = (f'{meta_file} was not written by {GENERATOR} (it has no '
-              f'"generator": "{GENERATOR}" field) and would be overwritten')
+    reason = (
+        f'{meta_file} was not written by {GENERATOR} (it has no '
+        f'"generator": "{GENERATOR}" field) and would be overwritten'
+    )
     if found:
-        reason += (f'; nothing proves that '
-                   f'{_tops(out, found, "holds", "hold")} generated data:')
+        reason += f'; nothing proves that {_tops(out, found, "holds", "hold")} generated data:'
     raise _refusal(out, reason, _listing(found) if found else ())
 
 
@@ -484,14 +506,21 @@ def _own_marker(out, meta, params):
     files, complete = meta.get('files'), meta.get('complete')
     # The names follow from the parameters, so a damaged or edited list can
     # never make a path outside the planned ones count as ours.
-    ok = (isinstance(files, dict) and sorted(files) == planned
-          and complete in (True, False)
-          and all((isinstance(h, str) and len(h) == 64) if complete
-                  else h is None for h in files.values()))
+    ok = (
+        isinstance(files, dict)
+        and sorted(files) == planned
+        and complete in (True, False)
+        and all(
+            (isinstance(h, str) and len(h) == 64) if complete else h is None for h in files.values()
+        )
+    )
     if not ok:
-        raise _refusal(out, f'{out / "meta.json"} names {GENERATOR} but its '
-                       'list of files is damaged; delete coco/, ade/ and '
-                       'meta.json yourself if they are only toy data')
+        raise _refusal(
+            out,
+            f'{out / "meta.json"} names {GENERATOR} but its '
+            'list of files is damaged; delete coco/, ade/ and '
+            'meta.json yourself if they are only toy data',
+        )
     return dict(params=params, complete=complete, legacy=False, files=files)
 
 
@@ -499,10 +528,11 @@ def _legacy_hashes(params):
     """SHA-256 of every file the given parameters produce, made in a temp dir."""
     with tempfile.TemporaryDirectory(prefix='hst_mm_toy_') as tmp:
         tmp = Path(tmp)
-        _write_datasets(tmp, params['seed'], params['num_train'],
-                        params['num_val'])
-        return {rel: _sha256(tmp / rel) for rel in
-                _planned_files(params['num_train'], params['num_val'])}
+        _write_datasets(tmp, params['seed'], params['num_train'], params['num_val'])
+        return {
+            rel: _sha256(tmp / rel)
+            for rel in _planned_files(params['num_train'], params['num_val'])
+        }
 
 
 def _check_owned(out, marker):
@@ -516,10 +546,13 @@ def _check_owned(out, marker):
     if not found:
         return
     if marker is None:
-        raise _refusal(out, f'{_tops(out, found, "exists", "exist")} without '
-                       f'{out / "meta.json"}, the marker {GENERATOR} writes, '
-                       'so nothing proves that it is generated data:',
-                       _listing(found))
+        raise _refusal(
+            out,
+            f'{_tops(out, found, "exists", "exist")} without '
+            f'{out / "meta.json"}, the marker {GENERATOR} writes, '
+            'so nothing proves that it is generated data:',
+            _listing(found),
+        )
     foreign = []
     for rel, kind in sorted(found.items()):
         if kind == 'dir' and rel not in _OWN_DIRS:
@@ -530,19 +563,18 @@ def _check_owned(out, marker):
             foreign.append((rel, f'not written by {GENERATOR}'))
     if foreign:
         where = _tops(out, [r for r, _ in foreign], 'holds', 'hold')
-        raise _refusal(out, f'{where} entries that {GENERATOR} did not write:',
-                       foreign)
+        raise _refusal(out, f'{where} entries that {GENERATOR} did not write:', foreign)
     expected = marker['files']
     if marker['legacy'] and 'file' in found.values():
         expected = _legacy_hashes(marker['params'])
-    changed = [(rel, f'changed since {GENERATOR} wrote it')
-               for rel, kind in sorted(found.items())
-               if kind == 'file' and expected[rel] is not None
-               and _sha256(out / rel) != expected[rel]]
+    changed = [
+        (rel, f'changed since {GENERATOR} wrote it')
+        for rel, kind in sorted(found.items())
+        if kind == 'file' and expected[rel] is not None and _sha256(out / rel) != expected[rel]
+    ]
     if changed:
         where = _tops(out, [r for r, _ in changed], 'holds', 'hold')
-        raise _refusal(out, f'{where} files that differ from what '
-                       f'{GENERATOR} wrote:', changed)
+        raise _refusal(out, f'{where} files that differ from what {GENERATOR} wrote:', changed)
 
 
 def _remove_owned(out, marker):
@@ -568,11 +600,11 @@ def _remove_owned(out, marker):
             raise ToyDataError(
                 f'cannot remove {path} ({err.strerror}): something was added '
                 'there while the previous toy data were being removed; it was '
-                'left alone, and so was meta.json') from None
+                'left alone, and so was meta.json'
+            ) from None
 
 
-def make_toy_data(out_dir=DEFAULT_OUT, seed=0, num_train=64, num_val=16,
-                  force=False):
+def make_toy_data(out_dir=DEFAULT_OUT, seed=0, num_train=64, num_val=16, force=False):
     """Create the toy datasets under ``out_dir``; return a dict of paths.
 
     The dict also holds ``generated`` (False if existing data was reused).
@@ -581,36 +613,57 @@ def make_toy_data(out_dir=DEFAULT_OUT, seed=0, num_train=64, num_val=16,
     """
     out = Path(out_dir).resolve()
     paths = _paths(out)
-    params = dict(version=VERSION, seed=int(seed), num_train=int(num_train),
-                  num_val=int(num_val), image_size=IMG_SIZE)
+    params = dict(
+        version=VERSION,
+        seed=int(seed),
+        num_train=int(num_train),
+        num_val=int(num_val),
+        image_size=IMG_SIZE,
+    )
     planned = _planned_files(params['num_train'], params['num_val'])
     if _kind(out) not in (None, 'dir'):
-        raise ToyDataError(f'{out} exists and is not a folder; nothing was '
-                           'changed')
+        raise ToyDataError(f'{out} exists and is not a folder; nothing was changed')
     marker = _read_marker(out)  # raises if meta.json is someone else's
-    up_to_date = (marker is not None and marker['complete'] and not force
-                  and marker['params'] == params
-                  and all(_kind(out / rel) == 'file' for rel in planned))
+    up_to_date = (
+        marker is not None
+        and marker['complete']
+        and not force
+        and marker['params'] == params
+        and all(_kind(out / rel) == 'file' for rel in planned)
+    )
     if up_to_date and not marker['legacy']:
         return dict(paths, generated=False)
 
     _check_owned(out, marker)  # raises, touching nothing, unless all is ours
     if up_to_date:  # a checked pre-marker output: record it, keep the data
-        _write_meta(out, dict(params, generator=GENERATOR, complete=True,
-                              files={rel: _sha256(out / rel)
-                                     for rel in planned}))
+        _write_meta(
+            out,
+            dict(
+                params,
+                generator=GENERATOR,
+                complete=True,
+                files={rel: _sha256(out / rel) for rel in planned},
+            ),
+        )
         return dict(paths, generated=False)
 
     _remove_owned(out, marker)
     out.mkdir(parents=True, exist_ok=True)
     # Record the files about to be written before writing them, so that an
     # interrupted run leaves a marker the next run can clean up after.
-    _write_meta(out, dict(params, generator=GENERATOR, complete=False,
-                          files=dict.fromkeys(planned)))
-    _write_datasets(out, params['seed'], params['num_train'],
-                    params['num_val'])
-    _write_meta(out, dict(params, generator=GENERATOR, complete=True,
-                          files={rel: _sha256(out / rel) for rel in planned}))
+    _write_meta(
+        out, dict(params, generator=GENERATOR, complete=False, files=dict.fromkeys(planned))
+    )
+    _write_datasets(out, params['seed'], params['num_train'], params['num_val'])
+    _write_meta(
+        out,
+        dict(
+            params,
+            generator=GENERATOR,
+            complete=True,
+            files={rel: _sha256(out / rel) for rel in planned},
+        ),
+    )
     return dict(paths, generated=True)
 
 
@@ -631,6 +684,7 @@ def ensure_toy_trunk_weights(path, seed=0):
         return path
     import timm  # heavy imports only when the weights are actually needed
     import torch
+
     torch.manual_seed(seed)
     state = timm.create_model(TOY_TRUNK, pretrained=False).state_dict()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -642,17 +696,18 @@ def ensure_toy_trunk_weights(path, seed=0):
 def main(argv=None):
     """Command line (``tools/make_toy_data.py``); returns the exit status."""
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    p.add_argument('--out', default=str(DEFAULT_OUT),
-                   help='output folder (default: <repo>/data/toy)')
+    p.add_argument(
+        '--out', default=str(DEFAULT_OUT), help='output folder (default: <repo>/data/toy)'
+    )
     p.add_argument('--seed', type=int, default=0)
-    p.add_argument('--num-train', type=int, default=64,
-                   help='training images per dataset')
-    p.add_argument('--num-val', type=int, default=16,
-                   help='validation images per dataset')
-    p.add_argument('--force', action='store_true',
-                   help='regenerate even if matching data exists')
-    p.add_argument('--no-trunk-weights', action='store_true',
-                   help=f'do not write {TOY_TRUNK_FILE} (needs torch and timm)')
+    p.add_argument('--num-train', type=int, default=64, help='training images per dataset')
+    p.add_argument('--num-val', type=int, default=16, help='validation images per dataset')
+    p.add_argument('--force', action='store_true', help='regenerate even if matching data exists')
+    p.add_argument(
+        '--no-trunk-weights',
+        action='store_true',
+        help=f'do not write {TOY_TRUNK_FILE} (needs torch and timm)',
+    )
     a = p.parse_args(argv)
     t0 = time.time()
     try:
@@ -663,20 +718,27 @@ def main(argv=None):
     if not a.no_trunk_weights:
         ensure_toy_trunk_weights(Path(a.out) / TOY_TRUNK_FILE, a.seed)
     if not res['generated']:
-        print(f'[toy] {res["root"]} already up to date '
-              f'(seed={a.seed}, train={a.num_train}, val={a.num_val}); '
-              'use --force to regenerate')
+        print(
+            f'[toy] {res["root"]} already up to date '
+            f'(seed={a.seed}, train={a.num_train}, val={a.num_val}); '
+            'use --force to regenerate'
+        )
         return 0
-    n_ann = {s: len(json.loads(res[f'coco_{s}_ann'].read_text())
-                    ['annotations']) for s in ('train', 'val')}
-    print(f'[toy] wrote {res["root"]} in {time.time() - t0:.1f}s '
-          f'(seed={a.seed})')
-    print(f'  coco: {a.num_train} train / {a.num_val} val images, '
-          f'{n_ann["train"]} / {n_ann["val"]} instances, '
-          f'classes {COCO_CLASSES}')
+    n_ann = {
+        s: len(json.loads(res[f'coco_{s}_ann'].read_text())['annotations'])
+        for s in ('train', 'val')
+    }
+    print(f'[toy] wrote {res["root"]} in {time.time() - t0:.1f}s (seed={a.seed})')
+    print(
+        f'  coco: {a.num_train} train / {a.num_val} val images, '
+        f'{n_ann["train"]} / {n_ann["val"]} instances, '
+        f'classes {COCO_CLASSES}'
+    )
     print(f'        {res["coco_train_ann"]}')
-    print(f'  ade : {a.num_train} training / {a.num_val} validation pairs, '
-          f'classes {SEG_CLASSES} (+0 = ignore)')
+    print(
+        f'  ade : {a.num_train} training / {a.num_val} validation pairs, '
+        f'classes {SEG_CLASSES} (+0 = ignore)'
+    )
     print(f'        {res["ade_root"]}')
     return 0
 

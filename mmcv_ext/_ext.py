@@ -23,6 +23,7 @@ Every other name that ``import mmcv.ops`` asks for exists and raises
 :class:`OperatorNotProvided`, naming the operator and how to build mmcv's compiled one.
 Half and bfloat16 inputs are computed in float32 and written back in the caller's dtype.
 """
+
 from __future__ import annotations
 
 from typing import Callable
@@ -30,8 +31,10 @@ from typing import Callable
 import torch
 import torchvision  # noqa: F401  registers torch.ops.torchvision.*
 
-BUILD_HINT = ('it needs mmcv\'s compiled operators: rebuild the environment with '
-              '`make install MMCV_OPS=compiled` (a C++ compiler, and nvcc for CUDA, needed)')
+BUILD_HINT = (
+    "it needs mmcv's compiled operators: rebuild the environment with "
+    '`make install MMCV_OPS=compiled` (a C++ compiler, and nvcc for CUDA, needed)'
+)
 
 _FLT_MIN = torch.finfo(torch.float32).tiny
 
@@ -41,8 +44,10 @@ class OperatorNotProvided(NotImplementedError):
 
 
 def get_compiler_version() -> str:
-    return f'none: operators from torch {torch.__version__} / torchvision ' \
-           f'{torchvision.__version__} (hst_mm)'
+    return (
+        f'none: operators from torch {torch.__version__} / torchvision '
+        f'{torchvision.__version__} (hst_mm)'
+    )
 
 
 def get_compiling_cuda_version() -> str:
@@ -59,8 +64,10 @@ def _no_autocast(t: torch.Tensor):
 
 # ---- NMS -------------------------------------------------------------------------------------
 
-def nms(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float,
-        offset: int = 0) -> torch.Tensor:
+
+def nms(
+    boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float, offset: int = 0
+) -> torch.Tensor:
     """Greedy NMS. ``boxes (N, 4)`` as x1, y1, x2, y2; ``scores (N,)``.
 
     Returns the kept indices ``(K,)`` (int64), highest score first, as mmcv's kernel does.
@@ -68,8 +75,10 @@ def nms(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float,
     if offset not in (0, 1):
         raise ValueError(f'nms: offset must be 0 or 1, got {offset}')
     if boxes.dim() != 2 or boxes.size(1) != 4 or scores.shape != boxes.shape[:1]:
-        raise ValueError(f'nms: expected boxes (N, 4) and scores (N,), got '
-                         f'{tuple(boxes.shape)} and {tuple(scores.shape)}')
+        raise ValueError(
+            f'nms: expected boxes (N, 4) and scores (N,), got '
+            f'{tuple(boxes.shape)} and {tuple(scores.shape)}'
+        )
     if boxes.numel() == 0:
         return boxes.new_empty(0, dtype=torch.long)
     dtype = _compute_dtype(boxes)
@@ -82,59 +91,101 @@ def nms(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float,
 
 # ---- RoIAlign --------------------------------------------------------------------------------
 
+
 def _check_roi_align(name: str, feats_shape, rois: torch.Tensor, pool_mode: int) -> None:
     if pool_mode != 1:
         raise OperatorNotProvided(
             f'mmcv.ops.RoIAlign with pool_mode="max": hst_mm provides average pooling only; '
-            f'{BUILD_HINT}')
+            f'{BUILD_HINT}'
+        )
     if len(feats_shape) != 4 or rois.dim() != 2 or rois.size(1) != 5:
-        raise ValueError(f'{name}: expected features (N, C, H, W) and rois (K, 5) as '
-                         f'(batch index, x1, y1, x2, y2), got {tuple(feats_shape)} and '
-                         f'{tuple(rois.shape)}')
+        raise ValueError(
+            f'{name}: expected features (N, C, H, W) and rois (K, 5) as '
+            f'(batch index, x1, y1, x2, y2), got {tuple(feats_shape)} and '
+            f'{tuple(rois.shape)}'
+        )
 
 
-def roi_align_forward(input: torch.Tensor, rois: torch.Tensor, output: torch.Tensor,
-                      argmax_y: torch.Tensor, argmax_x: torch.Tensor, aligned_height: int,
-                      aligned_width: int, spatial_scale: float, sampling_ratio: int,
-                      pool_mode: int, aligned: bool) -> None:
+def roi_align_forward(
+    input: torch.Tensor,
+    rois: torch.Tensor,
+    output: torch.Tensor,
+    argmax_y: torch.Tensor,
+    argmax_x: torch.Tensor,
+    aligned_height: int,
+    aligned_width: int,
+    spatial_scale: float,
+    sampling_ratio: int,
+    pool_mode: int,
+    aligned: bool,
+) -> None:
     """``input (N, C, H, W)``, ``rois (K, 5)`` -> writes ``output (K, C, ah, aw)``."""
     _check_roi_align('roi_align_forward', input.shape, rois, pool_mode)
     dtype = _compute_dtype(input)
     with _no_autocast(input):
         out = torch.ops.torchvision.roi_align(
-            input.to(dtype).contiguous(), rois.to(dtype), float(spatial_scale),
-            int(aligned_height), int(aligned_width), int(sampling_ratio), bool(aligned))
+            input.to(dtype).contiguous(),
+            rois.to(dtype),
+            float(spatial_scale),
+            int(aligned_height),
+            int(aligned_width),
+            int(sampling_ratio),
+            bool(aligned),
+        )
     output.copy_(out)
 
 
-def roi_align_backward(grad_output: torch.Tensor, rois: torch.Tensor, argmax_y: torch.Tensor,
-                       argmax_x: torch.Tensor, grad_input: torch.Tensor, aligned_height: int,
-                       aligned_width: int, spatial_scale: float, sampling_ratio: int,
-                       pool_mode: int, aligned: bool) -> None:
+def roi_align_backward(
+    grad_output: torch.Tensor,
+    rois: torch.Tensor,
+    argmax_y: torch.Tensor,
+    argmax_x: torch.Tensor,
+    grad_input: torch.Tensor,
+    aligned_height: int,
+    aligned_width: int,
+    spatial_scale: float,
+    sampling_ratio: int,
+    pool_mode: int,
+    aligned: bool,
+) -> None:
     """``grad_output (K, C, ah, aw)`` -> writes ``grad_input (N, C, H, W)``."""
     _check_roi_align('roi_align_backward', grad_input.shape, rois, pool_mode)
     dtype = _compute_dtype(grad_output)
     n, c, h, w = grad_input.shape
     with _no_autocast(grad_output):
         grad = torch.ops.torchvision._roi_align_backward(
-            grad_output.to(dtype).contiguous(), rois.to(dtype), float(spatial_scale),
-            int(aligned_height), int(aligned_width), n, c, h, w, int(sampling_ratio),
-            bool(aligned))
+            grad_output.to(dtype).contiguous(),
+            rois.to(dtype),
+            float(spatial_scale),
+            int(aligned_height),
+            int(aligned_width),
+            n,
+            c,
+            h,
+            w,
+            int(sampling_ratio),
+            bool(aligned),
+        )
     grad_input.copy_(grad)
 
 
 # ---- sigmoid focal loss ----------------------------------------------------------------------
 
+
 def _focal_terms(input: torch.Tensor, target: torch.Tensor, weight: torch.Tensor):
     """Shared set-up: probabilities in the compute dtype, positive/negative masks (N, C)."""
     if input.dim() != 2 or target.shape != input.shape[:1]:
-        raise ValueError(f'sigmoid_focal_loss: expected input (N, C) and target (N,), got '
-                         f'{tuple(input.shape)} and {tuple(target.shape)}')
+        raise ValueError(
+            f'sigmoid_focal_loss: expected input (N, C) and target (N,), got '
+            f'{tuple(input.shape)} and {tuple(target.shape)}'
+        )
     num_classes = input.size(1)
     if weight.numel() and bool(((target < 0) | (target >= num_classes)).any()):
         # mmcv's kernel reads weight[target] out of bounds for background targets.
-        raise ValueError('sigmoid_focal_loss: a class weight needs every target in '
-                         f'[0, {num_classes}); got background or negative targets')
+        raise ValueError(
+            'sigmoid_focal_loss: a class weight needs every target in '
+            f'[0, {num_classes}); got background or negative targets'
+        )
     x = input.to(_compute_dtype(input))
     p = torch.sigmoid(x)
     positive = target.unsqueeze(1) == torch.arange(num_classes, device=input.device)
@@ -142,8 +193,14 @@ def _focal_terms(input: torch.Tensor, target: torch.Tensor, weight: torch.Tensor
     return p, positive, scale
 
 
-def sigmoid_focal_loss_forward(input: torch.Tensor, target: torch.Tensor, weight: torch.Tensor,
-                               output: torch.Tensor, gamma: float, alpha: float) -> None:
+def sigmoid_focal_loss_forward(
+    input: torch.Tensor,
+    target: torch.Tensor,
+    weight: torch.Tensor,
+    output: torch.Tensor,
+    gamma: float,
+    alpha: float,
+) -> None:
     """Element-wise loss ``(N, C)`` written into ``output``; ``target (N,)`` in ``[0, C]``,
     ``C`` meaning background."""
     with _no_autocast(input):
@@ -157,9 +214,14 @@ def sigmoid_focal_loss_forward(input: torch.Tensor, target: torch.Tensor, weight
     output.copy_(loss)
 
 
-def sigmoid_focal_loss_backward(input: torch.Tensor, target: torch.Tensor,
-                                weight: torch.Tensor, grad_input: torch.Tensor, gamma: float,
-                                alpha: float) -> None:
+def sigmoid_focal_loss_backward(
+    input: torch.Tensor,
+    target: torch.Tensor,
+    weight: torch.Tensor,
+    grad_input: torch.Tensor,
+    gamma: float,
+    alpha: float,
+) -> None:
     """d loss / d input ``(N, C)`` written into ``grad_input``."""
     with _no_autocast(input):
         p, positive, scale = _focal_terms(input, target, weight)
@@ -175,40 +237,111 @@ def sigmoid_focal_loss_backward(input: torch.Tensor, target: torch.Tensor,
 # ---- every other operator that `import mmcv.ops` asks for ------------------------------------
 
 NOT_PROVIDED = (
-    'active_rotated_filter_backward', 'active_rotated_filter_forward',
-    'assign_score_withk_backward', 'assign_score_withk_forward', 'ball_query_forward',
-    'bbox_overlaps', 'bezier_align_backward', 'bezier_align_forward', 'bias_act',
-    'border_align_backward', 'border_align_forward', 'box_iou_quadri', 'box_iou_rotated',
-    'carafe_backward', 'carafe_forward', 'carafe_naive_backward', 'carafe_naive_forward',
-    'chamfer_distance_backward', 'chamfer_distance_forward', 'contour_expand', 'convex_giou',
-    'convex_iou', 'correlation_backward', 'correlation_forward', 'deform_conv_backward_input',
-    'deform_conv_backward_parameters', 'deform_conv_forward', 'deform_roi_pool_backward',
-    'deform_roi_pool_forward', 'diff_iou_rotated_sort_vertices_forward',
-    'dynamic_point_to_voxel_backward', 'dynamic_point_to_voxel_forward',
-    'dynamic_voxelize_forward', 'filtered_lrelu', 'filtered_lrelu_act_',
-    'furthest_point_sampling_forward', 'furthest_point_sampling_with_dist_forward',
-    'fused_bias_leakyrelu', 'fused_indice_conv_forward', 'gather_points_backward',
-    'gather_points_forward', 'get_indice_pairs_2d_backward', 'get_indice_pairs_2d_forward',
-    'get_indice_pairs_3d_backward', 'get_indice_pairs_3d_forward',
-    'get_indice_pairs_4d_forward', 'group_points_backward', 'group_points_forward',
-    'hard_voxelize_forward', 'indice_conv_backward', 'indice_conv_forward',
-    'indice_maxpool_backward', 'indice_maxpool_forward', 'iou3d_boxes_overlap_bev_forward',
-    'iou3d_nms3d_forward', 'iou3d_nms3d_normal_forward', 'knn_forward', 'masked_col2im_forward',
-    'masked_im2col_forward', 'min_area_polygons', 'modulated_deform_conv_backward',
-    'modulated_deform_conv_forward', 'ms_deform_attn_backward', 'ms_deform_attn_forward',
-    'nms_match', 'nms_quadri', 'nms_rotated', 'pixel_group', 'points_in_boxes_all_forward',
-    'points_in_boxes_cpu_forward', 'points_in_boxes_part_forward', 'points_in_polygons_forward',
-    'prroi_pool_backward', 'prroi_pool_coor_backward', 'prroi_pool_forward', 'psamask_backward',
-    'psamask_forward', 'riroi_align_rotated_backward', 'riroi_align_rotated_forward',
-    'roi_align_rotated_backward', 'roi_align_rotated_forward', 'roi_pool_backward',
-    'roi_pool_forward', 'roiaware_pool3d_backward', 'roiaware_pool3d_forward',
-    'roipoint_pool3d_forward', 'rotated_feature_align_backward',
-    'rotated_feature_align_forward', 'softmax_focal_loss_backward',
-    'softmax_focal_loss_forward', 'softnms', 'stack_ball_query_forward',
-    'stack_group_points_backward', 'stack_group_points_forward', 'sync_bn_backward_data',
-    'sync_bn_backward_param', 'sync_bn_forward_mean', 'sync_bn_forward_output',
-    'sync_bn_forward_var', 'three_interpolate_backward', 'three_interpolate_forward',
-    'three_nn_forward', 'tin_shift_backward', 'tin_shift_forward', 'upfirdn2d',
+    'active_rotated_filter_backward',
+    'active_rotated_filter_forward',
+    'assign_score_withk_backward',
+    'assign_score_withk_forward',
+    'ball_query_forward',
+    'bbox_overlaps',
+    'bezier_align_backward',
+    'bezier_align_forward',
+    'bias_act',
+    'border_align_backward',
+    'border_align_forward',
+    'box_iou_quadri',
+    'box_iou_rotated',
+    'carafe_backward',
+    'carafe_forward',
+    'carafe_naive_backward',
+    'carafe_naive_forward',
+    'chamfer_distance_backward',
+    'chamfer_distance_forward',
+    'contour_expand',
+    'convex_giou',
+    'convex_iou',
+    'correlation_backward',
+    'correlation_forward',
+    'deform_conv_backward_input',
+    'deform_conv_backward_parameters',
+    'deform_conv_forward',
+    'deform_roi_pool_backward',
+    'deform_roi_pool_forward',
+    'diff_iou_rotated_sort_vertices_forward',
+    'dynamic_point_to_voxel_backward',
+    'dynamic_point_to_voxel_forward',
+    'dynamic_voxelize_forward',
+    'filtered_lrelu',
+    'filtered_lrelu_act_',
+    'furthest_point_sampling_forward',
+    'furthest_point_sampling_with_dist_forward',
+    'fused_bias_leakyrelu',
+    'fused_indice_conv_forward',
+    'gather_points_backward',
+    'gather_points_forward',
+    'get_indice_pairs_2d_backward',
+    'get_indice_pairs_2d_forward',
+    'get_indice_pairs_3d_backward',
+    'get_indice_pairs_3d_forward',
+    'get_indice_pairs_4d_forward',
+    'group_points_backward',
+    'group_points_forward',
+    'hard_voxelize_forward',
+    'indice_conv_backward',
+    'indice_conv_forward',
+    'indice_maxpool_backward',
+    'indice_maxpool_forward',
+    'iou3d_boxes_overlap_bev_forward',
+    'iou3d_nms3d_forward',
+    'iou3d_nms3d_normal_forward',
+    'knn_forward',
+    'masked_col2im_forward',
+    'masked_im2col_forward',
+    'min_area_polygons',
+    'modulated_deform_conv_backward',
+    'modulated_deform_conv_forward',
+    'ms_deform_attn_backward',
+    'ms_deform_attn_forward',
+    'nms_match',
+    'nms_quadri',
+    'nms_rotated',
+    'pixel_group',
+    'points_in_boxes_all_forward',
+    'points_in_boxes_cpu_forward',
+    'points_in_boxes_part_forward',
+    'points_in_polygons_forward',
+    'prroi_pool_backward',
+    'prroi_pool_coor_backward',
+    'prroi_pool_forward',
+    'psamask_backward',
+    'psamask_forward',
+    'riroi_align_rotated_backward',
+    'riroi_align_rotated_forward',
+    'roi_align_rotated_backward',
+    'roi_align_rotated_forward',
+    'roi_pool_backward',
+    'roi_pool_forward',
+    'roiaware_pool3d_backward',
+    'roiaware_pool3d_forward',
+    'roipoint_pool3d_forward',
+    'rotated_feature_align_backward',
+    'rotated_feature_align_forward',
+    'softmax_focal_loss_backward',
+    'softmax_focal_loss_forward',
+    'softnms',
+    'stack_ball_query_forward',
+    'stack_group_points_backward',
+    'stack_group_points_forward',
+    'sync_bn_backward_data',
+    'sync_bn_backward_param',
+    'sync_bn_forward_mean',
+    'sync_bn_forward_output',
+    'sync_bn_forward_var',
+    'three_interpolate_backward',
+    'three_interpolate_forward',
+    'three_nn_forward',
+    'tin_shift_backward',
+    'tin_shift_forward',
+    'upfirdn2d',
 )
 
 
@@ -216,7 +349,9 @@ def _not_provided(name: str) -> Callable:
     def operator(*args, **kwargs):
         raise OperatorNotProvided(
             f'mmcv operator {name!r} is not provided by the pure-Python mmcv that hst_mm '
-            f'installs (only nms, roi_align and sigmoid_focal_loss are); {BUILD_HINT}')
+            f'installs (only nms, roi_align and sigmoid_focal_loss are); {BUILD_HINT}'
+        )
+
     operator.__name__ = operator.__qualname__ = name
     return operator
 

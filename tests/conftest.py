@@ -1,6 +1,7 @@
 """Shared fixtures: tiny timm trunks so that backbone tests run in seconds on the CPU, and the
 toy detector and segmentor trained once per test session for the tests that need a
 checkpoint."""
+
 import sys
 from pathlib import Path
 
@@ -8,19 +9,22 @@ import pytest
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))           # hst_mm importable even before `pip install -e .`
+sys.path.insert(0, str(ROOT))  # hst_mm importable even before `pip install -e .`
 
 # A 4-block, 32-wide ViT/16: one trunk block per side stage.
-TINY_TRUNK = dict(trunk='vit_tiny_patch16_224',
-                  trunk_kwargs=dict(depth=4, embed_dim=32, num_heads=2))
+TINY_TRUNK = dict(
+    trunk='vit_tiny_patch16_224', trunk_kwargs=dict(depth=4, embed_dim=32, num_heads=2)
+)
 TINY_SIDE = dict(embed_dims=(16, 32, 48, 64), num_heads=(1, 2, 3, 4))
 
 
 # Trunk kinds HST must handle: prefix tokens before the patches are 1 (class token), 0, or
 # 1 + 4 registers; their number decides where the patch map starts.
-TRUNK_KINDS = {'class_token': {},
-               'no_class_token': dict(class_token=False, global_pool='avg'),
-               'registers': dict(reg_tokens=4)}
+TRUNK_KINDS = {
+    'class_token': {},
+    'no_class_token': dict(class_token=False, global_pool='avg'),
+    'registers': dict(reg_tokens=4),
+}
 
 
 @pytest.fixture
@@ -44,6 +48,7 @@ def _seed():
 def saved_tiny_vit(tmp_path):
     """A randomly initialised tiny timm ViT saved as a state dict, and the model itself."""
     import timm
+
     vit = timm.create_model(TINY_TRUNK['trunk'], pretrained=False, **TINY_TRUNK['trunk_kwargs'])
     path = tmp_path / 'tiny_vit.pth'
     torch.save(vit.state_dict(), path)
@@ -52,20 +57,43 @@ def saved_tiny_vit(tmp_path):
 
 TOY_DET_CONFIG = 'configs/toy/mask-rcnn_hst-vit-ti_fpn_toy.py'
 TOY_SEG_CONFIG = 'configs/toy/upernet_hst-vit-ti_toy.py'
-SHORT_RUN = ['default_hooks.logger.interval=1', 'default_hooks.checkpoint.interval=2',
-             'train_cfg.val_interval=1000']
+SHORT_RUN = [
+    'default_hooks.logger.interval=1',
+    'default_hooks.checkpoint.interval=2',
+    'train_cfg.val_interval=1000',
+]
 
 
 def _train_then_resume(config: str, work_dir: Path) -> Path:
     """tools/train.py for 2 iterations, then --resume to 4: iter_2.pth and iter_4.pth."""
     from tool_runner import ensure_toy_data, logged_steps, run
+
     ensure_toy_data()
-    run(['tools/train.py', config, '--work-dir', work_dir,
-         '--cfg-options', 'train_cfg.max_iters=2', *SHORT_RUN])
+    run(
+        [
+            'tools/train.py',
+            config,
+            '--work-dir',
+            work_dir,
+            '--cfg-options',
+            'train_cfg.max_iters=2',
+            *SHORT_RUN,
+        ]
+    )
     assert (work_dir / 'iter_2.pth').is_file()
     assert logged_steps(work_dir) == [1, 2]
-    run(['tools/train.py', config, '--work-dir', work_dir, '--resume',
-         '--cfg-options', 'train_cfg.max_iters=4', *SHORT_RUN])
+    run(
+        [
+            'tools/train.py',
+            config,
+            '--work-dir',
+            work_dir,
+            '--resume',
+            '--cfg-options',
+            'train_cfg.max_iters=4',
+            *SHORT_RUN,
+        ]
+    )
     return work_dir
 
 

@@ -1,4 +1,5 @@
 """The plain-PyTorch HST backbone: shapes, freezing, gradients, weights, parameter counts."""
+
 import pytest
 import timm
 import torch
@@ -33,6 +34,7 @@ def test_outputs_are_dense_nchw(any_trunk_cfg):
     channels-last features a Mask R-CNN's RoI heads train on scrambled features and never
     learn (toy bbox mAP 0.005), while convolutional heads (RPN, mmseg) are unaffected."""
     from hst_mm.models import ViTPyramid
+
     trunk = {k: v for k, v in any_trunk_cfg.items() if k in ('trunk', 'trunk_kwargs')}
     for model in (HST(**any_trunk_cfg), ViTPyramid(**trunk)):
         for mode in (True, False):
@@ -46,13 +48,18 @@ def test_out_indices(tiny_cfg):
     assert [o.shape[1] for o in outs] == [32, 64]
 
 
-@pytest.mark.parametrize('bad, match', [
-    (dict(embed_dims=(16, 33, 48, 64)), 'not divisible'),
-    (dict(num_heads=(1, 2, 3)), 'one entry per stage'),
-    (dict(embed_dims=(16, 32, 48), num_heads=(1, 2, 3), out_indices=(0, 1, 2)),
-     'cannot be split evenly'),
-    (dict(out_indices=(0, 4)), 'out_indices'),
-])
+@pytest.mark.parametrize(
+    'bad, match',
+    [
+        (dict(embed_dims=(16, 33, 48, 64)), 'not divisible'),
+        (dict(num_heads=(1, 2, 3)), 'one entry per stage'),
+        (
+            dict(embed_dims=(16, 32, 48), num_heads=(1, 2, 3), out_indices=(0, 1, 2)),
+            'cannot be split evenly',
+        ),
+        (dict(out_indices=(0, 4)), 'out_indices'),
+    ],
+)
 def test_bad_arguments_are_named(tiny_cfg, bad, match):
     with pytest.raises(ValueError, match=match):
         HST(**{**tiny_cfg, **bad})
@@ -67,7 +74,11 @@ def test_bad_inputs_are_named(tiny_cfg):
     with pytest.raises(ValueError, match='smaller than one trunk patch'):
         model.trunk(torch.randn(1, 3, 8, 64))
     assert [o.shape[-2:] for o in model(torch.randn(1, 3, 8, 64))] == [
-        (2, 16), (1, 8), (1, 4), (1, 2)]
+        (2, 16),
+        (1, 8),
+        (1, 4),
+        (1, 2),
+    ]
 
 
 def test_freezing(any_trunk_cfg):
@@ -80,8 +91,10 @@ def test_freezing(any_trunk_cfg):
     assert all(p.requires_grad for p in model.side.parameters())
     model.train()
     assert not model.trunk.vit.training and model.side.training
-    assert all(p.requires_grad == ('.norm1.' in n or '.norm2.' in n)
-               for n, p in model.trunk.vit.named_parameters())
+    assert all(
+        p.requires_grad == ('.norm1.' in n or '.norm2.' in n)
+        for n, p in model.trunk.vit.named_parameters()
+    )
 
 
 @pytest.mark.parametrize('with_cp', [False, True, 'side', 'trunk'])
@@ -96,8 +109,10 @@ def test_gradients_reach_exactly_the_trainable_parameters(any_trunk_cfg, with_cp
             assert p.grad is None, f'frozen parameter got a gradient: {name}'
 
 
-@pytest.mark.parametrize('with_cp, trunk_cp, side_cp', [
-    (True, True, True), ('side', False, True), ('trunk', True, False)])
+@pytest.mark.parametrize(
+    'with_cp, trunk_cp, side_cp',
+    [(True, True, True), ('side', False, True), ('trunk', True, False)],
+)
 def test_activation_checkpointing_gives_same_gradients(tiny_cfg, with_cp, trunk_cp, side_cp):
     ref = HST(**tiny_cfg).train()
     cp = HST(**tiny_cfg, with_cp=with_cp).train()
@@ -135,14 +150,18 @@ def test_project_then_resize_equals_resize_then_project():
     proj = torch.nn.Linear(48, 16)
     patch_map = torch.randn(2, 48, 7, 9)
     for size in [(28, 36), (14, 18), (4, 5), (7, 9), (30, 41)]:
-        torch.testing.assert_close(project_then_resize(patch_map, proj, size),
-                                   resize_then_project(patch_map, proj, size),
-                                   rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(
+            project_then_resize(patch_map, proj, size),
+            resize_then_project(patch_map, proj, size),
+            rtol=1e-5,
+            atol=1e-5,
+        )
 
 
 def test_trunk_matches_timm_and_loads_saved_weights(any_trunk_cfg, tmp_path):
-    vit = timm.create_model(any_trunk_cfg['trunk'], pretrained=False,
-                            **any_trunk_cfg['trunk_kwargs'])
+    vit = timm.create_model(
+        any_trunk_cfg['trunk'], pretrained=False, **any_trunk_cfg['trunk_kwargs']
+    )
     path = str(tmp_path / 'vit.pth')
     torch.save(vit.state_dict(), path)
     model = HST(**any_trunk_cfg, pretrained=path)
@@ -162,8 +181,9 @@ def test_trunk_blocks_compute_timm_vit(tiny_cfg, saved_tiny_vit):
     """Without meta tokens our trunk loop is timm's forward_features (before the final norm)."""
     path, vit = saved_tiny_vit
     model = HST(**tiny_cfg, pretrained=path).eval()
-    vit = timm.create_model('vit_tiny_patch16_224', pretrained=False, dynamic_img_size=True,
-                            **tiny_cfg['trunk_kwargs'])
+    vit = timm.create_model(
+        'vit_tiny_patch16_224', pretrained=False, dynamic_img_size=True, **tiny_cfg['trunk_kwargs']
+    )
     vit.load_state_dict(torch.load(path))
     vit.eval()
     x = torch.randn(1, 3, 64, 80)
@@ -194,6 +214,7 @@ def test_pretrained_file_errors(tiny_cfg, tmp_path, saved_tiny_vit):
 
 def test_pretrained_safetensors_and_position_resampling(tiny_cfg, tmp_path):
     from safetensors.torch import save_file
+
     # a checkpoint trained at 384 (24x24 grid) loads into the 224 trunk: timm resamples
     src = timm.create_model('vit_tiny_patch16_384', depth=4, embed_dim=32, num_heads=2)
     save_file(src.state_dict(), str(tmp_path / 'vit384.safetensors'))
@@ -205,28 +226,32 @@ def test_pretrained_safetensors_and_position_resampling(tiny_cfg, tmp_path):
 def test_pretrained_npz(tiny_cfg, tmp_path):
     """Google .npz files go through timm's JAX reader."""
     import numpy as np
+
     src = timm.create_model('vit_tiny_patch16_224', depth=4, embed_dim=32, num_heads=2)
     sd = {k: v.numpy() for k, v in src.state_dict().items()}
     # write the big_vision layout timm reads (a subset is enough for the trunk)
-    w = {'embedding/kernel': sd['patch_embed.proj.weight'].transpose(2, 3, 1, 0),
-         'embedding/bias': sd['patch_embed.proj.bias'],
-         'cls': sd['cls_token'],
-         'Transformer/posembed_input/pos_embedding': sd['pos_embed'],
-         'Transformer/encoder_norm/scale': sd['norm.weight'],
-         'Transformer/encoder_norm/bias': sd['norm.bias']}
+    w = {
+        'embedding/kernel': sd['patch_embed.proj.weight'].transpose(2, 3, 1, 0),
+        'embedding/bias': sd['patch_embed.proj.bias'],
+        'cls': sd['cls_token'],
+        'Transformer/posembed_input/pos_embedding': sd['pos_embed'],
+        'Transformer/encoder_norm/scale': sd['norm.weight'],
+        'Transformer/encoder_norm/bias': sd['norm.bias'],
+    }
     for i in range(4):
         p, b = f'Transformer/encoderblock_{i}/', f'blocks.{i}.'
         w[p + 'LayerNorm_0/scale'] = sd[b + 'norm1.weight']
         w[p + 'LayerNorm_0/bias'] = sd[b + 'norm1.bias']
         w[p + 'LayerNorm_2/scale'] = sd[b + 'norm2.weight']
         w[p + 'LayerNorm_2/bias'] = sd[b + 'norm2.bias']
-        qkv_w = sd[b + 'attn.qkv.weight'].reshape(3, 2, 16, 32)      # (3, heads, hd, D)
+        qkv_w = sd[b + 'attn.qkv.weight'].reshape(3, 2, 16, 32)  # (3, heads, hd, D)
         qkv_b = sd[b + 'attn.qkv.bias'].reshape(3, 2, 16)
         for j, n in enumerate('query key value'.split()):
             w[p + f'MultiHeadDotProductAttention_1/{n}/kernel'] = qkv_w[j].transpose(2, 0, 1)
             w[p + f'MultiHeadDotProductAttention_1/{n}/bias'] = qkv_b[j]
-        w[p + 'MultiHeadDotProductAttention_1/out/kernel'] = \
-            sd[b + 'attn.proj.weight'].T.reshape(2, 16, 32)
+        w[p + 'MultiHeadDotProductAttention_1/out/kernel'] = sd[b + 'attn.proj.weight'].T.reshape(
+            2, 16, 32
+        )
         w[p + 'MultiHeadDotProductAttention_1/out/bias'] = sd[b + 'attn.proj.bias']
         for r, fc in ((0, 'fc1'), (1, 'fc2')):
             w[p + f'MlpBlock_3/Dense_{r}/kernel'] = sd[b + f'mlp.{fc}.weight'].T
@@ -234,8 +259,12 @@ def test_pretrained_npz(tiny_cfg, tmp_path):
     np.savez(tmp_path / 'vit.npz', **w)
     model = HST(**tiny_cfg, pretrained=str(tmp_path / 'vit.npz'))
     ours = model.trunk.vit.state_dict()
-    for k in ('patch_embed.proj.weight', 'pos_embed', 'blocks.3.attn.qkv.weight',
-              'blocks.2.mlp.fc2.bias'):
+    for k in (
+        'patch_embed.proj.weight',
+        'pos_embed',
+        'blocks.3.attn.qkv.weight',
+        'blocks.2.mlp.fc2.bias',
+    ):
         torch.testing.assert_close(ours[k], src.state_dict()[k], msg=k)
     (tmp_path / 'bad.npz').write_bytes(b'not an npz')
     with pytest.raises(PretrainedMismatchError, match='bad.npz'):
@@ -246,10 +275,13 @@ def _trainable(model):
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
-@pytest.mark.parametrize('embed_dims, num_heads, expected', [
-    ((64, 128, 256, 384), (2, 4, 8, 12), 10.40e6),     # dense widths (spec)
-    ((32, 48, 64, 72), (2, 4, 8, 12), 0.765e6),        # classification widths, no head
-])
+@pytest.mark.parametrize(
+    'embed_dims, num_heads, expected',
+    [
+        ((64, 128, 256, 384), (2, 4, 8, 12), 10.40e6),  # dense widths (spec)
+        ((32, 48, 64, 72), (2, 4, 8, 12), 0.765e6),  # classification widths, no head
+    ],
+)
 def test_trainable_parameters_vit_b(embed_dims, num_heads, expected):
     model = HST('vit_base_patch16_224', embed_dims=embed_dims, num_heads=num_heads)
     n = _trainable(model)
@@ -262,6 +294,7 @@ def test_trainable_parameters_vit_b(embed_dims, num_heads, expected):
 def test_pretrained_source_kinds():
     """Hub ids with a slash are timm tags, not paths; files are recognised by suffix."""
     from hst_mm.models.pretrained import is_path
+
     assert not is_path('augreg_in21k')
     assert not is_path('timm/vit_base_patch16_224.augreg_in21k')
     assert is_path('B_16-i21k.npz') and is_path('./weights/vit') and is_path('/abs/vit.bin')
@@ -269,6 +302,7 @@ def test_pretrained_source_kinds():
 
 def test_names_before_0_2_still_work(tiny_cfg):
     from hst_mm.models import HSTBackbone, ViTPyramid, ViTSimplePyramid
+
     assert HSTBackbone is HST and ViTSimplePyramid is ViTPyramid
     with pytest.warns(DeprecationWarning, match='with_cp=True'):
         assert HST(**tiny_cfg, with_cp='all').with_cp is True

@@ -33,6 +33,7 @@ def build_backbone(cfg, **overrides):
     """The toy config's backbone (type='HST', ViT-Ti trunk) through mmseg's registry; 4 trunk
     blocks instead of 12 for speed."""
     from mmseg.registry import MODELS
+
     return MODELS.build({**cfg.model.backbone, 'trunk_kwargs': dict(depth=4), **overrides})
 
 
@@ -41,40 +42,62 @@ def _write(kind, tmp_path):
     path = tmp_path / f'{kind}.pth'
     if kind == 'junk':
         path.write_text('this is not a checkpoint')
-    elif kind == 'resnet':                      # another architecture
+    elif kind == 'resnet':  # another architecture
         torch.save(timm.create_model('resnet10t').state_dict(), path)
-    elif kind == 'wide':                        # a ViT of another width (96, not 192)
-        torch.save(timm.create_model('vit_tiny_patch16_224', depth=4, embed_dim=96,
-                                     num_heads=3).state_dict(), path)
+    elif kind == 'wide':  # a ViT of another width (96, not 192)
+        torch.save(
+            timm.create_model(
+                'vit_tiny_patch16_224', depth=4, embed_dim=96, num_heads=3
+            ).state_dict(),
+            path,
+        )
     return path
 
 
-@pytest.mark.parametrize('kind, error, match', [
-    ('missing', FileNotFoundError, r'pretrained trunk checkpoint not found: .*missing\.pth'),
-    ('junk', PretrainedMismatchError, r'junk\.pth: could not be read as a checkpoint'),
-    ('resnet', PretrainedMismatchError, r'resnet\.pth: .*(not a ViT|missing keys)'),
-    ('wide', PretrainedMismatchError,
-     r'wide\.pth: does not fit trunk .*embed_dim=192.*shape mismatches: .*\(1, 1, 96\) vs '
-     r'trunk \(1, 1, 192\)'),
-])
+@pytest.mark.parametrize(
+    'kind, error, match',
+    [
+        ('missing', FileNotFoundError, r'pretrained trunk checkpoint not found: .*missing\.pth'),
+        ('junk', PretrainedMismatchError, r'junk\.pth: could not be read as a checkpoint'),
+        ('resnet', PretrainedMismatchError, r'resnet\.pth: .*(not a ViT|missing keys)'),
+        (
+            'wide',
+            PretrainedMismatchError,
+            r'wide\.pth: does not fit trunk .*embed_dim=192.*shape mismatches: .*\(1, 1, 96\) vs '
+            r'trunk \(1, 1, 192\)',
+        ),
+    ],
+)
 def test_bad_pretrained_file_through_config(seg_cfg, tmp_path, kind, error, match):
     backbone = build_backbone(seg_cfg, pretrained=str(_write(kind, tmp_path)))
     with pytest.raises(error, match=match):
-        backbone.init_weights()                  # what the Runner calls before training
+        backbone.init_weights()  # what the Runner calls before training
 
 
 # ---- architecture arguments --------------------------------------------------------------
-@pytest.mark.parametrize('overrides, match', [
-    (dict(embed_dims=(64, 130, 256, 384)), r'width 130 is not divisible by its num_heads 4'),
-    (dict(num_heads=(2, 4, 8)), r'embed_dims \(64, 128, 256, 384\) and num_heads \(2, 4, 8\) '
-                                r'must have one entry per stage'),
-    (dict(trunk_kwargs=dict(depth=10)), r'a trunk of 10 blocks cannot be split evenly into 4 '
-                                        r'side stages'),
-    (dict(out_indices=(0, 4)), r'out_indices \(0, 4\): \[4\] outside the 4 stages'),
-    (dict(num_heads=(0, 4, 8, 12)), r'embed_dims \(64, 128, 256, 384\) and num_heads '
-                                    r'\(0, 4, 8, 12\) must be positive integers'),
-    (dict(trunk='vit_tiny_patch_16'), r"trunk 'vit_tiny_patch_16' is not a timm model name"),
-])
+@pytest.mark.parametrize(
+    'overrides, match',
+    [
+        (dict(embed_dims=(64, 130, 256, 384)), r'width 130 is not divisible by its num_heads 4'),
+        (
+            dict(num_heads=(2, 4, 8)),
+            r'embed_dims \(64, 128, 256, 384\) and num_heads \(2, 4, 8\) '
+            r'must have one entry per stage',
+        ),
+        (
+            dict(trunk_kwargs=dict(depth=10)),
+            r'a trunk of 10 blocks cannot be split evenly into 4 '
+            r'side stages',
+        ),
+        (dict(out_indices=(0, 4)), r'out_indices \(0, 4\): \[4\] outside the 4 stages'),
+        (
+            dict(num_heads=(0, 4, 8, 12)),
+            r'embed_dims \(64, 128, 256, 384\) and num_heads '
+            r'\(0, 4, 8, 12\) must be positive integers',
+        ),
+        (dict(trunk='vit_tiny_patch_16'), r"trunk 'vit_tiny_patch_16' is not a timm model name"),
+    ],
+)
 def test_bad_architecture_through_config(seg_cfg, overrides, match):
     with pytest.raises(ValueError, match=match):
         build_backbone(seg_cfg, pretrained=None, **overrides)
@@ -85,8 +108,12 @@ def test_trunk_that_is_not_a_vit_is_named(seg_cfg, backbone):
     """A timm model of another family (Eva: no plain ViT blocks) is refused when built, on a
     parameter-free probe, not in the first forward."""
     from mmseg.registry import MODELS
-    with pytest.raises(TypeError, match=r"trunk 'eva02_tiny_patch14_224' is not a timm "
-                                        r'VisionTransformer \(it builds Eva\)'):
+
+    with pytest.raises(
+        TypeError,
+        match=r"trunk 'eva02_tiny_patch14_224' is not a timm "
+        r'VisionTransformer \(it builds Eva\)',
+    ):
         MODELS.build(dict(type=backbone, trunk='eva02_tiny_patch14_224'))
 
 
@@ -100,8 +127,10 @@ def backbone(seg_cfg):
 def pyramid():
     """The baselines' ``type='ViTPyramid'`` through mmseg's registry (ViT-Ti/16, 4 blocks)."""
     from mmseg.registry import MODELS
-    return MODELS.build(dict(type='ViTPyramid', trunk='vit_tiny_patch16_224',
-                             trunk_kwargs=dict(depth=4))).eval()
+
+    return MODELS.build(
+        dict(type='ViTPyramid', trunk='vit_tiny_patch16_224', trunk_kwargs=dict(depth=4))
+    ).eval()
 
 
 def _reference(model, x):
@@ -110,9 +139,13 @@ def _reference(model, x):
     if hasattr(model, 'side'):
         outs = model.side(x, *model.trunk(x), model.bridge)
     else:
-        feats = model.vit.forward_intermediates(x, indices=list(model.feature_blocks),
-                                                norm=False, output_fmt='NCHW',
-                                                intermediates_only=True)
+        feats = model.vit.forward_intermediates(
+            x,
+            indices=list(model.feature_blocks),
+            norm=False,
+            output_fmt='NCHW',
+            intermediates_only=True,
+        )
         outs = [model.pyramid[i](f) for i, f in enumerate(feats)]
     return [outs[i] for i in model.out_indices]
 
@@ -128,7 +161,7 @@ def test_inputs_of_a_patch_or_more_are_computed_as_before(request, which, size):
     assert len(outs) == len(ref)
     for out, r in zip(outs, ref):
         assert torch.equal(out, r)
-    if which == 'backbone':                         # exactly one patch: no padding for HST
+    if which == 'backbone':  # exactly one patch: no padding for HST
         x = torch.randn(1, 3, 16, 16)
         with torch.no_grad():
             assert all(torch.equal(o, r) for o, r in zip(model(x), _reference(model, x)))
@@ -160,8 +193,11 @@ def test_image_smaller_than_a_patch_is_padded_and_cropped(request, which, size):
 
 def test_trunk_alone_still_names_a_too_small_input(backbone):
     """Direct use of the trunk (no backbone around it to pad) keeps its named error."""
-    with pytest.raises(ValueError, match=r'input of 8x64 is smaller than one trunk patch '
-                                         r'\(16x16\)'):
+    with pytest.raises(
+        ValueError,
+        match=r'input of 8x64 is smaller than one trunk patch '
+        r'\(16x16\)',
+    ):
         backbone.trunk(torch.randn(1, 3, 8, 64))
 
 
@@ -174,6 +210,7 @@ def test_grayscale_tensor(backbone):
 def test_sizes_not_multiple_of_32_follow_conv_arithmetic(backbone, size):
     """Stride 4: the stem's 3x3/s2/p1 conv rounds up, its 2x2/s2 conv rounds down; every
     later stage halves rounding up. A multiple of 32 gives exactly H/4 ... H/32."""
+
     def stages(n):
         n = (n + 1) // 2 // 2
         out = [n]
@@ -181,6 +218,7 @@ def test_sizes_not_multiple_of_32_follow_conv_arithmetic(backbone, size):
             n = (n + 1) // 2
             out.append(n)
         return out
+
     with torch.no_grad():
         outs = backbone(torch.randn(1, 3, *size))
     assert [tuple(o.shape[-2:]) for o in outs] == list(zip(stages(size[0]), stages(size[1])))
@@ -194,6 +232,7 @@ def test_grayscale_png_end_to_end(seg_cfg, tmp_path):
     it as 3 identical channels; the test pipeline resizes it to 183x128, which the data
     preprocessor does not pad at test time; UperNet + HST predicts a 70x100 map."""
     from mmseg.registry import DATASETS, MODELS
+
     ensure_toy_data()
     img = cv2.imread(str(ROOT / 'data/toy/ade/images/validation/000001.png'))
     gray = cv2.resize(cv2.cvtColor(img, cv2.COLOR_BGR2GRAY), (100, 70))
@@ -211,9 +250,10 @@ def test_grayscale_png_end_to_end(seg_cfg, tmp_path):
     seen = []
     model.backbone.register_forward_pre_hook(lambda m, args: seen.append(args[0].shape))
     with torch.no_grad():
-        pred = model.test_step(dict(inputs=[sample['inputs']],
-                                    data_samples=[sample['data_samples']]))[0]
-    assert tuple(seen[0]) == (1, 3, 128, 183)                 # not padded to a multiple of 32
+        pred = model.test_step(
+            dict(inputs=[sample['inputs']], data_samples=[sample['data_samples']])
+        )[0]
+    assert tuple(seen[0]) == (1, 3, 128, 183)  # not padded to a multiple of 32
     assert tuple(pred.pred_sem_seg.data.shape) == (1, 70, 100)
 
 
@@ -222,6 +262,7 @@ def test_thin_image_end_to_end(seg_cfg, tmp_path):
     """A 16x2000 image, which the toy test pipeline resizes to 2x256 (fewer rows than one
     trunk patch; mmseg does not pad at test time): UperNet + HST predicts a 16x2000 map."""
     from mmseg.registry import DATASETS, MODELS
+
     ensure_toy_data()
     img = cv2.imread(str(ROOT / 'data/toy/ade/images/validation/000001.png'))
     thin = cv2.resize(img, (2000, 16))
@@ -235,7 +276,8 @@ def test_thin_image_end_to_end(seg_cfg, tmp_path):
     assert tuple(sample['inputs'].shape) == (3, 2, 256)
     model = MODELS.build(seg_cfg.model).eval()
     with torch.no_grad():
-        pred = model.test_step(dict(inputs=[sample['inputs']],
-                                    data_samples=[sample['data_samples']]))[0]
+        pred = model.test_step(
+            dict(inputs=[sample['inputs']], data_samples=[sample['data_samples']])
+        )[0]
     assert tuple(pred.pred_sem_seg.data.shape) == (1, 16, 2000)
     assert tuple(pred.seg_logits.data.shape) == (4, 16, 2000)

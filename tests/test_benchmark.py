@@ -1,5 +1,6 @@
 """hst_mm.benchmark and tools/analysis/benchmark.py: run end to end on a tiny trunk, check
 what they report."""
+
 import json
 import math
 import subprocess
@@ -19,10 +20,26 @@ TOOL = ROOT / 'tools' / 'analysis' / 'benchmark.py'
 # test checks that HST trains fewer parameters than full fine-tuning, as with real trunks.
 TRUNK_KWARGS = {'depth': 4, 'embed_dim': 64, 'num_heads': 2}
 EMBED_DIMS, NUM_HEADS = (16, 32, 48, 64), (1, 2, 3, 4)
-TINY_ARGS = ['--trunk', 'vit_tiny_patch16_224', '--trunk-kwargs', json.dumps(TRUNK_KWARGS),
-             '--embed-dims', *map(str, EMBED_DIMS), '--num-heads', *map(str, NUM_HEADS),
-             '--img-size', '64', '--batch', '2', '--iters', '1', '--warmup', '1',
-             '--device', 'cpu']
+TINY_ARGS = [
+    '--trunk',
+    'vit_tiny_patch16_224',
+    '--trunk-kwargs',
+    json.dumps(TRUNK_KWARGS),
+    '--embed-dims',
+    *map(str, EMBED_DIMS),
+    '--num-heads',
+    *map(str, NUM_HEADS),
+    '--img-size',
+    '64',
+    '--batch',
+    '2',
+    '--iters',
+    '1',
+    '--warmup',
+    '1',
+    '--device',
+    'cpu',
+]
 ROWS = ('hst', 'hst_cp', 'hst_cp_side', 'full_ft', 'full_ft_cp', 'frozen_probe')
 WITH_CP = {'hst_cp': True, 'hst_cp_side': 'side', 'full_ft_cp': True}
 
@@ -31,8 +48,12 @@ WITH_CP = {'hst_cp': True, 'hst_cp_side': 'side', 'full_ft_cp': True}
 def bench(tmp_path_factory):
     """One run of every mode (default --cp both) through the tool: (the JSON, stdout)."""
     out = tmp_path_factory.mktemp('bench') / 'bench.json'
-    proc = subprocess.run([sys.executable, str(TOOL), *TINY_ARGS, '--json', str(out)],
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, str(TOOL), *TINY_ARGS, '--json', str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return json.loads(out.read_text()), proc.stdout
 
@@ -49,7 +70,7 @@ def test_json_structure(bench):
             assert isinstance(value, (int, float)) and not isinstance(value, bool), (mode, key)
             assert math.isfinite(value) and value > 0, (mode, key, value)
         assert row['peak_mem_mb'] >= row['model_mem_mb'], mode
-        assert 0 < row['cpu_share'] < 2, mode      # CPU time / (wall time x threads)
+        assert 0 < row['cpu_share'] < 2, mode  # CPU time / (wall time x threads)
         # --warmup 1 --iters 1: exactly one timed call of each.
         assert len(row['infer_times_s']) == len(row['train_times_s']) == 1, mode
     meta = data['meta']
@@ -67,14 +88,17 @@ def test_parameter_counts(bench):
     assert probe['trainable_params'] < full['trainable_params']
     assert full['trainable_params'] == full['total_params']
     assert probe['total_params'] == full['total_params']
-    for mode in WITH_CP:        # checkpointing changes neither parameters nor FLOPs
+    for mode in WITH_CP:  # checkpointing changes neither parameters nor FLOPs
         for key in ('trainable_params', 'total_params', 'gflops'):
             assert data[mode][key] == data[mode.split('_cp')[0]][key], (mode, key)
 
-    model = HST(trunk='vit_tiny_patch16_224', trunk_kwargs=TRUNK_KWARGS,
-                        embed_dims=EMBED_DIMS, num_heads=NUM_HEADS)
-    assert hst['trainable_params'] == sum(p.numel() for p in model.parameters()
-                                          if p.requires_grad)
+    model = HST(
+        trunk='vit_tiny_patch16_224',
+        trunk_kwargs=TRUNK_KWARGS,
+        embed_dims=EMBED_DIMS,
+        num_heads=NUM_HEADS,
+    )
+    assert hst['trainable_params'] == sum(p.numel() for p in model.parameters() if p.requires_grad)
     assert hst['total_params'] == sum(p.numel() for p in model.parameters())
 
 
@@ -86,8 +110,9 @@ def test_report_and_ratios(bench):
         assert f'\n| {mode} | ' in stdout
     ratios = {(q['metric'], q['num'], q['den']): q for q in data['meta']['ratios']}
     q = ratios[('train_step_s', 'hst', 'full_ft')]
-    assert q['value'] == pytest.approx(data['hst']['train_step_s'] /
-                                       data['full_ft']['train_step_s'])
+    assert q['value'] == pytest.approx(
+        data['hst']['train_step_s'] / data['full_ft']['train_step_s']
+    )
     assert q['target'] == '<= 0.8' and q['met'] == (q['value'] <= 0.8)
     assert ratios[('peak_mem_mb', 'hst', 'full_ft')]['target'] == '<= 0.6'
     assert ratios[('infer_img_per_s', 'hst', 'frozen_probe')]['target'] == '>= 0.95'
@@ -95,18 +120,25 @@ def test_report_and_ratios(bench):
     assert 'CPU share while timed' in stdout and 'multiply-add = 2 FLOPs' in stdout
     # Every target whose rows all ran is reported, in the order of targets.TARGETS.
     assert [(q['metric'], q['num'], q['den']) for q in data['meta']['ratios']] == [
-        (t.metric, t.num, t.den) for t in targets.TARGETS]
+        (t.metric, t.num, t.den) for t in targets.TARGETS
+    ]
 
 
 def test_ratios_skip_missing_and_failed_rows():
     """A target is reported only when both of its rows were measured."""
-    row = {'train_step_s': 2.0, 'peak_mem_mb': 300.0, 'model_mem_mb': 100.0,
-           'infer_img_per_s': 4.0}
-    results = {'hst': dict(row, train_step_s=1.0, peak_mem_mb=150.0), 'full_ft': row,
-               'hst_cp': row, 'full_ft_cp': {'error': 'exit 1: ...'}}
+    row = {'train_step_s': 2.0, 'peak_mem_mb': 300.0, 'model_mem_mb': 100.0, 'infer_img_per_s': 4.0}
+    results = {
+        'hst': dict(row, train_step_s=1.0, peak_mem_mb=150.0),
+        'full_ft': row,
+        'hst_cp': row,
+        'full_ft_cp': {'error': 'exit 1: ...'},
+    }
     ratios = {(q['metric'], q['num'], q['den']): q for q in report.compute_ratios(results)}
-    assert set(ratios) == {(m, n, 'full_ft') for n in ('hst', 'hst_cp')
-                           for m in ('train_step_s', 'peak_mem_mb', 'train_increment_mb')}
+    assert set(ratios) == {
+        (m, n, 'full_ft')
+        for n in ('hst', 'hst_cp')
+        for m in ('train_step_s', 'peak_mem_mb', 'train_increment_mb')
+    }
     assert ratios[('train_step_s', 'hst', 'full_ft')]['value'] == 0.5
     assert ratios[('train_step_s', 'hst', 'full_ft')]['met'] is True
     # (150 - 100) / (300 - 100)
@@ -121,12 +153,15 @@ def test_time_calls_counts_warmup_and_iters():
     assert len(calls) == 5 and len(times) == 3 and all(t >= 0 for t in times)
 
 
-@pytest.mark.parametrize('cp, modes_, rows', [
-    ('both', None, list(ROWS)),
-    ('off', None, ['hst', 'full_ft', 'frozen_probe']),
-    ('on', None, ['hst_cp', 'hst_cp_side', 'full_ft_cp', 'frozen_probe']),
-    ('both', ['frozen_probe', 'hst'], ['frozen_probe', 'hst', 'hst_cp', 'hst_cp_side']),
-])
+@pytest.mark.parametrize(
+    'cp, modes_, rows',
+    [
+        ('both', None, list(ROWS)),
+        ('off', None, ['hst', 'full_ft', 'frozen_probe']),
+        ('on', None, ['hst_cp', 'hst_cp_side', 'full_ft_cp', 'frozen_probe']),
+        ('both', ['frozen_probe', 'hst'], ['frozen_probe', 'hst', 'hst_cp', 'hst_cp_side']),
+    ],
+)
 def test_modes_to_run(cp, modes_, rows):
     argv = ['--cp', cp] + (['--modes', *modes_] if modes_ else [])
     assert modes.modes_to_run(cli.parse_args(argv)) == rows
@@ -142,15 +177,18 @@ def test_bad_arguments():
 @pytest.mark.slow
 def test_backbones_build_without_mmdet():
     """Backbone mode needs no detection stack: mmdet, mmseg and mmcv cannot be imported."""
-    code = ('import sys\n'
-            'for name in ("mmdet", "mmseg", "mmcv"):\n'
-            '    sys.modules[name] = None\n'          # makes `import name` fail
-            'from hst_mm.benchmark import cli, workloads\n'
-            f'args = cli.parse_args({TINY_ARGS!r})\n'
-            'for mode in ("hst", "full_ft"):\n'
-            '    print(type(workloads.build_backbone(mode, args)).__name__)\n')
-    proc = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
-                          timeout=120, cwd=ROOT)
+    code = (
+        'import sys\n'
+        'for name in ("mmdet", "mmseg", "mmcv"):\n'
+        '    sys.modules[name] = None\n'  # makes `import name` fail
+        'from hst_mm.benchmark import cli, workloads\n'
+        f'args = cli.parse_args({TINY_ARGS!r})\n'
+        'for mode in ("hst", "full_ft"):\n'
+        '    print(type(workloads.build_backbone(mode, args)).__name__)\n'
+    )
+    proc = subprocess.run(
+        [sys.executable, '-c', code], capture_output=True, text=True, timeout=120, cwd=ROOT
+    )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == ['HST', 'ViTPyramid']
 
@@ -163,12 +201,15 @@ def test_peaks_are_not_inherited():
     ``ru_maxrss`` would carry the parent's size into the child. This process is made larger
     than any fresh one importing the benchmark (which loads torch) can be.
     """
-    ballast = b'\x01' * (768 * 2**20)    # written, so resident
+    ballast = b'\x01' * (768 * 2**20)  # written, so resident
     parent_rss = measure.current_rss_mb()
-    code = ('from hst_mm.benchmark import measure\n'
-            'print(measure.peak_rss_mb(), measure.current_rss_mb())\n')
-    proc = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
-                          timeout=60, cwd=ROOT)
+    code = (
+        'from hst_mm.benchmark import measure\n'
+        'print(measure.peak_rss_mb(), measure.current_rss_mb())\n'
+    )
+    proc = subprocess.run(
+        [sys.executable, '-c', code], capture_output=True, text=True, timeout=60, cwd=ROOT
+    )
     del ballast
     assert proc.returncode == 0, proc.stderr
     child_peak, child_rss = map(float, proc.stdout.split())
@@ -179,10 +220,27 @@ def test_peaks_are_not_inherited():
 def bench_detector(tmp_path_factory):
     """Detector mode, HST and full fine-tuning only, through ``python -m``: (JSON, stdout)."""
     out = tmp_path_factory.mktemp('bench_det') / 'bench.json'
-    proc = subprocess.run([sys.executable, '-m', 'hst_mm.benchmark.cli', *TINY_ARGS,
-                           '--model', 'detector', '--modes', 'hst', 'full_ft', '--cp', 'off',
-                           '--json', str(out)],
-                          capture_output=True, text=True, timeout=600, cwd=ROOT)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            '-m',
+            'hst_mm.benchmark.cli',
+            *TINY_ARGS,
+            '--model',
+            'detector',
+            '--modes',
+            'hst',
+            'full_ft',
+            '--cp',
+            'off',
+            '--json',
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=ROOT,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return json.loads(out.read_text()), proc.stdout
 

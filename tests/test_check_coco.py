@@ -1,6 +1,7 @@
 """The COCO checks (hst_mm.datasets.coco_check, tools/check_coco.py, and tools/train.py before
 training) name every problem in an annotation file and say what mmdet 3.3 does with it; each
 such claim is checked here against mmdet itself, by building the toy config's dataset."""
+
 import json
 import subprocess
 import sys
@@ -30,15 +31,24 @@ def _image(i, w=64, h=48):
 
 def _ann(aid, iid, cat=1, box=(4.0, 4.0, 20.0, 16.0)):
     x, y, w, h = box
-    return dict(id=aid, image_id=iid, category_id=cat, bbox=list(box), area=w * h, iscrowd=0,
-                segmentation=[[x, y, x + w, y, x + w, y + h, x, y + h]])
+    return dict(
+        id=aid,
+        image_id=iid,
+        category_id=cat,
+        bbox=list(box),
+        area=w * h,
+        iscrowd=0,
+        segmentation=[[x, y, x + w, y, x + w, y + h, x, y + h]],
+    )
 
 
 def _coco(n_images=3):
     """Images 1..n, each with one good annotation (ids 1..n) of class (i - 1) % 3 + 1."""
-    return dict(images=[_image(i) for i in range(1, n_images + 1)],
-                annotations=[_ann(i, i, cat=(i - 1) % 3 + 1) for i in range(1, n_images + 1)],
-                categories=[dict(c) for c in CATS])
+    return dict(
+        images=[_image(i) for i in range(1, n_images + 1)],
+        annotations=[_ann(i, i, cat=(i - 1) % 3 + 1) for i in range(1, n_images + 1)],
+        categories=[dict(c) for c in CATS],
+    )
 
 
 def _write(tmp_path, data, name='ann.json', images=True):
@@ -49,8 +59,9 @@ def _write(tmp_path, data, name='ann.json', images=True):
         (tmp_path / 'img').mkdir(exist_ok=True)
         for img in data.get('images', []):
             if isinstance(img, dict) and isinstance(img.get('file_name'), str):
-                cv2.imwrite(str(tmp_path / 'img' / img['file_name']),
-                            np.full((48, 64, 3), 127, np.uint8))
+                cv2.imwrite(
+                    str(tmp_path / 'img' / img['file_name']), np.full((48, 64, 3), 127, np.uint8)
+                )
     return path
 
 
@@ -61,6 +72,7 @@ def _text(report):
 def _mmdet(path, tmp_path):
     """The toy config's training dataset on ``path``, as mmdet builds it."""
     from mmdet.registry import DATASETS
+
     init_default_scope('mmdet')
     cfg = Config.fromfile(DET_CONFIG).train_dataloader.dataset
     cfg.update(ann_file=str(path), data_root=str(tmp_path), data_prefix=dict(img='img/'))
@@ -69,9 +81,12 @@ def _mmdet(path, tmp_path):
 
 def _instances(ds):
     """{image id: [(label, bbox), ...]} of what mmdet trains on."""
-    return {info['img_id']: [(x['bbox_label'], x['bbox']) for x in info['instances']
-                             if not x['ignore_flag']]
-            for info in (ds.get_data_info(i) for i in range(len(ds)))}
+    return {
+        info['img_id']: [
+            (x['bbox_label'], x['bbox']) for x in info['instances'] if not x['ignore_flag']
+        ]
+        for info in (ds.get_data_info(i) for i in range(len(ds)))
+    }
 
 
 def test_good_file_passes(tmp_path):
@@ -83,13 +98,17 @@ def test_good_file_passes(tmp_path):
 # ---- each claim of the checker, and what mmdet 3.3 really does ----------------------------
 def test_unknown_categories_only_image_is_dropped(tmp_path):
     data = _coco()
-    data['annotations'][1]['category_id'] = 99                # image 2's only annotation
+    data['annotations'][1]['category_id'] = 99  # image 2's only annotation
     path = _write(tmp_path, data)
     text = _text(check_coco(str(path), classes=CLASSES))
-    assert (f'{path}: image 2, annotation 2: category_id 99 is not in "categories" (mmdet '
-            f'drops the annotation)') in text
-    assert ('1 of 3 images have annotations of unknown or other categories only and are left '
-            'out of training (filter_empty_gt): image ids 2') in text
+    assert (
+        f'{path}: image 2, annotation 2: category_id 99 is not in "categories" (mmdet '
+        f'drops the annotation)'
+    ) in text
+    assert (
+        '1 of 3 images have annotations of unknown or other categories only and are left '
+        'out of training (filter_empty_gt): image ids 2'
+    ) in text
     assert sorted(_instances(_mmdet(path, tmp_path))) == [1, 3]  # dropped, not background
 
 
@@ -98,8 +117,10 @@ def test_negative_width_box_is_dropped_and_its_image_trained_as_background(tmp_p
     data['annotations'][1]['bbox'] = [30.0, 4.0, -5.0, 16.0]
     path = _write(tmp_path, data)
     text = _text(check_coco(str(path), classes=CLASSES))
-    assert (f'{path}: image 2, annotation 2: bbox [30.0, 4.0, -5.0, 16.0] has a negative width '
-            f'or height, so it is not [x, y, width, height] (mmdet drops the annotation)') in text
+    assert (
+        f'{path}: image 2, annotation 2: bbox [30.0, 4.0, -5.0, 16.0] has a negative width '
+        f'or height, so it is not [x, y, width, height] (mmdet drops the annotation)'
+    ) in text
     assert 'mmdet trains on them as background only: image ids 2' in text
     assert _instances(_mmdet(path, tmp_path))[2] == []
 
@@ -112,12 +133,15 @@ def test_degenerate_box_is_a_warning(tmp_path, capsys):
     path = _write(tmp_path, data)
     report = check_coco(str(path), classes=CLASSES)
     assert report.errors == []
-    assert report.warnings == [f'{path}: image 1, annotation 918: bbox [29.6, 38.8, 1.03, 0.0] '
-                               f'is under 1 pixel wide or high (mmdet drops the annotation)']
-    launch.check_training_data(_toy_cfg_on(path))                       # no exit
+    assert report.warnings == [
+        f'{path}: image 1, annotation 918: bbox [29.6, 38.8, 1.03, 0.0] '
+        f'is under 1 pixel wide or high (mmdet drops the annotation)'
+    ]
+    launch.check_training_data(_toy_cfg_on(path))  # no exit
     assert capsys.readouterr().out == (
         f'warning: {path}: 1 x degenerate bbox (under 1 pixel wide or high), dropped by mmdet '
-        f'(annotation 918)\n')
+        f'(annotation 918)\n'
+    )
     assert len(_instances(_mmdet(path, tmp_path))[1]) == 1
 
 
@@ -127,10 +151,11 @@ def test_polygon_fragment_beside_a_usable_polygon_is_a_warning(tmp_path):
     path = _write(tmp_path, data)
     report = check_coco(str(path), classes=CLASSES)
     assert report.errors == [] and report.warnings == [
-        f'{path}: image 1, annotation 1: polygon 1 has 2 points (needs >= 3)']
+        f'{path}: image 1, annotation 1: polygon 1 has 2 points (needs >= 3)'
+    ]
     ds = _mmdet(path, tmp_path)
     sample = ds[[ds.get_data_info(i)['img_id'] for i in range(len(ds))].index(1)]
-    assert len(sample['data_samples'].gt_instances) == 1         # kept, not ignored
+    assert len(sample['data_samples'].gt_instances) == 1  # kept, not ignored
     assert len(sample['data_samples'].ignored_instances) == 0
 
 
@@ -144,13 +169,15 @@ def test_infinite_width_is_kept(tmp_path):
 
 def test_labels_follow_the_files_category_order(tmp_path):
     data = _coco()
-    data['categories'] = data['categories'][::-1]              # triangle, square, circle
+    data['categories'] = data['categories'][::-1]  # triangle, square, circle
     path = _write(tmp_path, data)
     report = check_coco(str(path), classes=CLASSES)
-    assert ('lists the categories in another order (triangle, square, circle) than the '
-            "config's classes (circle, square, triangle)") in report.summary()
+    assert (
+        'lists the categories in another order (triangle, square, circle) than the '
+        "config's classes (circle, square, triangle)"
+    ) in report.summary()
     labels = {cat: label for cat, label in _mmdet(path, tmp_path).cat2label.items()}
-    assert labels[1] == 2                 # 'circle' annotations get label 2, named 'triangle'
+    assert labels[1] == 2  # 'circle' annotations get label 2, named 'triangle'
 
 
 def test_a_class_missing_from_the_file_shifts_the_labels(tmp_path):
@@ -158,9 +185,11 @@ def test_a_class_missing_from_the_file_shifts_the_labels(tmp_path):
     data['categories'] = [c for c in data['categories'] if c['name'] != 'square']
     data['annotations'] = [a for a in data['annotations'] if a['category_id'] != 2]
     path = _write(tmp_path, data)
-    assert "the config's classes square are not among the file's categories" in \
-        check_coco(str(path), classes=CLASSES).summary()
-    assert _mmdet(path, tmp_path).cat2label[3] == 1        # triangles named 'square'
+    assert (
+        "the config's classes square are not among the file's categories"
+        in check_coco(str(path), classes=CLASSES).summary()
+    )
+    assert _mmdet(path, tmp_path).cat2label[3] == 1  # triangles named 'square'
 
 
 def test_empty_file_is_named(tmp_path):
@@ -168,33 +197,66 @@ def test_empty_file_is_named(tmp_path):
     data['annotations'] = []
     path = _write(tmp_path, data)
     summary = check_coco(str(path), classes=CLASSES).summary()
-    assert summary == (f'{path}: none of its 3 images has an annotation: nothing to train on '
-                       f'(mmdet leaves out every image, and mmengine then fails with "need at '
-                       f'least one array to concatenate")')
+    assert summary == (
+        f'{path}: none of its 3 images has an annotation: nothing to train on '
+        f'(mmdet leaves out every image, and mmengine then fails with "need at '
+        f'least one array to concatenate")'
+    )
     with pytest.raises(ValueError, match='need at least one array to concatenate'):
         _mmdet(path, tmp_path)
 
 
-@pytest.mark.parametrize('case, expected, mmdet_error', [
-    ('string bbox', "image 1, annotation 1: bbox 'abcd' is not 4 numbers (mmdet fails with "
-                    "TypeError)", TypeError),
-    ('three numbers', 'image 1, annotation 1: bbox [1, 2, 3] is not 4 numbers (mmdet fails with '
-                      'ValueError)', ValueError),
-    ('no area', "image 1, annotation 1: area None is missing or not a number (mmdet fails with "
-                "KeyError: 'area' or TypeError)", KeyError),
-    ('annotation not an object', 'annotations[3]: a str, not an object (mmdet fails with '
-                                 'TypeError)', TypeError),
-    ('image not an object', 'images[1]: a list, not an object (mmdet fails with TypeError)',
-     TypeError),
-    ('image id a list', "images[0]: id [1] is not an integer (mmdet fails with TypeError: "
-                        "unhashable)", TypeError),
-    ('no file_name', "image 1: file_name None is not a string (mmdet fails with KeyError or "
-                     "TypeError)", KeyError),
-    ('width a string', "image 1: width/height '64'x48 are not numbers (mmdet fails with "
-                       "TypeError)", TypeError),
-    ('category without a name', "categories[0]: name None is not a string (mmdet fails with "
-                                "KeyError or TypeError)", KeyError),
-])
+@pytest.mark.parametrize(
+    'case, expected, mmdet_error',
+    [
+        (
+            'string bbox',
+            "image 1, annotation 1: bbox 'abcd' is not 4 numbers (mmdet fails with TypeError)",
+            TypeError,
+        ),
+        (
+            'three numbers',
+            'image 1, annotation 1: bbox [1, 2, 3] is not 4 numbers (mmdet fails with ValueError)',
+            ValueError,
+        ),
+        (
+            'no area',
+            'image 1, annotation 1: area None is missing or not a number (mmdet fails with '
+            "KeyError: 'area' or TypeError)",
+            KeyError,
+        ),
+        (
+            'annotation not an object',
+            'annotations[3]: a str, not an object (mmdet fails with TypeError)',
+            TypeError,
+        ),
+        (
+            'image not an object',
+            'images[1]: a list, not an object (mmdet fails with TypeError)',
+            TypeError,
+        ),
+        (
+            'image id a list',
+            'images[0]: id [1] is not an integer (mmdet fails with TypeError: unhashable)',
+            TypeError,
+        ),
+        (
+            'no file_name',
+            'image 1: file_name None is not a string (mmdet fails with KeyError or TypeError)',
+            KeyError,
+        ),
+        (
+            'width a string',
+            "image 1: width/height '64'x48 are not numbers (mmdet fails with TypeError)",
+            TypeError,
+        ),
+        (
+            'category without a name',
+            'categories[0]: name None is not a string (mmdet fails with KeyError or TypeError)',
+            KeyError,
+        ),
+    ],
+)
 def test_wrongly_typed_entries_are_named_errors(tmp_path, case, expected, mmdet_error):
     """No traceback from the checker: a named error line, and the bare error mmdet gives."""
     data = _coco()
@@ -223,14 +285,16 @@ def test_wrongly_typed_entries_are_named_errors(tmp_path, case, expected, mmdet_
         _mmdet(path, tmp_path)
 
 
-@pytest.mark.parametrize('content, expected', [
-    ('{"annotations": [], "categories": []}', 'no list of "images": not a COCO instances '
-                                              'file'),
-    ('{"images": 3, "annotations": [], "categories": []}', 'no list of "images" (found: int)'),
-    ('[1, 2]', 'holds a JSON list, not an object'),
-    ('not json at all', 'cannot be read as JSON (JSONDecodeError'),
-    (b'\x89PNG\r\n', 'cannot be read as JSON (UnicodeDecodeError'),
-])
+@pytest.mark.parametrize(
+    'content, expected',
+    [
+        ('{"annotations": [], "categories": []}', 'no list of "images": not a COCO instances file'),
+        ('{"images": 3, "annotations": [], "categories": []}', 'no list of "images" (found: int)'),
+        ('[1, 2]', 'holds a JSON list, not an object'),
+        ('not json at all', 'cannot be read as JSON (JSONDecodeError'),
+        (b'\x89PNG\r\n', 'cannot be read as JSON (UnicodeDecodeError'),
+    ],
+)
 def test_not_a_coco_file_is_one_named_error(tmp_path, capsys, content, expected):
     path = tmp_path / 'ann.json'
     path.write_bytes(content if isinstance(content, bytes) else content.encode())
@@ -243,8 +307,10 @@ def test_instance_without_segmentation_fails_mask_training(tmp_path):
     data = _coco()
     del data['annotations'][0]['segmentation']
     path = _write(tmp_path, data)
-    assert ("image 1, annotation 1: segmentation None is empty or missing (a config that "
-            "loads masks fails with KeyError: 'mask'") in _text(check_coco(str(path)))
+    assert (
+        'image 1, annotation 1: segmentation None is empty or missing (a config that '
+        "loads masks fails with KeyError: 'mask'"
+    ) in _text(check_coco(str(path)))
     assert check_coco(str(path), with_mask=False).errors == []  # boxes only: fine
     ds = _mmdet(path, tmp_path)
     with pytest.raises(KeyError, match='mask'):
@@ -255,11 +321,14 @@ def test_duplicate_image_id_keeps_one(tmp_path):
     data = _coco()
     data['images'].append(dict(data['images'][0], file_name='other.png'))
     path = _write(tmp_path, data)
-    assert f'{path}: image 1: duplicate image id (mmdet keeps the later entry only)' in \
-        check_coco(str(path)).errors
+    assert (
+        f'{path}: image 1: duplicate image id (mmdet keeps the later entry only)'
+        in check_coco(str(path)).errors
+    )
     ds = _mmdet(path, tmp_path)
     assert [ds.get_data_info(i)['img_path'] for i in range(len(ds))].count(
-        str(tmp_path / 'img' / 'other.png')) == 1 and len(ds) == 3
+        str(tmp_path / 'img' / 'other.png')
+    ) == 1 and len(ds) == 3
 
 
 # ---- --img-dir: every image decoded -------------------------------------------------------
@@ -268,28 +337,34 @@ def test_img_dir_decodes_every_image(tmp_path, capsys):
     path = _write(tmp_path, data)
     img = tmp_path / 'img'
     png = (img / '001.png').read_bytes()
-    (img / '002.png').write_bytes(png[:len(png) // 2])                 # truncated
-    (img / '003.png').write_bytes(b'not an image')                      # corrupt
+    (img / '002.png').write_bytes(png[: len(png) // 2])  # truncated
+    (img / '003.png').write_bytes(b'not an image')  # corrupt
     cv2.imwrite(str(img / '004.png'), np.zeros((40, 64, 3), np.uint8))  # 64x40, says 64x48
     assert check_coco_py.main([str(path), '--img-dir', str(img)]) == 1
     out = capsys.readouterr().out
     assert f'ERROR {path}: image 1' not in out
-    assert (f'ERROR {path}: image 2: {img / "002.png"} cannot be decoded (PIL: image file is '
-            f'truncated') in out
-    assert (f'ERROR {path}: image 3: {img / "003.png"} cannot be decoded (PIL: cannot '
-            f'identify image file') in out
+    assert (
+        f'ERROR {path}: image 2: {img / "002.png"} cannot be decoded (PIL: image file is truncated'
+    ) in out
+    assert (
+        f'ERROR {path}: image 3: {img / "003.png"} cannot be decoded (PIL: cannot '
+        f'identify image file'
+    ) in out
     assert 'training stops with "failed to load image" when it reaches it' in out
-    assert (f'ERROR {path}: image 4: {img / "004.png"} decodes as 64x40, the annotation says '
-            f'64x48: mmdet places the boxes and masks on the image as it decodes, i.e. '
-            f'misplaced') in out
+    assert (
+        f'ERROR {path}: image 4: {img / "004.png"} decodes as 64x40, the annotation says '
+        f'64x48: mmdet places the boxes and masks on the image as it decodes, i.e. '
+        f'misplaced'
+    ) in out
     (img / '001.png').unlink()
     assert 'image 1: file 001.png is not in' in _text(check_coco(str(path), str(img)))
 
 
 def test_what_mmcv_does_with_an_undecodable_image(tmp_path):
     from mmcv.transforms import LoadImageFromFile
+
     png = cv2.imencode('.png', np.zeros((8, 8, 3), np.uint8))[1].tobytes()
-    (tmp_path / 'cut.png').write_bytes(png[:len(png) // 2])
+    (tmp_path / 'cut.png').write_bytes(png[: len(png) // 2])
     with pytest.raises(AssertionError, match='failed to load image'):
         LoadImageFromFile()(dict(img_path=str(tmp_path / 'cut.png')))
 
@@ -305,10 +380,16 @@ def test_training_files_of_the_shipped_configs():
     """Every COCO config's training file is checked, with its classes, filter and masks;
     segmentation configs have none (and do not import mmdet for it)."""
     files = launch.coco_training_files(Config.fromfile(DET_CONFIG))
-    assert files == [('data/toy/coco/annotations/instances_train.json', dict(
-        classes=CLASSES, filter_cfg=dict(filter_empty_gt=True, min_size=32), with_mask=True))]
+    assert files == [
+        (
+            'data/toy/coco/annotations/instances_train.json',
+            dict(
+                classes=CLASSES, filter_cfg=dict(filter_empty_gt=True, min_size=32), with_mask=True
+            ),
+        )
+    ]
     cascade = Config.fromfile(ROOT / 'configs/hst/cascade-mask-rcnn_hst-vit-b_fpn_ms-3x_coco.py')
-    (ann, kwargs), = launch.coco_training_files(cascade)
+    ((ann, kwargs),) = launch.coco_training_files(cascade)
     assert ann == 'data/coco/annotations/instances_train2017.json' and len(kwargs['classes']) == 80
     seg = Config.fromfile(ROOT / 'configs/toy/upernet_hst-vit-ti_toy.py')
     assert launch.coco_training_files(seg) == []
@@ -317,10 +398,17 @@ def test_training_files_of_the_shipped_configs():
 def test_wrapped_datasets_are_found(tmp_path):
     cfg = _toy_cfg_on(tmp_path / 'a.json')
     inner = cfg.train_dataloader.dataset
-    cfg.train_dataloader.dataset = dict(type='RepeatDataset', times=2, dataset=dict(
-        type='ConcatDataset', datasets=[inner, dict(inner, ann_file=str(tmp_path / 'b.json'))]))
-    assert [f for f, _ in launch.coco_training_files(cfg)] == [str(tmp_path / 'a.json'),
-                                                                str(tmp_path / 'b.json')]
+    cfg.train_dataloader.dataset = dict(
+        type='RepeatDataset',
+        times=2,
+        dataset=dict(
+            type='ConcatDataset', datasets=[inner, dict(inner, ann_file=str(tmp_path / 'b.json'))]
+        ),
+    )
+    assert [f for f, _ in launch.coco_training_files(cfg)] == [
+        str(tmp_path / 'a.json'),
+        str(tmp_path / 'b.json'),
+    ]
 
 
 def test_train_stops_on_errors_with_one_line(tmp_path, capsys):
@@ -332,11 +420,13 @@ def test_train_stops_on_errors_with_one_line(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         launch.check_training_data(_toy_cfg_on(path))
     msg = str(e.value)
-    assert msg.startswith(f'error: {path}: 3 entries that mmdet would lose, mis-train or fail '
-                          f'on: 2 x bbox with a negative width or height (annotations 1, 2), 1 x '
-                          f'category_id not in "categories" (annotation 3)'), msg
+    assert msg.startswith(
+        f'error: {path}: 3 entries that mmdet would lose, mis-train or fail '
+        f'on: 2 x bbox with a negative width or height (annotations 1, 2), 1 x '
+        f'category_id not in "categories" (annotation 3)'
+    ), msg
     assert '\n' not in msg and f'python tools/check_coco.py {path}' in msg
-    out = capsys.readouterr().out                 # warnings come first, on stdout
+    out = capsys.readouterr().out  # warnings come first, on stdout
     assert out.startswith(f'warning: {path}: 1 of 5 images have annotations of unknown')
 
 
@@ -344,19 +434,23 @@ def test_train_stops_on_an_empty_file(tmp_path):
     data = _coco()
     data['annotations'] = []
     path = _write(tmp_path, data)
-    with pytest.raises(SystemExit, match=rf'^error: {path}: none of its 3 images has an '
-                                         r'annotation: nothing to train on'):
+    with pytest.raises(
+        SystemExit,
+        match=rf'^error: {path}: none of its 3 images has an '
+        r'annotation: nothing to train on',
+    ):
         launch.check_training_data(_toy_cfg_on(path))
 
 
 def test_train_goes_on_after_warnings(tmp_path, capsys):
     data = _coco(4)
-    data['annotations'] = data['annotations'][:3]                       # image 4: none
+    data['annotations'] = data['annotations'][:3]  # image 4: none
     path = _write(tmp_path, data)
-    launch.check_training_data(_toy_cfg_on(path))                       # no exit
+    launch.check_training_data(_toy_cfg_on(path))  # no exit
     assert capsys.readouterr().out == (
         f'warning: {path}: 1 of 4 images have no annotation and are left out of training '
-        f'(filter_empty_gt): image ids 4\n')
+        f'(filter_empty_gt): image ids 4\n'
+    )
 
 
 def test_train_main_checks_before_building_the_runner(tmp_path, monkeypatch):
@@ -365,11 +459,17 @@ def test_train_main_checks_before_building_the_runner(tmp_path, monkeypatch):
     path = _write(tmp_path, data)
     monkeypatch.setenv('LOCAL_RANK', '0')
     monkeypatch.setattr(cli, 'build_runner', lambda cfg: pytest.fail('Runner built'))
-    argv = [str(DET_CONFIG), '--work-dir', str(tmp_path / 'work'), '--cfg-options',
-            f'train_dataloader.dataset.ann_file={path}', 'train_dataloader.dataset.data_root=']
+    argv = [
+        str(DET_CONFIG),
+        '--work-dir',
+        str(tmp_path / 'work'),
+        '--cfg-options',
+        f'train_dataloader.dataset.ann_file={path}',
+        'train_dataloader.dataset.data_root=',
+    ]
     with pytest.raises(SystemExit, match='none of its 3 images has an annotation'):
         train_py.main(argv)
-    with pytest.raises(pytest.fail.Exception, match='Runner built'):     # skipped on request
+    with pytest.raises(pytest.fail.Exception, match='Runner built'):  # skipped on request
         train_py.main(argv + ['--no-data-check'])
 
 
@@ -383,38 +483,52 @@ def _broken_coco(tmp_path):
     first = {}
     for a in anns:
         first.setdefault(a['image_id'], a)
-    first[2]['segmentation'] = [[1.0, 2.0, 3.0, 4.0]]            # 2 points
+    first[2]['segmentation'] = [[1.0, 2.0, 3.0, 4.0]]  # 2 points
     first[3]['segmentation'] = [[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0]]  # odd count
     first[4]['segmentation'] = [[float('nan')] * 8]
     first[5]['bbox'] = [float('nan'), 1.0, 10.0, 10.0]
     data['annotations'] = anns
     path = tmp_path / 'broken.json'
-    path.write_text(json.dumps(data))                            # json writes NaN as NaN
+    path.write_text(json.dumps(data))  # json writes NaN as NaN
     return path, {i: a['id'] for i, a in first.items()}
 
 
 @pytest.mark.slow
 def test_check_coco_names_every_problem(tmp_path):
     path, ann_id = _broken_coco(tmp_path)
-    proc = subprocess.run([sys.executable, 'tools/check_coco.py', str(path)], cwd=ROOT,
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, 'tools/check_coco.py', str(path)], cwd=ROOT, capture_output=True, text=True
+    )
     out = proc.stdout
     assert proc.returncode == 1 and proc.stderr == '', out + proc.stderr
-    for image, problem in [(2, 'polygon 0 has 2 points (needs >= 3)'),
-                           (2, 'no usable polygon: mmdet ignores the whole instance'),
-                           (3, 'polygon 0 has an odd number of coordinates (7)'),
-                           (4, 'polygon 0 has non-finite or non-numeric coordinates'),
-                           (5, 'bbox [nan, 1.0, 10.0, 10.0] has NaN (mmdet drops the '
-                               'annotation)')]:
+    for image, problem in [
+        (2, 'polygon 0 has 2 points (needs >= 3)'),
+        (2, 'no usable polygon: mmdet ignores the whole instance'),
+        (3, 'polygon 0 has an odd number of coordinates (7)'),
+        (4, 'polygon 0 has non-finite or non-numeric coordinates'),
+        (5, 'bbox [nan, 1.0, 10.0, 10.0] has NaN (mmdet drops the annotation)'),
+    ]:
         assert f'ERROR {path}: image {image}, annotation {ann_id[image]}: {problem}' in out, out
-    assert '1 of 5 images have no annotation and are left out of training (filter_empty_gt): ' \
-           'image ids 1\n' in out
-    assert '2 of 5 images have annotations but no usable instance (dropped, crowd or ' \
-           'ignored): mmdet trains on them as background only: image ids 3, 5\n' in out
-    ok = subprocess.run([sys.executable, 'tools/check_coco.py',
-                         'data/toy/coco/annotations/instances_train.json',
-                         '--img-dir', 'data/toy/coco/train'], cwd=ROOT, capture_output=True,
-                        text=True)
+    assert (
+        '1 of 5 images have no annotation and are left out of training (filter_empty_gt): '
+        'image ids 1\n' in out
+    )
+    assert (
+        '2 of 5 images have annotations but no usable instance (dropped, crowd or '
+        'ignored): mmdet trains on them as background only: image ids 3, 5\n' in out
+    )
+    ok = subprocess.run(
+        [
+            sys.executable,
+            'tools/check_coco.py',
+            'data/toy/coco/annotations/instances_train.json',
+            '--img-dir',
+            'data/toy/coco/train',
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     assert ok.returncode == 0 and '0 errors, 0 warnings' in ok.stdout, ok.stdout + ok.stderr
 
 
@@ -422,30 +536,44 @@ def test_check_coco_names_every_problem(tmp_path):
 def test_mmdet_skips_these_problems_silently(tmp_path):
     """What the checker guards against (mmdet 3.3): no error, the data is just lost."""
     from mmdet.registry import DATASETS
+
     init_default_scope('mmdet')
     path, _ = _broken_coco(tmp_path)
     cfg = Config.fromfile(DET_CONFIG).train_dataloader.dataset
     cfg.update(ann_file=str(path), data_root=str(ROOT / 'data/toy/coco'))
     ds = DATASETS.build(cfg)
     ids = [ds.get_data_info(i)['img_id'] for i in range(len(ds))]
-    assert 1 not in ids                                          # empty image: filtered out
+    assert 1 not in ids  # empty image: filtered out
     samples = {i: ds[ids.index(i)]['data_samples'] for i in (2, 3, 5)}
     # the image's other instances are kept, the broken one becomes an ignored box
     assert len(samples[2].ignored_instances) == 1 and len(samples[3].ignored_instances) == 1
-    assert len(samples[5].ignored_instances) == 0                # NaN box: instance dropped
+    assert len(samples[5].ignored_instances) == 0  # NaN box: instance dropped
 
 
 @pytest.mark.slow
 def test_train_py_refuses_an_empty_file(tmp_path):
     """tools/train.py in a subprocess: exit 1, one error line naming the file, no model built."""
     from tool_runner import run
+
     data = _coco()
     data['annotations'] = []
     path = _write(tmp_path, data)
-    proc = run(['tools/train.py', DET_CONFIG, '--work-dir', tmp_path / 'work', '--cfg-options',
-                f'train_dataloader.dataset.ann_file={path}',
-                'train_dataloader.dataset.data_root='], check=False)
+    proc = run(
+        [
+            'tools/train.py',
+            DET_CONFIG,
+            '--work-dir',
+            tmp_path / 'work',
+            '--cfg-options',
+            f'train_dataloader.dataset.ann_file={path}',
+            'train_dataloader.dataset.data_root=',
+        ],
+        check=False,
+    )
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert 'Traceback' not in proc.stderr, proc.stderr[-3000:]
-    assert proc.stderr.strip().splitlines()[-1].startswith(
-        f'error: {path}: none of its 3 images has an annotation: nothing to train on')
+    assert (
+        proc.stderr.strip()
+        .splitlines()[-1]
+        .startswith(f'error: {path}: none of its 3 images has an annotation: nothing to train on')
+    )

@@ -6,12 +6,14 @@ The getattr-chain file: ``getattr(getattr, '__self__')`` is the ``builtins`` mod
 ``torch._tensor._rebuild_from_type_v2`` calls it. With the real ``getattr`` allow-listed
 (hst_mm before 0.2) loading this file wrote the marker file and then loaded normally.
 """
+
 import os
 import pickle
 import sys
 
 import pytest
 import torch
+
 from tool_runner import ensure_toy_data, run
 
 SEG_CONFIG = 'configs/toy/upernet_hst-vit-ti_toy.py'
@@ -33,8 +35,10 @@ class _EvalPayload:
 
     def __reduce__(self):
         builtins_module = _GetAttr(getattr, '__self__')
-        return (torch._tensor._rebuild_from_type_v2,
-                (_GetAttr(builtins_module, 'eval'), torch.Tensor, (self.code,), {}))
+        return (
+            torch._tensor._rebuild_from_type_v2,
+            (_GetAttr(builtins_module, 'eval'), torch.Tensor, (self.code,), {}),
+        )
 
 
 class _SystemPayload:
@@ -47,8 +51,10 @@ class _SystemPayload:
 
 def write_getattr_chain_file(path, marker):
     """A checkpoint whose loading writes ``marker`` (then yields a tensor) if eval is reached."""
-    code = (f"__import__('pathlib').Path({str(marker)!r}).write_text('pwned') "
-            f"and __import__('torch').zeros(1)")
+    code = (
+        f"__import__('pathlib').Path({str(marker)!r}).write_text('pwned') "
+        f"and __import__('torch').zeros(1)"
+    )
     torch.save({'state_dict': {'w': _EvalPayload(code)}, 'meta': {}}, path)
     return path
 
@@ -61,8 +67,9 @@ def evil(tmp_path):
 
 def test_getattr_chain_refused_by_torch_load(evil):
     import hst_mm  # noqa: F401  installs the allow-list
+
     path, marker = evil
-    with pytest.raises(pickle.UnpicklingError, match=r"refused getattr"):
+    with pytest.raises(pickle.UnpicklingError, match=r'refused getattr'):
         torch.load(path, weights_only=True)
     assert not marker.exists()
 
@@ -71,8 +78,9 @@ def test_getattr_chain_refused_by_mmengine(evil):
     from mmengine.runner.checkpoint import _load_checkpoint
 
     import hst_mm  # noqa: F401
+
     path, marker = evil
-    with pytest.raises(pickle.UnpicklingError, match=r"refused getattr"):
+    with pytest.raises(pickle.UnpicklingError, match=r'refused getattr'):
         _load_checkpoint(str(path), map_location='cpu')
     assert not marker.exists()
 
@@ -81,23 +89,31 @@ def test_getattr_is_narrow():
     from mmengine.logging.history_buffer import HistoryBuffer
 
     from hst_mm.engine.checkpoint_safety import history_buffer_statistic, pickled_bytes
+
     assert history_buffer_statistic(HistoryBuffer, 'mean') == HistoryBuffer.mean
-    for obj, name in ((getattr, '__self__'), (HistoryBuffer, '__init__'), (HistoryBuffer, '_x'),
-                      (HistoryBuffer, 'max_length'), (os, 'system'), (HistoryBuffer, 1)):
+    for obj, name in (
+        (getattr, '__self__'),
+        (HistoryBuffer, '__init__'),
+        (HistoryBuffer, '_x'),
+        (HistoryBuffer, 'max_length'),
+        (os, 'system'),
+        (HistoryBuffer, 1),
+    ):
         with pytest.raises(pickle.UnpicklingError, match='refused getattr'):
             history_buffer_statistic(obj, name)
     assert pickled_bytes() == b'' and pickled_bytes(b'ab') == b'ab'
     assert pickled_bytes('\x00\xff', 'latin1') == b'\x00\xff'
     with pytest.raises(pickle.UnpicklingError, match='refused bytes'):
-        pickled_bytes(10 ** 12)                     # a size would allocate that much
+        pickled_bytes(10**12)  # a size would allocate that much
 
 
 def test_other_payloads_stay_refused(tmp_path):
     import hst_mm  # noqa: F401
+
     marker = tmp_path / 'ran'
     cases = {
         'os.system': {'state_dict': {}, 'meta': _SystemPayload(marker)},
-        'real bytes of a size': {'meta': _Call(bytes, (10 ** 12,))},
+        'real bytes of a size': {'meta': _Call(bytes, (10**12,))},
     }
     for what, obj in cases.items():
         path = tmp_path / 'bad.pth'
@@ -120,6 +136,7 @@ def test_empty_and_filled_history_buffers_load(tmp_path):
     from mmengine.logging import HistoryBuffer
 
     import hst_mm  # noqa: F401
+
     filled = HistoryBuffer()
     filled.update(1.5)
     filled.update(2.5)
@@ -131,17 +148,40 @@ def test_empty_and_filled_history_buffers_load(tmp_path):
 
 # ---- the five entry points that take a weight file, as a user runs them ----------------------
 
+
 def _entry_points(path, work_dir):
     data = ensure_toy_data()
     image = sorted((data / 'ade' / 'images' / 'validation').glob('*.png'))[0]
     short = ['train_cfg.max_iters=1', 'train_cfg.val_interval=100']
     return {
-        'pretrained': ['tools/train.py', SEG_CONFIG, '--work-dir', work_dir / 'a',
-                       '--cfg-options', f'model.backbone.pretrained={path}', *short],
-        'load_from': ['tools/train.py', SEG_CONFIG, '--work-dir', work_dir / 'b',
-                      '--cfg-options', f'load_from={path}', *short],
-        'resume': ['tools/train.py', SEG_CONFIG, '--work-dir', work_dir / 'c', '--resume', path,
-                   '--cfg-options', *short],
+        'pretrained': [
+            'tools/train.py',
+            SEG_CONFIG,
+            '--work-dir',
+            work_dir / 'a',
+            '--cfg-options',
+            f'model.backbone.pretrained={path}',
+            *short,
+        ],
+        'load_from': [
+            'tools/train.py',
+            SEG_CONFIG,
+            '--work-dir',
+            work_dir / 'b',
+            '--cfg-options',
+            f'load_from={path}',
+            *short,
+        ],
+        'resume': [
+            'tools/train.py',
+            SEG_CONFIG,
+            '--work-dir',
+            work_dir / 'c',
+            '--resume',
+            path,
+            '--cfg-options',
+            *short,
+        ],
         'test': ['tools/test.py', SEG_CONFIG, path, '--work-dir', work_dir / 'd'],
         'demo': ['tools/demo.py', image, SEG_CONFIG, path, '--out', work_dir / 'e.png'],
     }
@@ -157,7 +197,7 @@ def test_getattr_chain_refused_by_every_tool(entry, tmp_path):
     assert proc.returncode != 0, out[-3000:]
     assert not marker.exists(), f'{entry}: the payload ran'
     assert 'refused getattr' in out and str(path) in out, out[-3000:]
-    assert 'Traceback' not in out, out[-3000:]       # a diagnosis, not a crash
+    assert 'Traceback' not in out, out[-3000:]  # a diagnosis, not a crash
 
 
 if __name__ == '__main__':

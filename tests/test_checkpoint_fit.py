@@ -1,10 +1,12 @@
-"""A checkpoint of another model is refused by name (hst_mm.engine.hooks.checkpoint_fit): through the
-function, mmengine's Runner, and every tool that loads weights."""
+"""A checkpoint of another model is refused by name (hst_mm.engine.hooks.checkpoint_fit):
+through the function and every tool that loads weights."""
+
 import pytest
 import torch
 import torch.nn as nn
 
 from hst_mm.engine.hooks.checkpoint_fit import CheckpointMismatchError, check_checkpoint_fits
+
 from tool_runner import ensure_toy_data, run
 
 SEG_CONFIG = 'configs/toy/upernet_hst-vit-ti_toy.py'
@@ -20,8 +22,8 @@ class Net(nn.Module):
 def test_fitting_checkpoints_pass():
     net = Net()
     check_checkpoint_fits(net, {'state_dict': Net().state_dict()}, 'a.pth')
-    check_checkpoint_fits(net, Net().state_dict(), 'a.pth')                # a bare state dict
-    wrapped = {'module.' + k: v for k, v in Net().state_dict().items()}    # saved from DDP
+    check_checkpoint_fits(net, Net().state_dict(), 'a.pth')  # a bare state dict
+    wrapped = {'module.' + k: v for k, v in Net().state_dict().items()}  # saved from DDP
     check_checkpoint_fits(net, {'state_dict': wrapped}, 'a.pth')
 
 
@@ -38,22 +40,25 @@ def test_mismatches_are_named():
 
 def test_allowed_keys_by_name():
     other = Net().state_dict()
-    other['head.weight'] = torch.zeros(5, 4)                  # another number of classes
+    other['head.weight'] = torch.zeros(5, 4)  # another number of classes
     other['head.bias'] = torch.zeros(5)
     with pytest.raises(CheckpointMismatchError, match='head.weight'):
         check_checkpoint_fits(Net(), other, 'x.pth')
     check_checkpoint_fits(Net(), other, 'x.pth', allowed=['head.*'])
     with pytest.raises(CheckpointMismatchError, match='body.weight'):  # only those
-        check_checkpoint_fits(Net(), {**other, 'body.weight': torch.zeros(1)}, 'x.pth',
-                              allowed=['head.*'])
+        check_checkpoint_fits(
+            Net(), {**other, 'body.weight': torch.zeros(1)}, 'x.pth', allowed=['head.*']
+        )
 
 
 @pytest.fixture
 def foreign_checkpoint(tmp_path):
     """What a user might pass by mistake: a classifier's weights."""
     path = tmp_path / 'resnet_like.pth'
-    torch.save({'state_dict': {'conv1.weight': torch.zeros(8, 3, 7, 7),
-                               'fc.weight': torch.zeros(10, 8)}}, path)
+    torch.save(
+        {'state_dict': {'conv1.weight': torch.zeros(8, 3, 7, 7), 'fc.weight': torch.zeros(10, 8)}},
+        path,
+    )
     return path
 
 
@@ -64,11 +69,23 @@ def test_tools_refuse_another_models_checkpoint(entry, foreign_checkpoint, tmp_p
     image = sorted((data / 'ade' / 'images' / 'validation').glob('*.png'))[0]
     cmd = {
         'test': ['tools/test.py', SEG_CONFIG, foreign_checkpoint, '--work-dir', tmp_path / 't'],
-        'load_from': ['tools/train.py', SEG_CONFIG, '--work-dir', tmp_path / 'l',
-                      '--cfg-options', f'load_from={foreign_checkpoint}',
-                      'train_cfg.max_iters=1'],
-        'demo': ['tools/demo.py', image, SEG_CONFIG, foreign_checkpoint,
-                 '--out', tmp_path / 'd.png'],
+        'load_from': [
+            'tools/train.py',
+            SEG_CONFIG,
+            '--work-dir',
+            tmp_path / 'l',
+            '--cfg-options',
+            f'load_from={foreign_checkpoint}',
+            'train_cfg.max_iters=1',
+        ],
+        'demo': [
+            'tools/demo.py',
+            image,
+            SEG_CONFIG,
+            foreign_checkpoint,
+            '--out',
+            tmp_path / 'd.png',
+        ],
     }[entry]
     proc = run(cmd, check=False, timeout=600)
     out = proc.stdout + proc.stderr
@@ -76,4 +93,4 @@ def test_tools_refuse_another_models_checkpoint(entry, foreign_checkpoint, tmp_p
     assert f'error: {foreign_checkpoint}: does not fit' in out, out[-3000:]
     assert 'unexpected keys: conv1.weight' in out and 'missing keys: ' in out
     assert 'Traceback' not in out
-    assert not (tmp_path / 'l' / 'iter_1.pth').exists()            # nothing was trained
+    assert not (tmp_path / 'l' / 'iter_1.pth').exists()  # nothing was trained

@@ -1,5 +1,6 @@
 """Checkpoints written by mmengine load with torch's safe ``weights_only=True`` once hst_mm
 is imported; anything else pickled (a callable) is still refused."""
+
 import os
 import pickle
 import subprocess
@@ -23,22 +24,30 @@ def _write_runner_checkpoint(work_dir: Path) -> Path:
             super().__init__()
             self.fc = nn.Linear(2, 1)
 
-        def forward(self, x, y, mode='loss'):      # x: (B, 2), y: (B, 1) from default_collate
+        def forward(self, x, y, mode='loss'):  # x: (B, 2), y: (B, 1) from default_collate
             return {'loss': (self.fc(x) - y).pow(2).mean()}
 
     data = [dict(x=torch.randn(2), y=torch.randn(1)) for _ in range(8)]
     runner = Runner(
-        model=Tiny(), work_dir=str(work_dir),
-        train_dataloader=dict(dataset=data, batch_size=2,
-                              sampler=dict(type='DefaultSampler', shuffle=True),
-                              collate_fn=dict(type='default_collate')),
+        model=Tiny(),
+        work_dir=str(work_dir),
+        train_dataloader=dict(
+            dataset=data,
+            batch_size=2,
+            sampler=dict(type='DefaultSampler', shuffle=True),
+            collate_fn=dict(type='default_collate'),
+        ),
         optim_wrapper=dict(optimizer=dict(type='AdamW', lr=1e-3)),
         # the schedulers an mmdet/mmseg config uses: their state goes into the checkpoint
-        param_scheduler=[dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0, end=2),
-                         dict(type='MultiStepLR', by_epoch=False, milestones=[3], gamma=0.1)],
+        param_scheduler=[
+            dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0, end=2),
+            dict(type='MultiStepLR', by_epoch=False, milestones=[3], gamma=0.1),
+        ],
         train_cfg=dict(by_epoch=False, max_iters=4),
         default_hooks=dict(checkpoint=dict(type='CheckpointHook', interval=4, by_epoch=False)),
-        randomness=dict(seed=0), experiment_name='tiny')
+        randomness=dict(seed=0),
+        experiment_name='tiny',
+    )
     runner.train()
     return work_dir / 'iter_4.pth'
 
@@ -50,6 +59,7 @@ def runner_checkpoint(tmp_path_factory):
 
 def test_runner_checkpoint_loads_weights_only(runner_checkpoint):
     import hst_mm  # noqa: F401
+
     ckpt = torch.load(runner_checkpoint, weights_only=True)
     assert ckpt['meta']['iter'] == 4
     assert {'state_dict', 'optimizer', 'param_schedulers', 'message_hub'} <= set(ckpt)
@@ -57,11 +67,14 @@ def test_runner_checkpoint_loads_weights_only(runner_checkpoint):
 
 def test_without_hst_mm_torch_refuses_it(runner_checkpoint):
     """The allow-list is what makes it load (so the test above can fail)."""
-    code = ('import torch, sys\n'
-            'try:\n    torch.load(sys.argv[1], weights_only=True)\n'
-            'except Exception as e:\n    print(type(e).__name__, e); sys.exit(3)\n')
-    r = subprocess.run([sys.executable, '-c', code, str(runner_checkpoint)],
-                       capture_output=True, text=True)
+    code = (
+        'import torch, sys\n'
+        'try:\n    torch.load(sys.argv[1], weights_only=True)\n'
+        'except Exception as e:\n    print(type(e).__name__, e); sys.exit(3)\n'
+    )
+    r = subprocess.run(
+        [sys.executable, '-c', code, str(runner_checkpoint)], capture_output=True, text=True
+    )
     assert r.returncode == 3, r.stdout + r.stderr
     assert 'Unsupported global' in r.stdout or 'weights_only' in r.stdout
 
@@ -70,10 +83,12 @@ def test_mmengine_load_checkpoint_resumes_state(runner_checkpoint):
     from mmengine.runner.checkpoint import _load_checkpoint
 
     import hst_mm  # noqa: F401
+
     ckpt = _load_checkpoint(str(runner_checkpoint), map_location='cpu')
     assert ckpt['meta']['iter'] == 4
     # the message hub's HistoryBuffers (what torch refuses without the allow-list) came back
     from mmengine.logging import HistoryBuffer
+
     assert isinstance(ckpt['message_hub']['log_scalars']['train/loss'], HistoryBuffer)
 
 
@@ -86,15 +101,16 @@ def test_pickled_callable_is_refused(tmp_path):
     from mmengine.runner.checkpoint import _load_checkpoint
 
     import hst_mm  # noqa: F401
+
     path = tmp_path / 'evil.pth'
     torch.save({'state_dict': {}, 'meta': _Evil()}, path)
     with pytest.raises(pickle.UnpicklingError, match=r'\.system'):
-        torch.load(path)                      # the default on torch >= 2.6: weights_only
+        torch.load(path)  # the default on torch >= 2.6: weights_only
     with pytest.raises(pickle.UnpicklingError, match='system'):
         _load_checkpoint(str(path), map_location='cpu')
 
 
 def test_no_global_switch_off():
     # torch's global switch that turns weights_only off for every file must not be needed
-    switch = 'TORCH_FORCE_NO_' + 'WEIGHTS_ONLY_LOAD'      # spelled apart: not set anywhere
+    switch = 'TORCH_FORCE_NO_' + 'WEIGHTS_ONLY_LOAD'  # spelled apart: not set anywhere
     assert switch not in os.environ

@@ -1,5 +1,6 @@
 """Every shipped config loads and builds its model (trunk weights disabled), and the model
 sizes match the paper's."""
+
 import sys
 from pathlib import Path
 
@@ -7,8 +8,11 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / 'tools' / 'analysis'))
-CONFIGS = sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / 'configs').rglob('*.py')
-                 if '_base_' not in p.parts)
+CONFIGS = sorted(
+    p.relative_to(ROOT).as_posix()
+    for p in (ROOT / 'configs').rglob('*.py')
+    if '_base_' not in p.parts
+)
 
 # (config, trainable params the paper reports, tolerance)
 PAPER = {
@@ -26,6 +30,7 @@ def test_configs_found():
 def test_config_builds(config):
     import count_params
     from mmengine.config import Config
+
     cfg = Config.fromfile(str(ROOT / config))
     assert 'hst_mm' in cfg.custom_imports['imports'], f'{config}: custom_imports lacks hst_mm'
     rows = count_params.count(count_params.build_model(cfg))

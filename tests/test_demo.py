@@ -1,16 +1,29 @@
 """The demo pipeline end to end (a few iterations): data, training, evaluation, pictures."""
+
 import json
 
 import pytest
+
 from tool_runner import ROOT, run
 
-pytestmark = pytest.mark.slow       # subprocess training through the tools
+pytestmark = pytest.mark.slow  # subprocess training through the tools
 
 
 def test_run_demo_writes_metrics_and_pictures(tmp_path):
     out = tmp_path / 'demo'
-    proc = run(['tools/run_demo.py', '--out', out, '--det-iters', '2', '--seg-iters', '2',
-                '--num-pictures', '1'])
+    proc = run(
+        [
+            'tools/run_demo.py',
+            '--out',
+            out,
+            '--det-iters',
+            '2',
+            '--seg-iters',
+            '2',
+            '--num-pictures',
+            '1',
+        ]
+    )
     assert 'results on the held-out toy validation split' in proc.stdout
     summary = json.loads((out / 'summary.json').read_text())
     assert 'coco/bbox_mAP' in summary['det_metrics'] and 'mIoU' in summary['seg_metrics']
@@ -20,6 +33,7 @@ def test_run_demo_writes_metrics_and_pictures(tmp_path):
 
 def test_rerun_keeps_previous_results(tmp_path):
     from tools.run_demo import prepare_out_dir
+
     out = tmp_path / 'demo'
     prepare_out_dir(str(out))
     (out / 'summary.json').write_text('first')
@@ -31,10 +45,26 @@ def test_rerun_keeps_previous_results(tmp_path):
 def test_demo_draws_one_image(tmp_path, toy_det_run):
     """tools/demo.py on one image (the segmentor path is covered by the run_demo test)."""
     image = ROOT / 'data/toy/coco/val/000002.png'
-    run(['tools/demo.py', image, 'configs/toy/mask-rcnn_hst-vit-ti_fpn_toy.py',
-         toy_det_run / 'iter_4.pth', '--out', tmp_path / 'det.png'])
+    run(
+        [
+            'tools/demo.py',
+            image,
+            'configs/toy/mask-rcnn_hst-vit-ti_fpn_toy.py',
+            toy_det_run / 'iter_4.pth',
+            '--out',
+            tmp_path / 'det.png',
+        ]
+    )
     assert (tmp_path / 'det.png').stat().st_size > 1000
-    proc = run(['tools/demo.py', tmp_path / 'missing.png',
-                'configs/toy/mask-rcnn_hst-vit-ti_fpn_toy.py', toy_det_run / 'iter_4.pth',
-                '--out', tmp_path / 'x.png'], check=False)
+    proc = run(
+        [
+            'tools/demo.py',
+            tmp_path / 'missing.png',
+            'configs/toy/mask-rcnn_hst-vit-ti_fpn_toy.py',
+            toy_det_run / 'iter_4.pth',
+            '--out',
+            tmp_path / 'x.png',
+        ],
+        check=False,
+    )
     assert proc.returncode != 0 and 'image not found' in proc.stderr

@@ -6,6 +6,7 @@ with ``LocalBackend.put`` replaced by one that writes half the file and raises: 
 on disk at that moment are what a SIGKILL at that moment would leave, since nothing
 downstream of the failed write runs.
 """
+
 import itertools
 
 import pytest
@@ -46,14 +47,23 @@ class TinyData(torch.utils.data.Dataset):
 
 def make_runner(work_dir, hook_type, resume=False, max_iters=3):
     return Runner(
-        model=TinyModel(), work_dir=str(work_dir), experiment_name=f'ckpt{next(_names)}',
-        train_dataloader=dict(dataset=TinyData(), batch_size=2, num_workers=0,
-                              sampler=dict(type='InfiniteSampler', shuffle=False)),
+        model=TinyModel(),
+        work_dir=str(work_dir),
+        experiment_name=f'ckpt{next(_names)}',
+        train_dataloader=dict(
+            dataset=TinyData(),
+            batch_size=2,
+            num_workers=0,
+            sampler=dict(type='InfiniteSampler', shuffle=False),
+        ),
         optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.01)),
         train_cfg=dict(by_epoch=False, max_iters=max_iters),
-        default_hooks=dict(checkpoint=dict(type=hook_type, by_epoch=False, interval=1,
-                                           max_keep_ckpts=1)),
-        custom_hooks=[dict(type='TorchRNGStateHook')], resume=resume)
+        default_hooks=dict(
+            checkpoint=dict(type=hook_type, by_epoch=False, interval=1, max_keep_ckpts=1)
+        ),
+        custom_hooks=[dict(type='TorchRNGStateHook')],
+        resume=resume,
+    )
 
 
 @pytest.fixture
@@ -64,7 +74,7 @@ def kill_during_save_of_iter_2(monkeypatch):
     def put(self, obj, filepath):
         if 'iter_2.pth' in str(filepath):
             with open(filepath, 'wb') as f:
-                f.write(obj[:len(obj) // 2])
+                f.write(obj[: len(obj) // 2])
             raise Killed(filepath)
         return real_put(self, obj, filepath)
 
@@ -82,13 +92,14 @@ def test_mmengine_checkpoint_hook_loses_the_checkpoint(tmp_path, kill_during_sav
         torch.load(tmp_path / 'iter_2.pth', weights_only=True)
 
 
-def test_kill_during_save_keeps_previous_checkpoint(tmp_path, kill_during_save_of_iter_2,
-                                                    monkeypatch):
+def test_kill_during_save_keeps_previous_checkpoint(
+    tmp_path, kill_during_save_of_iter_2, monkeypatch
+):
     with pytest.raises(Killed):
         make_runner(tmp_path, 'AtomicCheckpointHook').train()
     assert (tmp_path / 'last_checkpoint').read_text() == str(tmp_path / 'iter_1.pth')
     assert torch.load(tmp_path / 'iter_1.pth', weights_only=True)['meta']['iter'] == 1
-    assert not (tmp_path / 'iter_2.pth').exists()           # only the .tmp is truncated
+    assert not (tmp_path / 'iter_2.pth').exists()  # only the .tmp is truncated
     monkeypatch.undo()
     runner = make_runner(tmp_path, 'AtomicCheckpointHook', resume=True)
     runner.train()
@@ -123,7 +134,7 @@ def test_failed_save_removes_its_partial_file(tmp_path, monkeypatch):
     def put(self, obj, filepath):
         if 'iter_2.pth' in str(filepath):
             with open(filepath, 'wb') as f:
-                f.write(obj[:len(obj) // 2])
+                f.write(obj[: len(obj) // 2])
             raise OSError(28, 'No space left on device')
         return real_put(self, obj, filepath)
 
@@ -145,14 +156,22 @@ def test_finite_loss_with_overflowing_weights_stops_before_the_save(tmp_path):
             return dict(loss=1e20 * self.linear.weight.sum())
 
     runner = Runner(
-        model=SteepModel(), work_dir=str(tmp_path), experiment_name=f'inf{next(_names)}',
-        train_dataloader=dict(dataset=TinyData(), batch_size=2, num_workers=0,
-                              sampler=dict(type='InfiniteSampler', shuffle=False)),
+        model=SteepModel(),
+        work_dir=str(tmp_path),
+        experiment_name=f'inf{next(_names)}',
+        train_dataloader=dict(
+            dataset=TinyData(),
+            batch_size=2,
+            num_workers=0,
+            sampler=dict(type='InfiniteSampler', shuffle=False),
+        ),
         optim_wrapper=dict(optimizer=dict(type='SGD', lr=1e20)),
         train_cfg=dict(by_epoch=False, max_iters=3),
-        default_hooks=dict(checkpoint=dict(type='AtomicCheckpointHook', by_epoch=False,
-                                           interval=1)),
-        custom_hooks=[dict(type='CheckFiniteLossHook')])
+        default_hooks=dict(
+            checkpoint=dict(type='AtomicCheckpointHook', by_epoch=False, interval=1)
+        ),
+        custom_hooks=[dict(type='CheckFiniteLossHook')],
+    )
     with pytest.raises(NonFiniteLossError, match='weights are not finite at iteration 1') as e:
         runner.train()
     assert 'linear.weight' in str(e.value) and 'load_from=' not in str(e.value)

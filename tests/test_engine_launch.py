@@ -1,26 +1,29 @@
 """What tools/train.py adds to a config (hst_mm.engine.launch) and how the tools start a run
 (hst_mm.engine.cli): the work-dir guard, the reliability hooks, gloo without CUDA, the
 resumed run's seed, runner_type."""
+
 import pytest
 import torch
 from mmengine.config import Config
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
-from tool_runner import ROOT
+
+from hst_mm.engine import cli, launch
 
 import tools.train as train_py
-from hst_mm.engine import cli, launch
+from tool_runner import ROOT
 
 SEG_CONFIG = str(ROOT / 'configs/toy/upernet_hst-vit-ti_toy.py')
 
 
 @pytest.fixture
 def config(monkeypatch):
-    monkeypatch.setenv('LOCAL_RANK', '0')           # parse_args sets it when missing
+    monkeypatch.setenv('LOCAL_RANK', '0')  # parse_args sets it when missing
 
     def build(*argv):
         args = train_py.parse_args([SEG_CONFIG, *argv])
         return args, train_py.build_config(args)
+
     return build
 
 
@@ -33,15 +36,15 @@ def test_refuses_work_dir_with_checkpoints(config, tmp_path):
     assert str(tmp_path) in msg and '--resume' in msg and '--overwrite' in msg
     assert 'iter_200.pth' in msg
     args, cfg = config('--work-dir', str(tmp_path), '--overwrite')
-    launch.check_work_dir(cfg, args.overwrite)                # allowed
+    launch.check_work_dir(cfg, args.overwrite)  # allowed
     # --resume without last_checkpoint: mmengine would silently start from scratch
     args, cfg = config('--work-dir', str(tmp_path), '--resume')
     with pytest.raises(SystemExit, match='no last_checkpoint'):
         launch.check_work_dir(cfg, args.overwrite)
     (tmp_path / 'last_checkpoint').write_text(str(tmp_path / 'iter_200.pth'))
-    launch.check_work_dir(cfg, args.overwrite)                # resumable
+    launch.check_work_dir(cfg, args.overwrite)  # resumable
     args, cfg = config('--work-dir', str(tmp_path / 'new'))
-    launch.check_work_dir(cfg, args.overwrite)                # empty / new dir
+    launch.check_work_dir(cfg, args.overwrite)  # empty / new dir
 
 
 def test_main_exits_before_training(monkeypatch, tmp_path, capsys):
@@ -55,17 +58,22 @@ def test_main_exits_before_training(monkeypatch, tmp_path, capsys):
 
 def test_reliability_hooks_added(config):
     _, cfg = config()
-    assert [h['type'] for h in cfg.custom_hooks] == ['TorchRNGStateHook', 'CheckpointFitHook',
-                                                     'CheckFiniteLossHook']
+    assert [h['type'] for h in cfg.custom_hooks] == [
+        'TorchRNGStateHook',
+        'CheckpointFitHook',
+        'CheckFiniteLossHook',
+    ]
     assert cfg.default_hooks.checkpoint.type == 'AtomicCheckpointHook'
-    assert cfg.default_hooks.checkpoint.max_keep_ckpts == 2          # other settings kept
+    assert cfg.default_hooks.checkpoint.max_keep_ckpts == 2  # other settings kept
     _, cfg = config('--no-nan-check')
     assert [h['type'] for h in cfg.custom_hooks] == ['TorchRNGStateHook', 'CheckpointFitHook']
     cfg.custom_hooks = [dict(type='CheckFiniteLossHook', interval=5)]
     launch.add_reliability_hooks(cfg)
     assert [(h['type'], h.get('interval')) for h in cfg.custom_hooks] == [
-        ('CheckFiniteLossHook', 5), ('TorchRNGStateHook', None),
-        ('CheckpointFitHook', None)]                                  # not added twice
+        ('CheckFiniteLossHook', 5),
+        ('TorchRNGStateHook', None),
+        ('CheckpointFitHook', None),
+    ]  # not added twice
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason='CPU-only behaviour')
@@ -73,7 +81,7 @@ def test_gloo_without_cuda(config):
     _, cfg = config('--launcher', 'pytorch')
     assert cfg.env_cfg.dist_cfg.backend == 'gloo'
     assert cfg.model_wrapper_cfg.type == 'MMDistributedDataParallel'
-    assert cfg.model_wrapper_cfg.device_ids is None                  # DDP of a CPU module
+    assert cfg.model_wrapper_cfg.device_ids is None  # DDP of a CPU module
     _, cfg = config('--launcher', 'slurm')
     with pytest.raises(SystemExit, match='dist_train.sh'):
         launch.init_cpu_distributed(cfg)
@@ -84,10 +92,11 @@ def test_carry_resume_seed_only_fills_an_unset_seed(tmp_path):
     torch.save({'meta': {'seed': 1234}, 'state_dict': {}}, ckpt)
     (tmp_path / 'last_checkpoint').write_text(str(ckpt))
     for cfg_dict, expected in [
-            (dict(resume=True, load_from=None), 1234),                # via last_checkpoint
-            (dict(resume=True, load_from=str(ckpt)), 1234),           # --resume CKPT
-            (dict(resume=True, load_from=None, randomness=dict(seed=7)), 7),  # user's seed
-            (dict(resume=False, load_from=None), None)]:              # not resuming
+        (dict(resume=True, load_from=None), 1234),  # via last_checkpoint
+        (dict(resume=True, load_from=str(ckpt)), 1234),  # --resume CKPT
+        (dict(resume=True, load_from=None, randomness=dict(seed=7)), 7),  # user's seed
+        (dict(resume=False, load_from=None), None),
+    ]:  # not resuming
         cfg = Config(dict(work_dir=str(tmp_path), **cfg_dict))
         launch.carry_resume_seed(cfg)
         assert cfg.get('randomness', {}).get('seed') == expected, cfg_dict
@@ -100,13 +109,17 @@ def test_refuses_checkpoints_in_the_checkpoint_out_dir(config, tmp_path):
     kept.mkdir(parents=True)
     for name in ('iter_2.pth', 'best_mIoU_iter_2.pth'):
         (kept / name).write_bytes(b'earlier run')
-        args, cfg = config('--work-dir', str(tmp_path / 'run'), '--cfg-options',
-                           f'default_hooks.checkpoint.out_dir={tmp_path / "kept"}')
+        args, cfg = config(
+            '--work-dir',
+            str(tmp_path / 'run'),
+            '--cfg-options',
+            f'default_hooks.checkpoint.out_dir={tmp_path / "kept"}',
+        )
         assert launch.checkpoint_dirs(cfg) == [str(tmp_path / 'run'), str(kept)]
         with pytest.raises(SystemExit, match=name):
             launch.check_work_dir(cfg, args.overwrite)
         (kept / name).unlink()
-    launch.check_work_dir(cfg, args.overwrite)                  # nothing there any more
+    launch.check_work_dir(cfg, args.overwrite)  # nothing there any more
 
 
 def test_runner_type_is_honoured():

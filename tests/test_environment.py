@@ -1,4 +1,5 @@
 """The installed stack is the one requirements/pins.txt pins and README.md states."""
+
 import re
 import subprocess
 import sys
@@ -7,15 +8,18 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.env       # the installed, pinned stack
+pytestmark = pytest.mark.env  # the installed, pinned stack
 
 ROOT = Path(__file__).resolve().parents[1]
-PINS = dict(line.split('==') for line in (ROOT / 'requirements' / 'pins.txt').read_text().split()
-            if '==' in line)
+PINS = dict(
+    line.split('==')
+    for line in (ROOT / 'requirements' / 'pins.txt').read_text().split()
+    if '==' in line
+)
 
 
 def installed(dist: str) -> str:
-    if dist == 'mmcv':       # the default build is the pure-Python distribution mmcv-lite
+    if dist == 'mmcv':  # the default build is the pure-Python distribution mmcv-lite
         for name in ('mmcv', 'mmcv-lite'):
             try:
                 return version(name)
@@ -31,18 +35,25 @@ def test_installed_versions_are_the_pinned_ones(dist):
 
 def test_mmcv_reports_the_pinned_version():
     import mmcv
+
     assert mmcv.__version__ == PINS['mmcv']
 
 
 def test_readme_states_the_pinned_versions():
     readme = (ROOT / 'README.md').read_text()
     for dist, pin in PINS.items():
-        assert re.search(rf'{dist}\**\s+{re.escape(pin)}', readme), \
+        assert re.search(rf'{dist}\**\s+{re.escape(pin)}', readme), (
             f'README does not state {dist} {pin}'
+        )
 
 
 def test_hst_mm_is_installed_in_the_venv():
     """mim and custom_imports need hst_mm importable from anywhere (pip install -e .)."""
-    out = subprocess.run([sys.executable, '-c', 'import hst_mm; print(hst_mm.__file__)'],
-                         cwd='/', capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, '-c', 'import hst_mm; print(hst_mm.__file__)'],
+        cwd='/',
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert Path(out.strip()).resolve().is_relative_to(ROOT)

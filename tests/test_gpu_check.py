@@ -3,6 +3,7 @@
 The GPU numbers themselves need a CUDA machine; here the same code paths run with
 ``--device cpu --tiny`` (parity: CPU float32 / autocast against CPU float64 references).
 """
+
 import itertools
 import json
 import math
@@ -20,20 +21,37 @@ TASKS = ('detection', 'segmentation')
 
 def load_tool():
     import tools.gpu_check
+
     return tools.gpu_check
 
 
 def run_tool(*args, timeout=600):
-    return subprocess.run([sys.executable, str(TOOL), *map(str, args)], cwd=ROOT,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, str(TOOL), *map(str, args)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 @pytest.fixture(scope='module')
 def checked(tmp_path_factory):
     """One CPU run of parity + training (tiny models, ~80 s): (the JSON, stdout)."""
     out = tmp_path_factory.mktemp('gpu_check') / 'gpu_check.json'
-    proc = run_tool('--device', 'cpu', '--tiny', '--iters', 2, '--warmup', 1,
-                    '--skip', 'benchmark', '--out', out)
+    proc = run_tool(
+        '--device',
+        'cpu',
+        '--tiny',
+        '--iters',
+        2,
+        '--warmup',
+        1,
+        '--skip',
+        'benchmark',
+        '--out',
+        out,
+    )
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-6000:]
     return json.loads(out.read_text()), proc.stdout
 
@@ -65,10 +83,18 @@ def test_parity_covers_every_case_and_passes(checked):
     assert all(c['pass'] for c in cases)
 
     roi = [c for c in cases if c['op'] == 'roi_align']
-    seen = {(c['params']['aligned'], c['params']['sampling_ratio'],
-             c['params']['output_size'], c['dtype']) for c in roi}
-    assert seen == set(itertools.product((True, False), (0, 2), (7, 14),
-                                         ('float32', 'float16', 'bfloat16')))
+    seen = {
+        (
+            c['params']['aligned'],
+            c['params']['sampling_ratio'],
+            c['params']['output_size'],
+            c['dtype'],
+        )
+        for c in roi
+    }
+    assert seen == set(
+        itertools.product((True, False), (0, 2), (7, 14), ('float32', 'float16', 'bfloat16'))
+    )
     focal = [c for c in cases if c['op'] == 'sigmoid_focal_loss']
     assert {c['dtype'] for c in focal} == {'float32', 'float16', 'bfloat16'}
     for case in roi + focal:
@@ -77,11 +103,15 @@ def test_parity_covers_every_case_and_passes(checked):
             # Compared with a distinct float64 result: a real, small, non-zero difference.
             assert finite_positive(check['max_ref'])
             assert finite_positive(check['rel']) and check['rel'] <= case['tol_rel'], case
-            assert check['max_abs_vs_cpu_float32'] is None       # no CUDA side here
+            assert check['max_abs_vs_cpu_float32'] is None  # no CUDA side here
 
     nms = [c for c in cases if c['op'] == 'nms']
     assert {(c['params']['offset'], c['params']['iou_threshold']) for c in nms} == {
-        (0, 0.5), (0, 0.7), (1, 0.5), (1, 0.7)}
+        (0, 0.5),
+        (0, 0.7),
+        (1, 0.5),
+        (1, 0.7),
+    }
     for case in nms:
         assert case['same_as_reference'] and case['same_as_cpu'] and case['dets_match_boxes']
         # Something is suppressed and something kept: the comparison is not vacuous.
@@ -98,15 +128,22 @@ def test_training_rows(checked, task, mode):
     assert row['iters'] == 2 and row['warmup'] == 1
     assert row['img_size'] == 128 and row['batch'] == 2
     assert len(row['step_times_s']) == 2
-    for key in ('it_per_s', 'img_per_s', 'step_s_median', 'model_mem_mb', 'peak_mem_mb',
-                'loss_first', 'loss_last'):
+    for key in (
+        'it_per_s',
+        'img_per_s',
+        'step_s_median',
+        'model_mem_mb',
+        'peak_mem_mb',
+        'loss_first',
+        'loss_last',
+    ):
         assert finite_positive(row[key]), (key, row[key])
     assert row['peak_mem_mb'] >= row['model_mem_mb']
     assert row['loss_finite'] is True
     # No GPU: the config's AmpOptimWrapper is trained as float32, and the row says so.
     assert row['optim_wrapper'] == 'OptimWrapper' and row['amp_dtype'] is None
     assert 'float32' in row['precision_note']
-    if mode == 'hst':       # frozen trunk: fewer trainable than total parameters
+    if mode == 'hst':  # frozen trunk: fewer trainable than total parameters
         assert 0 < row['trainable_params'] < row['total_params']
     else:
         assert row['trainable_params'] == row['total_params'] > 0
@@ -119,7 +156,7 @@ def test_training_ratios(checked, task):
     rows, ratios = block['rows'], block['ratios_hst_over_full']
     assert math.isclose(ratios['it_per_s'], rows['hst']['it_per_s'] / rows['full']['it_per_s'])
     assert finite_positive(ratios['step_time']) and finite_positive(ratios['peak_mem'])
-    assert ratios['met'] is None          # ViT-B targets are not judged on tiny models
+    assert ratios['met'] is None  # ViT-B targets are not judged on tiny models
 
 
 @pytest.mark.slow
@@ -132,18 +169,31 @@ def test_failed_parts_are_reported_and_set_the_exit_status(tmp_path):
     assert report['passed'] is False
     assert report['failed_parts'] == ['parity', 'train', 'benchmark']
     assert 'time budget' in report['parity']['error']
-    assert all('time budget' in row['error']
-               for block in report['train']['tasks'].values() for row in block['rows'].values())
+    assert all(
+        'time budget' in row['error']
+        for block in report['train']['tasks'].values()
+        for row in block['rows'].values()
+    )
     assert 'overall: FAIL' in proc.stdout
 
 
 @pytest.mark.slow
 def test_cuda_requested_without_cuda_says_so():
     import torch
+
     if torch.cuda.is_available():
         pytest.skip('this machine has CUDA')
-    proc = run_tool('--device', 'cuda', '--skip', 'parity', 'train', 'benchmark',
-                    '--out', '/dev/null', timeout=120)
+    proc = run_tool(
+        '--device',
+        'cuda',
+        '--skip',
+        'parity',
+        'train',
+        'benchmark',
+        '--out',
+        '/dev/null',
+        timeout=120,
+    )
     assert proc.returncode == 2
     assert 'sees no CUDA device' in proc.stderr and '--device cpu' in proc.stderr
 
@@ -158,15 +208,18 @@ def test_benchmark_command_uses_real_flags():
     assert (bench.device, bench.amp, bench.img_size, bench.batch) == ('cuda', 'bf16', 1024, 2)
     assert bench.json == '/tmp/b.json'
     tiny = tool._load_benchmark_module().parse_args(
-        tool.benchmark_command(tool.parse_args(['--device', 'cpu', '--tiny']), Path('x'))[2:])
+        tool.benchmark_command(tool.parse_args(['--device', 'cpu', '--tiny']), Path('x'))[2:]
+    )
     assert tiny.trunk == 'vit_tiny_patch16_224' and tiny.amp == 'off'
 
 
 def test_reference_nms_on_a_small_case():
     import torch
+
     tool = load_tool()
-    boxes = torch.tensor([[0, 0, 10, 10], [1, 1, 11, 11], [20, 20, 30, 30], [0, 0, 10, 9]],
-                         dtype=torch.float32)
+    boxes = torch.tensor(
+        [[0, 0, 10, 10], [1, 1, 11, 11], [20, 20, 30, 30], [0, 0, 10, 9]], dtype=torch.float32
+    )
     scores = torch.tensor([0.9, 0.8, 0.7, 0.95])
     # IoU(0, 1) = 81 / 119 = 0.68; IoU(3, 0) = 0.9; IoU(3, 1) = 72 / 118 = 0.61.
     assert tool.reference_nms(boxes, scores, 0.5, 0) == [3, 2]

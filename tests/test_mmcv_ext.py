@@ -1,5 +1,6 @@
 """mmcv's operators as hst_mm installs them (``mmcv_ext/_ext.py`` as ``mmcv._ext``), checked
 against slow references written here, through mmcv's own Python wrappers."""
+
 import math
 import subprocess
 import sys
@@ -20,6 +21,7 @@ def test_installed_module_is_the_repositorys():
 
 
 # ---- RoIAlign -------------------------------------------------------------------------------
+
 
 def reference_roi_align(feat, rois, out_hw, scale, sampling_ratio, aligned):
     """mmcv's RoIAlign (average), spelled out: bilinear samples on a grid per bin, averaged.
@@ -42,10 +44,14 @@ def reference_roi_align(feat, rois, out_hw, scale, sampling_ratio, aligned):
         if gh == 0 or gw == 0:
             outs.append(feat.new_zeros(c, oh, ow))
             continue
-        ys = torch.tensor([y1 + p * rh / oh + (i + 0.5) * rh / oh / gh
-                           for p in range(oh) for i in range(gh)], dtype=torch.float64)
-        xs = torch.tensor([x1 + p * rw / ow + (i + 0.5) * rw / ow / gw
-                           for p in range(ow) for i in range(gw)], dtype=torch.float64)
+        ys = torch.tensor(
+            [y1 + p * rh / oh + (i + 0.5) * rh / oh / gh for p in range(oh) for i in range(gh)],
+            dtype=torch.float64,
+        )
+        xs = torch.tensor(
+            [x1 + p * rw / ow + (i + 0.5) * rw / ow / gw for p in range(ow) for i in range(gw)],
+            dtype=torch.float64,
+        )
         y, x = torch.meshgrid(ys, xs, indexing='ij')
         outside = (y < -1) | (y > h) | (x < -1) | (x > w)
         y, x = y.clamp(min=0), x.clamp(min=0)
@@ -57,8 +63,12 @@ def reference_roi_align(feat, rois, out_hw, scale, sampling_ratio, aligned):
         y1i, x1i = (y0 + 1).clamp(max=h - 1), (x0 + 1).clamp(max=w - 1)
         ly, lx = (y - y0).to(feat.dtype), (x - x0).to(feat.dtype)
         f = feat[int(b)]
-        val = ((1 - ly) * (1 - lx) * f[:, y0, x0] + (1 - ly) * lx * f[:, y0, x1i]
-               + ly * (1 - lx) * f[:, y1i, x0] + ly * lx * f[:, y1i, x1i])
+        val = (
+            (1 - ly) * (1 - lx) * f[:, y0, x0]
+            + (1 - ly) * lx * f[:, y0, x1i]
+            + ly * (1 - lx) * f[:, y1i, x0]
+            + ly * lx * f[:, y1i, x1i]
+        )
         val = val * (~outside).to(feat.dtype)
         outs.append(val.reshape(c, oh, gh, ow, gw).sum((2, 4)) / count)
     return torch.stack(outs)
@@ -71,10 +81,14 @@ def _rois(n_images=2, h=12, w=16, scale=0.5):
     y1 = torch.rand(8, generator=g) * h / scale
     wh = torch.rand(8, 2, generator=g) * 20 + 1
     boxes = torch.stack([x1, y1, x1 + wh[:, 0], y1 + wh[:, 1]], 1)
-    extra = torch.tensor([[-6., -4., 10., 9.],              # starts outside
-                          [25., 18., 40., 30.],             # ends outside
-                          [5., 5., 5., 5.],                 # zero size
-                          [7., 3., 6.5, 9.]])               # x2 < x1
+    extra = torch.tensor(
+        [
+            [-6.0, -4.0, 10.0, 9.0],  # starts outside
+            [25.0, 18.0, 40.0, 30.0],  # ends outside
+            [5.0, 5.0, 5.0, 5.0],  # zero size
+            [7.0, 3.0, 6.5, 9.0],
+        ]
+    )  # x2 < x1
     boxes = torch.cat([boxes, extra])
     idx = (torch.arange(len(boxes)) % n_images).float().unsqueeze(1)
     return torch.cat([idx, boxes], 1)
@@ -91,16 +105,17 @@ def test_roi_align_forward_and_backward_match_reference(out, sampling_ratio, ali
     want = reference_roi_align(feat, rois, (out, out), 0.5, sampling_ratio, aligned)
     torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10)
     grad = torch.randn_like(got)
-    g_got, = torch.autograd.grad(got, feat, grad)
-    g_want, = torch.autograd.grad(want, feat, grad)
+    (g_got,) = torch.autograd.grad(got, feat, grad)
+    (g_want,) = torch.autograd.grad(want, feat, grad)
     torch.testing.assert_close(g_got, g_want, rtol=1e-10, atol=1e-10)
 
 
 def test_roi_align_gradcheck():
     feat = torch.randn(1, 2, 6, 7, dtype=torch.float64, requires_grad=True)
     rois = torch.tensor([[0, 0.3, 0.7, 9.1, 8.2], [0, 2.2, 1.4, 5.3, 12.6]], dtype=torch.float64)
-    assert torch.autograd.gradcheck(lambda f: roi_align(f, rois, (3, 3), 0.5, 2, 'avg', True),
-                                    (feat,))
+    assert torch.autograd.gradcheck(
+        lambda f: roi_align(f, rois, (3, 3), 0.5, 2, 'avg', True), (feat,)
+    )
 
 
 def test_roi_align_float32_module():
@@ -133,11 +148,13 @@ def test_roi_align_bf16_under_autocast():
 
 def test_roi_align_max_pooling_says_what_to_do():
     with pytest.raises(ext.OperatorNotProvided, match='pool_mode="max".*MMCV_OPS=compiled'):
-        roi_align(torch.randn(1, 1, 4, 4), torch.tensor([[0., 0, 0, 3, 3]]), (2, 2), 1.0, 0,
-                  'max', True)
+        roi_align(
+            torch.randn(1, 1, 4, 4), torch.tensor([[0.0, 0, 0, 3, 3]]), (2, 2), 1.0, 0, 'max', True
+        )
 
 
 # ---- NMS ------------------------------------------------------------------------------------
+
 
 def reference_nms(boxes, scores, iou_threshold, offset):
     """Greedy NMS as mmcv's CPU kernel computes it (highest score first, drop IoU > thr)."""
@@ -148,7 +165,7 @@ def reference_nms(boxes, scores, iou_threshold, offset):
         if i in dropped:
             continue
         keep.append(i)
-        for j in order[n + 1:]:
+        for j in order[n + 1 :]:
             bi, bj = boxes[i], boxes[j]
             w = max(0.0, min(bi[2], bj[2]) - max(bi[0], bj[0]) + offset)
             h = max(0.0, min(bi[3], bj[3]) - max(bi[1], bj[1]) + offset)
@@ -166,7 +183,7 @@ def test_nms_matches_greedy_reference(offset, iou):
         n = int(torch.randint(1, 60, (1,), generator=g))
         xy = torch.rand(n, 2, generator=g) * 50
         boxes = torch.cat([xy, xy + torch.rand(n, 2, generator=g) * 30 + 1], 1).double()
-        scores = torch.randperm(n, generator=g).double() / n        # distinct scores
+        scores = torch.randperm(n, generator=g).double() / n  # distinct scores
         _, keep = nms(boxes, scores, iou, offset=offset)
         assert keep.tolist() == reference_nms(boxes.tolist(), scores.tolist(), iou, offset)
 
@@ -176,28 +193,37 @@ def test_nms_edge_cases():
     dets, keep = nms(empty, torch.zeros(0), 0.5)
     assert keep.dtype == torch.long and keep.numel() == 0 and dets.shape == (0, 5)
     # ties: both kept (no overlap); which comes first is not specified
-    boxes = torch.tensor([[0., 0, 1, 1], [5, 5, 6, 6]])
+    boxes = torch.tensor([[0.0, 0, 1, 1], [5, 5, 6, 6]])
     assert sorted(nms(boxes, torch.tensor([0.5, 0.5]), 0.5)[1].tolist()) == [0, 1]
     with torch.autocast('cpu', dtype=torch.bfloat16):
-        keep = nms(torch.tensor([[0., 0, 10, 10], [1, 1, 10, 10]]).bfloat16(),
-                   torch.tensor([0.9, 0.8]).bfloat16(), 0.5)[1]
+        keep = nms(
+            torch.tensor([[0.0, 0, 10, 10], [1, 1, 10, 10]]).bfloat16(),
+            torch.tensor([0.9, 0.8]).bfloat16(),
+            0.5,
+        )[1]
     assert keep.tolist() == [0]
 
 
 # ---- sigmoid focal loss ---------------------------------------------------------------------
 
+
 @pytest.mark.parametrize('gamma, alpha', [(2.0, 0.25), (1.5, 0.5), (0.0, 0.75)])
 def test_sigmoid_focal_loss_matches_mmdet_python_version(gamma, alpha):
     from mmdet.models.losses.focal_loss import py_sigmoid_focal_loss
+
     pred = (torch.randn(40, 5, dtype=torch.float64) * 4).requires_grad_()
-    target = torch.randint(0, 6, (40,))                  # 5 = background
+    target = torch.randint(0, 6, (40,))  # 5 = background
     onehot = torch.nn.functional.one_hot(target, 6)[:, :5]
     got = sigmoid_focal_loss(pred, target, gamma, alpha, None, 'none')
     want = py_sigmoid_focal_loss(pred, onehot, None, gamma, alpha, reduction='none')
     torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-12)
     grad = torch.rand_like(got)
-    torch.testing.assert_close(torch.autograd.grad(got, pred, grad)[0],
-                               torch.autograd.grad(want, pred, grad)[0], rtol=1e-7, atol=1e-10)
+    torch.testing.assert_close(
+        torch.autograd.grad(got, pred, grad)[0],
+        torch.autograd.grad(want, pred, grad)[0],
+        rtol=1e-7,
+        atol=1e-10,
+    )
     # mean reduction and class weights, as mmcv's op defines them
     weight = torch.rand(5, dtype=torch.float64)
     pos = torch.randint(0, 5, (40,))
@@ -218,32 +244,40 @@ def test_sigmoid_focal_loss_bf16():
 
 # ---- operators not provided -----------------------------------------------------------------
 
+
 def test_other_operators_exist_and_say_how_to_get_them():
     from mmcv.ops import DeformConv2d
+
     conv = DeformConv2d(4, 4, 3)
-    with pytest.raises(ext.OperatorNotProvided,
-                       match=r"'deform_conv_forward' is not provided.*MMCV_OPS=compiled"):
+    with pytest.raises(
+        ext.OperatorNotProvided, match=r"'deform_conv_forward' is not provided.*MMCV_OPS=compiled"
+    ):
         conv(torch.randn(1, 4, 8, 8), torch.zeros(1, 18, 6, 6))
 
 
 @pytest.mark.slow
 def test_every_name_mmcv_ops_asks_for_exists():
     """``import mmcv.ops`` asserts each name; a fresh process sees the same."""
-    code = ('import mmcv.ops, mmcv._ext as e; from mmcv.utils import collect_env; '
-            'env = collect_env(); print(env["MMCV Compiler"], "|", env["MMCV CUDA Compiler"])')
+    code = (
+        'import mmcv.ops, mmcv._ext as e; from mmcv.utils import collect_env; '
+        'env = collect_env(); print(env["MMCV Compiler"], "|", env["MMCV CUDA Compiler"])'
+    )
     out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, cwd='/')
     assert out.returncode == 0, out.stderr[-2000:]
     assert 'torchvision' in out.stdout and 'not compiled' in out.stdout
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize('code', [
-    'import mmdet.models',
-    'import mmseg.models',
-    'from mmdet.apis import DetInferencer',
-    'from mmcv.ops import batched_nms, RoIAlign; import hst_mm',
-    'import hst_mm; import mmcv.ops',
-])
+@pytest.mark.parametrize(
+    'code',
+    [
+        'import mmdet.models',
+        'import mmseg.models',
+        'from mmdet.apis import DetInferencer',
+        'from mmcv.ops import batched_nms, RoIAlign; import hst_mm',
+        'import hst_mm; import mmcv.ops',
+    ],
+)
 def test_imports_in_a_fresh_process(code):
     r = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, cwd='/')
     assert r.returncode == 0, r.stderr[-2000:]
@@ -251,12 +285,14 @@ def test_imports_in_a_fresh_process(code):
 
 # ---- against mmcv's compiled kernels, when a compiled wheel is at hand ------------------------
 
+
 def _compiled_ext():
     """mmcv's compiled ``_ext`` from a cached ``MMCV_OPS=compiled`` wheel, or None."""
     import glob
     import importlib.machinery
     import importlib.util
     import os
+
     cache = os.environ.get('HST_MM_CACHE', os.path.expanduser('~/.cache/hst_mm'))
     torch_tag = torch.__version__.replace('+', '_')
     py = f'py{sys.version_info[0]}{sys.version_info[1]}'
@@ -279,15 +315,23 @@ def _compiled_ext():
 def test_same_as_mmcv_compiled_cpu_kernels():
     compiled = _compiled_ext()
     if compiled is None:
-        pytest.skip('no MMCV_OPS=compiled wheel for this torch in the cache: '
-                    'MMCV_OPS=compiled bash tools/build_mmcv.sh builds one')
+        pytest.skip(
+            'no MMCV_OPS=compiled wheel for this torch in the cache: '
+            'MMCV_OPS=compiled bash tools/build_mmcv.sh builds one'
+        )
     feat = torch.randn(2, 3, 12, 16)
-    rois = _rois()[:-1]     # mmcv's kernel asserts on the x2 < x1 box (torchvision gives zeros)
+    rois = _rois()[:-1]  # mmcv's kernel asserts on the x2 < x1 box (torchvision gives zeros)
     for out, sr, aligned in CASES:
         mine = torch.zeros(len(rois), 3, out, out)
         theirs = torch.zeros_like(mine)
-        kw = dict(aligned_height=out, aligned_width=out, spatial_scale=0.5,
-                  sampling_ratio=sr, pool_mode=1, aligned=aligned)
+        kw = dict(
+            aligned_height=out,
+            aligned_width=out,
+            spatial_scale=0.5,
+            sampling_ratio=sr,
+            pool_mode=1,
+            aligned=aligned,
+        )
         e = torch.zeros(0)
         ext.roi_align_forward(feat, rois, mine, e, e, **kw)
         compiled.roi_align_forward(feat, rois, theirs, e, e, **kw)
@@ -303,5 +347,7 @@ def test_same_as_mmcv_compiled_cpu_kernels():
             xy = torch.rand(40, 2, generator=g) * 50
             boxes = torch.cat([xy, xy + torch.rand(40, 2, generator=g) * 30 + 1], 1)
             scores = torch.randperm(40, generator=g).float() / 40
-            assert torch.equal(ext.nms(boxes, scores, 0.5, offset),
-                               compiled.nms(boxes, scores, iou_threshold=0.5, offset=offset))
+            assert torch.equal(
+                ext.nms(boxes, scores, 0.5, offset),
+                compiled.nms(boxes, scores, iou_threshold=0.5, offset=offset),
+            )

@@ -5,20 +5,30 @@ tiny trunk in place of ViT-B, its own necks and heads) runs one loss + backward 
 ``test_step`` on a synthetic batch. What is recorded must be provided: README lists it.
 (On CUDA, mmdet's FocalLoss also calls ``sigmoid_focal_loss``; no shipped config uses it.)
 """
+
 import mmcv._ext as ext
 import numpy as np
 import pytest
 import torch
-from conftest import ROOT
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
 
-pytestmark = pytest.mark.slow       # a training and a test step of every shipped config
+from conftest import ROOT
 
-PROVIDED = ('nms', 'roi_align_forward', 'roi_align_backward', 'sigmoid_focal_loss_forward',
-            'sigmoid_focal_loss_backward')
-TINY = dict(trunk='vit_tiny_patch16_224', pretrained=None,
-            trunk_kwargs=dict(depth=4, embed_dim=32, num_heads=2))
+pytestmark = pytest.mark.slow  # a training and a test step of every shipped config
+
+PROVIDED = (
+    'nms',
+    'roi_align_forward',
+    'roi_align_backward',
+    'sigmoid_focal_loss_forward',
+    'sigmoid_focal_loss_backward',
+)
+TINY = dict(
+    trunk='vit_tiny_patch16_224',
+    pretrained=None,
+    trunk_kwargs=dict(depth=4, embed_dim=32, num_heads=2),
+)
 SIZE = 128
 
 
@@ -27,8 +37,9 @@ def calls(monkeypatch):
     seen = []
     for name in PROVIDED:
         real = getattr(ext, name)
-        monkeypatch.setattr(ext, name, lambda *a, _n=name, _f=real, **k: (seen.append(_n),
-                                                                          _f(*a, **k))[1])
+        monkeypatch.setattr(
+            ext, name, lambda *a, _n=name, _f=real, **k: (seen.append(_n), _f(*a, **k))[1]
+        )
     for name in ext.NOT_PROVIDED:
         monkeypatch.setattr(ext, name, lambda *a, _n=name, **k: seen.append(_n))
     return seen
@@ -46,7 +57,7 @@ def build(config):
         channels = [32] * 4
     if 'neck' in cfg.model:
         cfg.model.neck.in_channels = channels
-    else:                                          # UperNet: the heads read the backbone
+    else:  # UperNet: the heads read the backbone
         cfg.model.decode_head.in_channels = channels
         cfg.model.auxiliary_head.in_channels = channels[cfg.model.auxiliary_head.in_index]
     if cfg.default_scope == 'mmseg':
@@ -54,6 +65,7 @@ def build(config):
     from mmengine.registry import MODELS
 
     import hst_mm  # noqa: F401
+
     return MODELS.build(cfg.model), cfg.default_scope
 
 
@@ -61,6 +73,7 @@ def det_batch():
     from mmdet.structures import DetDataSample
     from mmdet.structures.mask import BitmapMasks
     from mmengine.structures import InstanceData
+
     rng = np.random.default_rng(0)
     inputs, samples = [], []
     for _ in range(2):
@@ -69,11 +82,19 @@ def det_batch():
         masks = np.zeros((2, SIZE, SIZE), np.uint8)
         for m, (x0, y0, x1, y1) in zip(masks, boxes.astype(int)):
             m[y0:y1, x0:x1] = 1
-        s = DetDataSample(metainfo=dict(img_shape=(SIZE, SIZE), ori_shape=(SIZE, SIZE),
-                                        scale_factor=(1.0, 1.0), pad_shape=(SIZE, SIZE)))
-        s.gt_instances = InstanceData(bboxes=torch.from_numpy(boxes),
-                                      labels=torch.tensor([1, 2]),
-                                      masks=BitmapMasks(masks, SIZE, SIZE))
+        s = DetDataSample(
+            metainfo=dict(
+                img_shape=(SIZE, SIZE),
+                ori_shape=(SIZE, SIZE),
+                scale_factor=(1.0, 1.0),
+                pad_shape=(SIZE, SIZE),
+            )
+        )
+        s.gt_instances = InstanceData(
+            bboxes=torch.from_numpy(boxes),
+            labels=torch.tensor([1, 2]),
+            masks=BitmapMasks(masks, SIZE, SIZE),
+        )
         samples.append(s)
     return {'inputs': inputs, 'data_samples': samples}
 
@@ -81,30 +102,52 @@ def det_batch():
 def seg_batch(num_classes):
     from mmengine.structures import PixelData
     from mmseg.structures import SegDataSample
+
     rng = np.random.default_rng(0)
     inputs, samples = [], []
     for _ in range(2):
         inputs.append(torch.from_numpy(rng.integers(0, 256, (3, SIZE, SIZE), dtype=np.uint8)))
-        s = SegDataSample(metainfo=dict(img_shape=(SIZE, SIZE), ori_shape=(SIZE, SIZE),
-                                        pad_shape=(SIZE, SIZE)))
-        s.gt_sem_seg = PixelData(data=torch.from_numpy(rng.integers(0, num_classes, (1, SIZE, SIZE))))
+        s = SegDataSample(
+            metainfo=dict(img_shape=(SIZE, SIZE), ori_shape=(SIZE, SIZE), pad_shape=(SIZE, SIZE))
+        )
+        s.gt_sem_seg = PixelData(
+            data=torch.from_numpy(rng.integers(0, num_classes, (1, SIZE, SIZE)))
+        )
         samples.append(s)
     return {'inputs': inputs, 'data_samples': samples}
 
 
 CONFIGS = {
-    'configs/hst/mask-rcnn_hst-vit-b_fpn_1x_coco.py': {'nms', 'roi_align_forward',
-                                                       'roi_align_backward'},
-    'configs/hst/mask-rcnn_hst-vit-b_fpn_ms-3x_coco.py': {'nms', 'roi_align_forward',
-                                                          'roi_align_backward'},
-    'configs/hst/cascade-mask-rcnn_hst-vit-b_fpn_ms-3x_coco.py': {'nms', 'roi_align_forward',
-                                                                 'roi_align_backward'},
-    'configs/baselines/mask-rcnn_vit-b-full_fpn_1x_coco.py': {'nms', 'roi_align_forward',
-                                                              'roi_align_backward'},
-    'configs/baselines/mask-rcnn_vit-b-frozen_fpn_1x_coco.py': {'nms', 'roi_align_forward',
-                                                                'roi_align_backward'},
-    'configs/toy/mask-rcnn_hst-vit-ti_fpn_toy.py': {'nms', 'roi_align_forward',
-                                                    'roi_align_backward'},
+    'configs/hst/mask-rcnn_hst-vit-b_fpn_1x_coco.py': {
+        'nms',
+        'roi_align_forward',
+        'roi_align_backward',
+    },
+    'configs/hst/mask-rcnn_hst-vit-b_fpn_ms-3x_coco.py': {
+        'nms',
+        'roi_align_forward',
+        'roi_align_backward',
+    },
+    'configs/hst/cascade-mask-rcnn_hst-vit-b_fpn_ms-3x_coco.py': {
+        'nms',
+        'roi_align_forward',
+        'roi_align_backward',
+    },
+    'configs/baselines/mask-rcnn_vit-b-full_fpn_1x_coco.py': {
+        'nms',
+        'roi_align_forward',
+        'roi_align_backward',
+    },
+    'configs/baselines/mask-rcnn_vit-b-frozen_fpn_1x_coco.py': {
+        'nms',
+        'roi_align_forward',
+        'roi_align_backward',
+    },
+    'configs/toy/mask-rcnn_hst-vit-ti_fpn_toy.py': {
+        'nms',
+        'roi_align_forward',
+        'roi_align_backward',
+    },
     'configs/hst/upernet_hst-vit-b_8xb2-160k_ade20k-512x512.py': set(),
     'configs/hst/fpn_hst-vit-b_8xb2-80k_ade20k-512x512.py': set(),
     'configs/baselines/upernet_vit-b-full_8xb2-160k_ade20k-512x512.py': set(),
@@ -120,8 +163,11 @@ def test_operators_reached(config, calls):
     model.train()
     batch = model.data_preprocessor(data, True)
     losses = model.loss(batch['inputs'], batch['data_samples'])
-    sum(v.sum() if torch.is_tensor(v) else sum(x.sum() for x in v)
-        for k, v in losses.items() if 'loss' in k).backward()
+    sum(
+        v.sum() if torch.is_tensor(v) else sum(x.sum() for x in v)
+        for k, v in losses.items()
+        if 'loss' in k
+    ).backward()
     model.eval()
     with torch.no_grad():
         model.test_step(data)

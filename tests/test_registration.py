@@ -1,5 +1,6 @@
 """HST and the baseline backbone build through mmdet's and mmseg's registries; the trunk's
 pretrained weights survive mmengine's init_weights()."""
+
 import pytest
 import torch
 
@@ -7,16 +8,20 @@ TINY = dict(trunk='vit_tiny_patch16_224', trunk_kwargs=dict(depth=4, embed_dim=3
 
 
 @pytest.mark.parametrize('scope', ['mmdet', 'mmseg'])
-@pytest.mark.parametrize('cfg', [
-    dict(type='HST', embed_dims=(16, 32, 48, 64), num_heads=(1, 2, 3, 4), **TINY),
-    dict(type='ViTPyramid', frozen=True, **TINY),
-])
+@pytest.mark.parametrize(
+    'cfg',
+    [
+        dict(type='HST', embed_dims=(16, 32, 48, 64), num_heads=(1, 2, 3, 4), **TINY),
+        dict(type='ViTPyramid', frozen=True, **TINY),
+    ],
+)
 def test_builds_from_registry(scope, cfg):
     import importlib
 
     from mmengine.registry import init_default_scope
 
     import hst_mm  # noqa: F401  what custom_imports does
+
     init_default_scope(scope)
     models = importlib.import_module(f'{scope}.registry').MODELS
     backbone = models.build(dict(cfg)).eval()
@@ -27,43 +32,66 @@ def test_builds_from_registry(scope, cfg):
 def test_hst_mm_imports_neither_framework():
     import subprocess
     import sys
-    code = ('import sys, hst_mm\n'
-            'bad = [m for m in sys.modules if m.split(".")[0] in ("mmdet", "mmseg")]\n'
-            'assert not bad, bad\n')
+
+    code = (
+        'import sys, hst_mm\n'
+        'bad = [m for m in sys.modules if m.split(".")[0] in ("mmdet", "mmseg")]\n'
+        'assert not bad, bad\n'
+    )
     subprocess.run([sys.executable, '-c', code], check=True)
 
 
-@pytest.mark.parametrize('backbone', [
-    dict(type='HST', embed_dims=(16, 32, 48, 64), num_heads=(1, 2, 3, 4), **TINY),
-    dict(type='ViTPyramid', frozen=False, **TINY),
-])
+@pytest.mark.parametrize(
+    'backbone',
+    [
+        dict(type='HST', embed_dims=(16, 32, 48, 64), num_heads=(1, 2, 3, 4), **TINY),
+        dict(type='ViTPyramid', frozen=False, **TINY),
+    ],
+)
 def test_pretrained_survives_init_weights(backbone, saved_tiny_vit):
     """mmengine's init_weights() must not re-randomise the trunk (timm's ViT.init_weights)."""
     from mmdet.registry import MODELS
     from mmengine.registry import init_default_scope
 
     import hst_mm  # noqa: F401
+
     init_default_scope('mmdet')
     path, vit = saved_tiny_vit
-    detector = MODELS.build(dict(
-        type='RetinaNet',
-        data_preprocessor=dict(type='DetDataPreprocessor'),
-        backbone=dict(backbone, pretrained=path),
-        neck=dict(type='FPN', in_channels=[16, 32, 48, 64] if backbone['type'] == 'HST'
-                  else [32] * 4, out_channels=16, num_outs=4),
-        bbox_head=dict(type='RetinaHead', num_classes=3, in_channels=16, feat_channels=16,
-                       anchor_generator=dict(type='AnchorGenerator', octave_base_scale=4,
-                                             scales_per_octave=1, ratios=[1.0],
-                                             strides=[4, 8, 16, 32]),
-                       bbox_coder=dict(type='DeltaXYWHBBoxCoder'),
-                       loss_cls=dict(type='FocalLoss', use_sigmoid=True),
-                       loss_bbox=dict(type='L1Loss'))))
+    detector = MODELS.build(
+        dict(
+            type='RetinaNet',
+            data_preprocessor=dict(type='DetDataPreprocessor'),
+            backbone=dict(backbone, pretrained=path),
+            neck=dict(
+                type='FPN',
+                in_channels=[16, 32, 48, 64] if backbone['type'] == 'HST' else [32] * 4,
+                out_channels=16,
+                num_outs=4,
+            ),
+            bbox_head=dict(
+                type='RetinaHead',
+                num_classes=3,
+                in_channels=16,
+                feat_channels=16,
+                anchor_generator=dict(
+                    type='AnchorGenerator',
+                    octave_base_scale=4,
+                    scales_per_octave=1,
+                    ratios=[1.0],
+                    strides=[4, 8, 16, 32],
+                ),
+                bbox_coder=dict(type='DeltaXYWHBBoxCoder'),
+                loss_cls=dict(type='FocalLoss', use_sigmoid=True),
+                loss_bbox=dict(type='L1Loss'),
+            ),
+        )
+    )
     trunk = detector.backbone.trunk.vit if backbone['type'] == 'HST' else detector.backbone.vit
     ref = vit.state_dict()
     assert not torch.equal(trunk.blocks[0].attn.qkv.weight, ref['blocks.0.attn.qkv.weight'])
     detector.init_weights()
     for k, v in trunk.state_dict().items():
         assert torch.equal(v, ref[k]), f'{k} differs from the pretrained file after init_weights()'
-    if backbone['type'] == 'HST':       # freezing survives too
+    if backbone['type'] == 'HST':  # freezing survives too
         assert not trunk.blocks[0].attn.qkv.weight.requires_grad
         assert trunk.blocks[0].norm1.weight.requires_grad

@@ -5,6 +5,7 @@ Toy UperNet (IterBasedTrainLoop, InfiniteSampler), 3 iterations, checkpoints eve
 runs are subprocesses of tools/train.py, two at a time to save wall time, each with one
 thread: two cores are not oversubscribed, and every run sums in the same order.
 """
+
 import os
 import shutil
 import signal
@@ -14,26 +15,51 @@ import time
 
 import pytest
 import torch
-from tool_runner import ROOT, VENV_BIN, ensure_toy_data, logged_steps
 
 import hst_mm  # noqa: F401  allow-lists mmengine checkpoints for weights_only loading
 
-pytestmark = pytest.mark.slow       # subprocess training through the tools
+from tool_runner import ROOT, VENV_BIN, ensure_toy_data, logged_steps
+
+pytestmark = pytest.mark.slow  # subprocess training through the tools
 
 CONFIG = 'configs/toy/upernet_hst-vit-ti_toy.py'
-OPTS = ['train_cfg.max_iters=3', 'default_hooks.logger.interval=1',
-        'default_hooks.checkpoint.interval=2', 'train_cfg.val_begin=1000',
-        'randomness.seed=0', 'randomness.deterministic=True']
+OPTS = [
+    'train_cfg.max_iters=3',
+    'default_hooks.logger.interval=1',
+    'default_hooks.checkpoint.interval=2',
+    'train_cfg.val_begin=1000',
+    'randomness.seed=0',
+    'randomness.deterministic=True',
+]
 
 
 def start(work_dir, *args, opts=()):
     """Start tools/train.py in the background; its output goes to work_dir.log."""
-    env = dict(os.environ, PYTHONUNBUFFERED='1', OMP_NUM_THREADS='1', MKL_NUM_THREADS='1',
-               PATH=f'{VENV_BIN}{os.pathsep}{os.environ.get("PATH", "")}')
+    env = dict(
+        os.environ,
+        PYTHONUNBUFFERED='1',
+        OMP_NUM_THREADS='1',
+        MKL_NUM_THREADS='1',
+        PATH=f'{VENV_BIN}{os.pathsep}{os.environ.get("PATH", "")}',
+    )
     log = open(f'{work_dir}.log', 'w')
     return subprocess.Popen(
-        [sys.executable, 'tools/train.py', CONFIG, '--work-dir', str(work_dir), *args,
-         '--cfg-options', *OPTS, *opts], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        [
+            sys.executable,
+            'tools/train.py',
+            CONFIG,
+            '--work-dir',
+            str(work_dir),
+            *args,
+            '--cfg-options',
+            *OPTS,
+            *opts,
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
 
 
 def finish(proc, work_dir, timeout=600):
@@ -63,16 +89,26 @@ def runs(tmp_path_factory):
         time.sleep(0.1)
     p_crash.send_signal(signal.SIGKILL)
     killed_rc, _ = finish(p_crash, crashed)
-    assert pointer.read_text() == str(crashed / 'iter_2.pth')      # killed in iteration 3 or 4
+    assert pointer.read_text() == str(crashed / 'iter_2.pth')  # killed in iteration 3 or 4
     # The NaN run continues the crashed run's checkpoint in a work dir of its own.
     nan.mkdir()
     shutil.copy(crashed / 'iter_2.pth', nan / 'iter_2.pth')
     (nan / 'last_checkpoint').write_text(str(nan / 'iter_2.pth'))
     p_resume = start(crashed, '--resume')
-    p_nan = start(nan, '--resume', opts=['default_hooks.checkpoint.interval=1',
-                                         'model.decode_head.loss_decode.loss_weight=nan'])
-    results = dict(killed_rc=killed_rc, whole=finish(p_whole, whole),
-                   resumed=finish(p_resume, crashed), nan=finish(p_nan, nan))
+    p_nan = start(
+        nan,
+        '--resume',
+        opts=[
+            'default_hooks.checkpoint.interval=1',
+            'model.decode_head.loss_decode.loss_weight=nan',
+        ],
+    )
+    results = dict(
+        killed_rc=killed_rc,
+        whole=finish(p_whole, whole),
+        resumed=finish(p_resume, crashed),
+        nan=finish(p_nan, nan),
+    )
     return tmp, results
 
 
@@ -82,7 +118,7 @@ def test_sigkilled_run_resumes_to_the_same_weights(runs):
     for name in ('whole', 'resumed'):
         assert res[name][0] == 0, res[name][1][-3000:]
     assert 'Advance dataloader 2 steps' in res['resumed'][1]
-    assert logged_steps(tmp / 'crashed') == [3]             # continued after iteration 2
+    assert logged_steps(tmp / 'crashed') == [3]  # continued after iteration 2
     a, b = load(tmp / 'whole' / 'iter_3.pth'), load(tmp / 'crashed' / 'iter_3.pth')
     assert a['meta']['iter'] == b['meta']['iter'] == 3
     # bit-identical weights, optimizer state (AdamW moments and step counts) and schedulers
@@ -103,9 +139,9 @@ def test_nan_loss_stops_training_and_keeps_the_last_checkpoint(runs):
     rc, out = res['nan']
     assert rc != 0
     assert 'loss is nan at iteration 3' in out and 'decode.loss_ce=nan' in out, out[-3000:]
-    assert str(tmp / 'nan' / 'iter_2.pth') in out           # names the checkpoint to resume
-    assert f"load_from={tmp / 'nan' / 'iter_2.pth'}" in out  # and how to change the lr
-    assert 'Traceback' not in out                           # a diagnosis, not a crash
+    assert str(tmp / 'nan' / 'iter_2.pth') in out  # names the checkpoint to resume
+    assert f'load_from={tmp / "nan" / "iter_2.pth"}' in out  # and how to change the lr
+    assert 'Traceback' not in out  # a diagnosis, not a crash
     nan = tmp / 'nan'
     logs = list(nan.glob('*/*.log'))
     assert logs and 'loss is nan at iteration 3' in logs[0].read_text()
@@ -120,8 +156,11 @@ def test_nan_loss_stops_training_and_keeps_the_last_checkpoint(runs):
 
 def _logged_seed(log):
     """The seed mmengine reports in its 'Runtime environment' section."""
-    seeds = [line.split('seed:')[1].split()[0] for line in log.splitlines()
-             if line.strip().startswith('seed:')]
+    seeds = [
+        line.split('seed:')[1].split()[0]
+        for line in log.splitlines()
+        if line.strip().startswith('seed:')
+    ]
     assert seeds, log[-2000:]
     return int(seeds[0])
 
@@ -133,14 +172,29 @@ def test_resume_without_a_seed_keeps_the_runs_seed(tmp_path):
     ensure_toy_data()
     work = tmp_path / 'noseed'
     no_seed = [o for o in OPTS if not o.startswith('randomness.')]
-    env = dict(os.environ, OMP_NUM_THREADS='1',
-               PATH=f'{VENV_BIN}{os.pathsep}{os.environ.get("PATH", "")}')
+    env = dict(
+        os.environ, OMP_NUM_THREADS='1', PATH=f'{VENV_BIN}{os.pathsep}{os.environ.get("PATH", "")}'
+    )
     logs = []
     for extra, iters in (([], 2), (['--resume'], 3)):
         proc = subprocess.run(
-            [sys.executable, 'tools/train.py', CONFIG, '--work-dir', str(work), *extra,
-             '--cfg-options', *no_seed, f'train_cfg.max_iters={iters}'],
-            cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+            [
+                sys.executable,
+                'tools/train.py',
+                CONFIG,
+                '--work-dir',
+                str(work),
+                *extra,
+                '--cfg-options',
+                *no_seed,
+                f'train_cfg.max_iters={iters}',
+            ],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
         assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
         logs.append(proc.stdout + proc.stderr)
     first, resumed = map(_logged_seed, logs)

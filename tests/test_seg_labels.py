@@ -2,6 +2,7 @@
 the values, through the shipped configs' pipelines as mmseg builds them (without it mmseg
 loads such a map silently and training fails inside the loss: ``IndexError: Target 8 is out
 of bounds``)."""
+
 import glob
 
 import cv2
@@ -17,8 +18,14 @@ from tool_runner import ROOT
 
 TOY_SEG = ROOT / 'configs/toy/upernet_hst-vit-ti_toy.py'
 SEG_CONFIGS = sorted(
-    [p for d in ('hst', 'baselines') for p in glob.glob(str(ROOT / 'configs' / d / '*.py'))
-     if '/upernet_' in p or '/fpn_' in p] + [str(TOY_SEG)])
+    [
+        p
+        for d in ('hst', 'baselines')
+        for p in glob.glob(str(ROOT / 'configs' / d / '*.py'))
+        if '/upernet_' in p or '/fpn_' in p
+    ]
+    + [str(TOY_SEG)]
+)
 
 
 @pytest.fixture(scope='module')
@@ -50,6 +57,7 @@ def _toy_label(value=None):
 
 def _dataset(cfg, split, root):
     from mmseg.registry import DATASETS
+
     ds_cfg = cfg[f'{split}_dataloader'].dataset.copy()
     ds_cfg.update(data_root=str(root))
     return DATASETS.build(ds_cfg)
@@ -64,8 +72,10 @@ def test_out_of_range_label_names_the_file(toy_cfg, tmp_path, split):
     with pytest.raises(ValueError) as e:
         ds[0]
     msg = str(e.value)
-    assert msg.startswith(f'{path}: label values 8 (16 pixels) are outside the 4 classes '
-                          f'(valid: 0-3, and 255 for ignored pixels)'), msg
+    assert msg.startswith(
+        f'{path}: label values 8 (16 pixels) are outside the 4 classes '
+        f'(valid: 0-3, and 255 for ignored pixels)'
+    ), msg
     assert 'reduce_zero_label, so the file holds 9' in msg
 
 
@@ -84,7 +94,8 @@ def test_without_the_check_mmseg_loads_the_map_silently(toy_cfg, tmp_path):
     _ade_layout(tmp_path, _toy_label(9))
     cfg = toy_cfg.copy()
     cfg.test_dataloader.dataset.pipeline = [
-        t for t in cfg.test_dataloader.dataset.pipeline if t.type != 'CheckSegLabels']
+        t for t in cfg.test_dataloader.dataset.pipeline if t.type != 'CheckSegLabels'
+    ]
     sample = _dataset(cfg, 'test', tmp_path)[0]
     assert 8 in sample['data_samples'].gt_sem_seg.data
 
@@ -104,30 +115,36 @@ def test_shipped_configs_check_right_after_loading(config):
     groups = cfg.tta_pipeline[1].transforms
     at = [g[0].type for g in groups].index('LoadAnnotations')
     assert groups[at + 1] == [dict(type='CheckSegLabels', num_classes=150)]
-    if 'toy' not in config:                         # the toy config has its own pipelines
+    if 'toy' not in config:  # the toy config has its own pipelines
         import mmseg
+
         ade = Config.fromfile(f'{mmseg.__path__[0]}/.mim/configs/_base_/datasets/ade20k.py')
         unchecked = lambda p: [t for t in p if t.type != 'CheckSegLabels']  # noqa: E731
         assert unchecked(cfg.train_dataloader.dataset.pipeline) == ade.train_pipeline
         assert unchecked(cfg.test_dataloader.dataset.pipeline) == ade.test_pipeline
-        assert [g for g in groups if g[0].type != 'CheckSegLabels'] == \
-            ade.tta_pipeline[1].transforms
+        assert [g for g in groups if g[0].type != 'CheckSegLabels'] == ade.tta_pipeline[
+            1
+        ].transforms
 
 
 def test_registered_for_mmseg_without_importing_it():
     from mmseg.registry import TRANSFORMS as MMSEG_TRANSFORMS
+
     assert TRANSFORMS.get('CheckSegLabels') is CheckSegLabels
     init_default_scope('mmseg')
     step = MMSEG_TRANSFORMS.build(dict(type='CheckSegLabels', num_classes=3))
     assert repr(step) == 'CheckSegLabels(num_classes=3, ignore_index=255)'
 
 
-@pytest.mark.parametrize('seg, ok', [
-    (np.array([[0, 2], [255, 1]], np.uint8), True),
-    (np.array([[0, 3]], np.uint8), False),
-    (np.array([[-1, 0]], np.int64), False),
-    (np.array([[254, 0]], np.uint8), False),
-])
+@pytest.mark.parametrize(
+    'seg, ok',
+    [
+        (np.array([[0, 2], [255, 1]], np.uint8), True),
+        (np.array([[0, 3]], np.uint8), False),
+        (np.array([[-1, 0]], np.int64), False),
+        (np.array([[254, 0]], np.uint8), False),
+    ],
+)
 def test_values_checked(seg, ok):
     check = CheckSegLabels(num_classes=3)
     results = dict(gt_seg_map=seg, seg_map_path='x.png', reduce_zero_label=False)
@@ -151,6 +168,7 @@ def test_tools_report_one_line_also_from_a_loader_worker():
     from torch._utils import ExceptionWrapper
 
     from hst_mm.engine.errors import user_error_message
+
     check = CheckSegLabels(num_classes=3)
     bad = dict(gt_seg_map=np.array([[7]], np.uint8), seg_map_path='ann/x.png')
     with pytest.raises(ValueError) as direct:
@@ -173,11 +191,21 @@ def test_train_stops_with_one_error_line(tmp_path):
     """tools/train.py on a data set with a bad label map: exit 1, one ``error:`` line naming
     the file, no traceback."""
     from tool_runner import ensure_toy_data, run
+
     ensure_toy_data()
     ann = _ade_layout(tmp_path / 'data', _toy_label(9))
-    proc = run(['tools/train.py', TOY_SEG, '--work-dir', tmp_path / 'work', '--cfg-options',
-                f'train_dataloader.dataset.data_root={tmp_path / "data"}',
-                'train_cfg.max_iters=1'], check=False)
+    proc = run(
+        [
+            'tools/train.py',
+            TOY_SEG,
+            '--work-dir',
+            tmp_path / 'work',
+            '--cfg-options',
+            f'train_dataloader.dataset.data_root={tmp_path / "data"}',
+            'train_cfg.max_iters=1',
+        ],
+        check=False,
+    )
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert 'Traceback' not in proc.stderr, proc.stderr[-3000:]
     last = proc.stderr.strip().splitlines()[-1]

@@ -1,25 +1,31 @@
 """Detection through the real tools on the toy COCO set: train, checkpoint, resume, test, mim."""
+
 import pytest
 import torch
+
 from tool_runner import ensure_toy_data, logged_steps, run
 
-pytestmark = pytest.mark.slow       # subprocess training through the tools
+pytestmark = pytest.mark.slow  # subprocess training through the tools
 
 CONFIG = 'configs/toy/mask-rcnn_hst-vit-ti_fpn_toy.py'
-SHORT = ['default_hooks.logger.interval=1', 'default_hooks.checkpoint.interval=2',
-         'train_cfg.val_interval=1000']
+SHORT = [
+    'default_hooks.logger.interval=1',
+    'default_hooks.checkpoint.interval=2',
+    'train_cfg.val_interval=1000',
+]
 
 
 @pytest.fixture(scope='module')
 def trained(toy_det_run):
     """The session's toy detector run and its iteration-2 checkpoint as first saved."""
-    return toy_det_run, torch.load(toy_det_run / 'iter_2.pth', map_location='cpu',
-                                   weights_only=False)
+    return toy_det_run, torch.load(
+        toy_det_run / 'iter_2.pth', map_location='cpu', weights_only=False
+    )
 
 
 def test_checkpoint_and_resume_continue_at_saved_iteration(trained):
     work_dir, first = trained
-    assert logged_steps(work_dir) == [3, 4]          # resumed run starts after iteration 2
+    assert logged_steps(work_dir) == [3, 4]  # resumed run starts after iteration 2
     last = torch.load(work_dir / 'iter_4.pth', map_location='cpu', weights_only=False)
     assert first['meta']['iter'] == 2 and last['meta']['iter'] == 4
     # optimizer state carried over: AdamW step counts continue from 2
@@ -27,10 +33,13 @@ def test_checkpoint_and_resume_continue_at_saved_iteration(trained):
     assert steps and all(float(s) == 4 for s in steps)
     # the frozen trunk did not move, the trainable parts did
     a, b = first['state_dict'], last['state_dict']
-    assert torch.equal(a['backbone.trunk.vit.blocks.0.attn.qkv.weight'],
-                       b['backbone.trunk.vit.blocks.0.attn.qkv.weight'])
-    assert not torch.equal(a['backbone.side.blocks.0.attn.q.weight'],
-                           b['backbone.side.blocks.0.attn.q.weight'])
+    assert torch.equal(
+        a['backbone.trunk.vit.blocks.0.attn.qkv.weight'],
+        b['backbone.trunk.vit.blocks.0.attn.qkv.weight'],
+    )
+    assert not torch.equal(
+        a['backbone.side.blocks.0.attn.q.weight'], b['backbone.side.blocks.0.attn.q.weight']
+    )
     # no optimizer state for frozen trunk weights
     assert len(last['optimizer']['state']) == sum(1 for p in _trainable_names(b))
 
@@ -47,8 +56,17 @@ def _trainable_names(state_dict):
 
 def test_test_tool_evaluates_bbox_and_segm(trained):
     work_dir, _ = trained
-    proc = run(['tools/test.py', CONFIG, work_dir / 'iter_4.pth',
-                '--work-dir', work_dir / 'test', '--out', work_dir / 'preds.pkl'])
+    proc = run(
+        [
+            'tools/test.py',
+            CONFIG,
+            work_dir / 'iter_4.pth',
+            '--work-dir',
+            work_dir / 'test',
+            '--out',
+            work_dir / 'preds.pkl',
+        ]
+    )
     out = proc.stdout + proc.stderr
     assert 'coco/bbox_mAP' in out and 'coco/segm_mAP' in out, out[-3000:]
     assert (work_dir / 'preds.pkl').is_file()
@@ -56,6 +74,17 @@ def test_test_tool_evaluates_bbox_and_segm(trained):
 
 def test_mim_train_mmdet(tmp_path):
     ensure_toy_data()
-    run(['mim', 'train', 'mmdet', CONFIG, '--work-dir', tmp_path,
-         '--cfg-options', 'train_cfg.max_iters=1', *SHORT])
+    run(
+        [
+            'mim',
+            'train',
+            'mmdet',
+            CONFIG,
+            '--work-dir',
+            tmp_path,
+            '--cfg-options',
+            'train_cfg.max_iters=1',
+            *SHORT,
+        ]
+    )
     assert logged_steps(tmp_path) == [1]

@@ -1,13 +1,18 @@
 """Segmentation through the real tools on the toy ADE20K-layout set."""
+
 import pytest
 import torch
+
 from tool_runner import ensure_toy_data, logged_steps, run
 
-pytestmark = pytest.mark.slow       # subprocess training through the tools
+pytestmark = pytest.mark.slow  # subprocess training through the tools
 
 CONFIG = 'configs/toy/upernet_hst-vit-ti_toy.py'
-SHORT = ['default_hooks.logger.interval=1', 'default_hooks.checkpoint.interval=2',
-         'train_cfg.val_interval=1000']
+SHORT = [
+    'default_hooks.logger.interval=1',
+    'default_hooks.checkpoint.interval=2',
+    'train_cfg.val_interval=1000',
+]
 
 
 @pytest.fixture(scope='module')
@@ -29,6 +34,17 @@ def test_test_tool_evaluates_miou(trained):
 
 def test_mim_train_mmseg(tmp_path):
     ensure_toy_data()
-    run(['mim', 'train', 'mmseg', CONFIG, '--work-dir', tmp_path,
-         '--cfg-options', 'train_cfg.max_iters=1', *SHORT])
+    run(
+        [
+            'mim',
+            'train',
+            'mmseg',
+            CONFIG,
+            '--work-dir',
+            tmp_path,
+            '--cfg-options',
+            'train_cfg.max_iters=1',
+            *SHORT,
+        ]
+    )
     assert logged_steps(tmp_path) == [1]

@@ -1,4 +1,5 @@
 """Tests for hst_mm.toy_data and tools/make_toy_data.py (toy COCO + ADE20K-style sets)."""
+
 import hashlib
 import json
 import os
@@ -25,8 +26,9 @@ def _make(out, seed=0, **kw):
 def _files(root):
     """{relative path: bytes} for every file under root."""
     root = Path(root)
-    return {str(p.relative_to(root)): p.read_bytes()
-            for p in sorted(root.rglob('*')) if p.is_file()}
+    return {
+        str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob('*')) if p.is_file()
+    }
 
 
 @pytest.fixture(scope='module')
@@ -57,8 +59,7 @@ def test_layout(data):
     # The marker: who wrote the folder, and every file under coco/ and ade/ with its hash.
     assert meta['generator'] == 'hst_mm.toy_data' and meta['complete'] is True
     tree = _tree(root)
-    assert meta['files'] == {rel: h for rel, h in tree.items()
-                             if h != 'dir' and rel != 'meta.json'}
+    assert meta['files'] == {rel: h for rel, h in tree.items() if h != 'dir' and rel != 'meta.json'}
     for split, n in (('train', N_TRAIN), ('val', N_VAL)):
         assert len(list(data[f'coco_{split}_img'].glob('*.png'))) == n
         assert data[f'coco_{split}_ann'].is_file()
@@ -76,19 +77,25 @@ def test_determinism(tmp_path, data):
     assert a == b  # images, label PNGs, annotation JSON, meta: all identical
     c = _files(_make(tmp_path / 'c', seed=1)['root'])
     assert a.keys() == c.keys()
-    for key in ('coco/annotations/instances_train.json',
-                'ade/annotations/training/000001.png',
-                'coco/train/000001.png'):
+    for key in (
+        'coco/annotations/instances_train.json',
+        'ade/annotations/training/000001.png',
+        'coco/train/000001.png',
+    ):
         assert a[key] != c[key]
 
 
 def test_coco_annotations(data):
     from pycocotools.coco import COCO
+
     for split, n in (('train', N_TRAIN), ('val', N_VAL)):
         coco = COCO(str(data[f'coco_{split}_ann']))
         cats = coco.loadCats(coco.getCatIds())
-        assert [(c['id'], c['name']) for c in cats] == \
-            [(1, 'circle'), (2, 'square'), (3, 'triangle')]
+        assert [(c['id'], c['name']) for c in cats] == [
+            (1, 'circle'),
+            (2, 'square'),
+            (3, 'triangle'),
+        ]
         assert len(coco.getImgIds()) == n
         anns = coco.loadAnns(coco.getAnnIds())
         assert len({a['id'] for a in anns}) == len(anns) >= n
@@ -105,8 +112,7 @@ def test_coco_annotations(data):
             xy = np.array(poly[0]).reshape(-1, 2)
             x, y, w, h = a['bbox']
             # bbox is the polygon's extent
-            assert np.allclose([x, y, x + w, y + h],
-                               [*xy.min(0), *xy.max(0)], atol=0.02)
+            assert np.allclose([x, y, x + w, y + h], [*xy.min(0), *xy.max(0)], atol=0.02)
             mask = coco.annToMask(a)
             area = mask.sum()
             assert abs(area - a['area']) <= 0.04 * a['area'] + 2
@@ -117,19 +123,18 @@ def test_coco_annotations(data):
             assert np.allclose(extent, [x, y, x + w, y + h], atol=1.5)
         # instances do not overlap
         for img_id in coco.getImgIds():
-            masks = [coco.annToMask(a)
-                     for a in coco.loadAnns(coco.getAnnIds(imgIds=img_id))]
+            masks = [coco.annToMask(a) for a in coco.loadAnns(coco.getAnnIds(imgIds=img_id))]
             assert np.sum(masks, 0).max() <= 1
 
 
 def test_seg_labels(data):
     import cv2
+
     counts = np.zeros(256, np.int64)
     for split in ('train', 'val'):
         for img_path in sorted(data[f'ade_{split}_img'].glob('*.png')):
             img = cv2.imread(str(img_path), cv2.IMREAD_UNCHANGED)
-            lab = cv2.imread(str(data[f'ade_{split}_ann'] / img_path.name),
-                             cv2.IMREAD_UNCHANGED)
+            lab = cv2.imread(str(data[f'ade_{split}_ann'] / img_path.name), cv2.IMREAD_UNCHANGED)
             assert img.shape == (128, 128, 3) and img.dtype == np.uint8
             assert lab.shape == img.shape[:2] and lab.dtype == np.uint8
             assert set(np.unique(lab)) <= {0, 1, 2, 3, 4}
@@ -147,8 +152,7 @@ def test_constants():
 
 
 def _mtimes(root):
-    return {p: p.stat().st_mtime_ns for p in Path(root).rglob('*')
-            if p.is_file()}
+    return {p: p.stat().st_mtime_ns for p in Path(root).rglob('*') if p.is_file()}
 
 
 def _age(root):
@@ -266,8 +270,11 @@ def test_unrelated_content_left_alone(tmp_path):
         assert _make(out, **kw)['generated']
         after = _tree(out)
         assert {k: after.get(k) for k in before} == before
-        assert {k.split('/')[0] for k in after} - {k.split('/')[0] for k in before} \
-            == {'coco', 'ade', 'meta.json'}
+        assert {k.split('/')[0] for k in after} - {k.split('/')[0] for k in before} == {
+            'coco',
+            'ade',
+            'meta.json',
+        }
 
 
 def test_interrupted_run_is_cleaned_up(tmp_path, monkeypatch):
@@ -292,8 +299,12 @@ def test_output_from_before_the_marker(tmp_path):
     coco/ and ade/ are exactly what its parameters produce."""
     out = tmp_path / 'toy'
     _make(out)
-    legacy = json.dumps(dict(version=1, seed=0, num_train=N_TRAIN, num_val=N_VAL,
-                             image_size=128), indent=2) + '\n'
+    legacy = (
+        json.dumps(
+            dict(version=1, seed=0, num_train=N_TRAIN, num_val=N_VAL, image_size=128), indent=2
+        )
+        + '\n'
+    )
     (out / 'meta.json').write_text(legacy)
     _age(out)
     data_before = {p: t for p, t in _mtimes(out).items() if p.name != 'meta.json'}
@@ -312,8 +323,18 @@ def test_output_from_before_the_marker(tmp_path):
 
 def test_cli(tmp_path):
     out = tmp_path / 'cli'
-    args = [sys.executable, str(SCRIPT), '--out', str(out), '--seed', '3',
-            '--num-train', '2', '--num-val', '1']
+    args = [
+        sys.executable,
+        str(SCRIPT),
+        '--out',
+        str(out),
+        '--seed',
+        '3',
+        '--num-train',
+        '2',
+        '--num-val',
+        '1',
+    ]
     r = subprocess.run(args, capture_output=True, text=True, cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert 'wrote' in r.stdout
@@ -329,13 +350,17 @@ def test_default_out_is_repo_relative():
 
 def test_mmdet_coco_dataset(data):
     from mmdet.datasets import CocoDataset
+
     for split, n in (('train', N_TRAIN), ('val', N_VAL)):
         ds = CocoDataset(
             data_root=str(data['coco_root']),
             ann_file=f'annotations/instances_{split}.json',
             data_prefix=dict(img=f'{split}/'),
             metainfo=dict(classes=toy.COCO_CLASSES),
-            filter_cfg=None, pipeline=[], test_mode=split == 'val')
+            filter_cfg=None,
+            pipeline=[],
+            test_mode=split == 'val',
+        )
         assert len(ds) == n
         info = ds.get_data_info(0)
         assert os.path.isfile(info['img_path'])
@@ -347,14 +372,17 @@ def test_mmdet_coco_dataset(data):
 
 def test_mmseg_dataset(data):
     from mmseg.datasets import BaseSegDataset
+
     for split, n in (('training', N_TRAIN), ('validation', N_VAL)):
         ds = BaseSegDataset(
             data_root=str(data['ade_root']),
-            data_prefix=dict(img_path=f'images/{split}',
-                             seg_map_path=f'annotations/{split}'),
-            img_suffix='.png', seg_map_suffix='.png',
+            data_prefix=dict(img_path=f'images/{split}', seg_map_path=f'annotations/{split}'),
+            img_suffix='.png',
+            seg_map_suffix='.png',
             reduce_zero_label=True,
-            metainfo=dict(classes=toy.SEG_CLASSES), pipeline=[])
+            metainfo=dict(classes=toy.SEG_CLASSES),
+            pipeline=[],
+        )
         assert len(ds) == n
         info = ds.get_data_info(0)
         assert os.path.isfile(info['img_path'])

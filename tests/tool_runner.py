@@ -1,4 +1,5 @@
 """Run the project's command-line tools as a user would: subprocesses from the repo root."""
+
 import glob
 import json
 import os
@@ -15,14 +16,22 @@ def run(args, timeout=900, env=None, check=True):
 
     Returns the CompletedProcess; on failure the assertion shows the end of its output.
     """
-    cmd = [sys.executable, *map(str, args)] if str(args[0]).endswith('.py') else list(map(str, args))
-    full_env = dict(os.environ, PATH=f'{VENV_BIN}{os.pathsep}{os.environ.get("PATH", "")}',
-                    PYTHONUNBUFFERED='1', **(env or {}))
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout,
-                          env=full_env)
+    cmd = (
+        [sys.executable, *map(str, args)] if str(args[0]).endswith('.py') else list(map(str, args))
+    )
+    full_env = dict(
+        os.environ,
+        PATH=f'{VENV_BIN}{os.pathsep}{os.environ.get("PATH", "")}',
+        PYTHONUNBUFFERED='1',
+        **(env or {}),
+    )
+    proc = subprocess.run(
+        cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout, env=full_env
+    )
     if check:
-        assert proc.returncode == 0, (f'{" ".join(cmd)} exited {proc.returncode}:\n'
-                                      + (proc.stdout + proc.stderr)[-6000:])
+        assert proc.returncode == 0, (
+            f'{" ".join(cmd)} exited {proc.returncode}:\n' + (proc.stdout + proc.stderr)[-6000:]
+        )
     return proc
 
 

@@ -6,6 +6,7 @@ visualizers.
 The config's ``default_scope`` decides: mmdet configs draw boxes and masks, mmseg configs
 overlay the segmentation.
 """
+
 import argparse
 import os
 import os.path as osp
@@ -15,11 +16,11 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from 
 
 import mmcv  # noqa: E402
 from mmengine.config import Config  # noqa: E402
+from mmengine.runner.checkpoint import _load_checkpoint  # noqa: E402
 
 import hst_mm  # noqa: E402,F401  registers HST, allow-lists checkpoint types
-from hst_mm.engine.hooks.checkpoint_fit import check_checkpoint_fits  # noqa: E402
 from hst_mm.engine.errors import user_error_message  # noqa: E402
-from mmengine.runner.checkpoint import _load_checkpoint  # noqa: E402
+from hst_mm.engine.hooks.checkpoint_fit import check_checkpoint_fits  # noqa: E402
 
 
 def refuse_unfitting(init, config: str, checkpoint: str) -> None:
@@ -33,19 +34,27 @@ def draw_detection(image, config, checkpoint, out, score_thr=0.3, device='cpu'):
     """Boxes and masks of an mmdet model on ``image`` -> ``out``; returns the DetDataSample."""
     from mmdet.apis import inference_detector, init_detector
     from mmdet.registry import VISUALIZERS
+
     refuse_unfitting(init_detector, config, checkpoint)
     model = init_detector(config, checkpoint, device=device)
     result = inference_detector(model, image)
     visualizer = VISUALIZERS.build(dict(model.cfg.visualizer, name='hst_mm_demo_det'))
     visualizer.dataset_meta = model.dataset_meta
-    visualizer.add_datasample('prediction', mmcv.imread(image, channel_order='rgb'), result,
-                              draw_gt=False, pred_score_thr=score_thr, out_file=out)
+    visualizer.add_datasample(
+        'prediction',
+        mmcv.imread(image, channel_order='rgb'),
+        result,
+        draw_gt=False,
+        pred_score_thr=score_thr,
+        out_file=out,
+    )
     return result
 
 
 def draw_segmentation(image, config, checkpoint, out, device='cpu'):
     """Segmentation overlay of an mmseg model on ``image`` -> ``out``; returns the SegDataSample."""
     from mmseg.apis import inference_model, init_model, show_result_pyplot
+
     refuse_unfitting(init_model, config, checkpoint)
     model = init_model(config, checkpoint, device=device)
     result = inference_model(model, image)
@@ -62,8 +71,11 @@ def main(argv=None):
     parser.add_argument('--score-thr', type=float, default=0.3, help='detection score threshold')
     parser.add_argument('--device', default='cpu')
     args = parser.parse_args(argv)
-    for path, what in ((args.image, 'image'), (args.config, 'config file'),
-                       (args.checkpoint, 'checkpoint')):
+    for path, what in (
+        (args.image, 'image'),
+        (args.config, 'config file'),
+        (args.checkpoint, 'checkpoint'),
+    ):
         if not osp.isfile(path):
             raise FileNotFoundError(f'{what} not found: {path}')
     os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
@@ -74,8 +86,9 @@ def main(argv=None):
         if scope == 'mmseg':
             draw_segmentation(args.image, args.config, args.checkpoint, args.out, args.device)
         else:
-            draw_detection(args.image, args.config, args.checkpoint, args.out, args.score_thr,
-                           args.device)
+            draw_detection(
+                args.image, args.config, args.checkpoint, args.out, args.score_thr, args.device
+            )
     except Exception as e:
         message = user_error_message(e, args.checkpoint)
         if message is None:

@@ -31,6 +31,7 @@ Usage::
 Writes every number to ``--out`` (JSON, default ``work_dirs/gpu_check.json``; rewritten
 after each part) and exits 1 if any part failed, 2 on a usage error.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -61,38 +62,66 @@ PARTS = ('parity', 'train', 'benchmark')
 
 # task -> (mode -> config), with the full-size input side and batch of each task.
 TRAIN_CONFIGS = {
-    'detection': {'hst': 'configs/hst/mask-rcnn_hst-vit-b_fpn_1x_coco.py',
-                  'full': 'configs/baselines/mask-rcnn_vit-b-full_fpn_1x_coco.py'},
-    'segmentation': {'hst': 'configs/hst/upernet_hst-vit-b_8xb2-160k_ade20k-512x512.py',
-                     'full': 'configs/baselines/upernet_vit-b-full_8xb2-160k_ade20k-512x512.py'},
+    'detection': {
+        'hst': 'configs/hst/mask-rcnn_hst-vit-b_fpn_1x_coco.py',
+        'full': 'configs/baselines/mask-rcnn_vit-b-full_fpn_1x_coco.py',
+    },
+    'segmentation': {
+        'hst': 'configs/hst/upernet_hst-vit-b_8xb2-160k_ade20k-512x512.py',
+        'full': 'configs/baselines/upernet_vit-b-full_8xb2-160k_ade20k-512x512.py',
+    },
 }
-TRAIN_SIZE = {'detection': (1024, 2), 'segmentation': (512, 8)}   # (image side, batch)
-SEG_CLASSES = 150                                                 # ADE20K
+TRAIN_SIZE = {'detection': (1024, 2), 'segmentation': (512, 8)}  # (image side, batch)
+SEG_CLASSES = 150  # ADE20K
 
 # --tiny: a 4-block, 32-wide ViT/16 and a small side network; 128 px images, batch 2.
-TINY_TRUNK = dict(trunk='vit_tiny_patch16_224',
-                  trunk_kwargs=dict(depth=4, embed_dim=32, num_heads=2))
+TINY_TRUNK = dict(
+    trunk='vit_tiny_patch16_224', trunk_kwargs=dict(depth=4, embed_dim=32, num_heads=2)
+)
 TINY_SIDE = dict(embed_dims=(16, 32, 48, 64), num_heads=(1, 2, 3, 4))
 TINY_SIZE, TINY_BATCH = 128, 2
 # ... and CPU-sized necks and heads (full-size heads make a tiny CPU step take ~10 s).
 TINY_HEADS = {
-    'detection': {'model.neck.out_channels': 32,
-                  'model.rpn_head.in_channels': 32, 'model.rpn_head.feat_channels': 32,
-                  'model.roi_head.bbox_roi_extractor.out_channels': 32,
-                  'model.roi_head.bbox_head.in_channels': 32,
-                  'model.roi_head.bbox_head.fc_out_channels': 64,
-                  'model.roi_head.mask_roi_extractor.out_channels': 32,
-                  'model.roi_head.mask_head.in_channels': 32,
-                  'model.roi_head.mask_head.conv_out_channels': 32,
-                  'model.train_cfg.rpn_proposal.max_per_img': 100,
-                  'model.train_cfg.rcnn.sampler.num': 64},
+    'detection': {
+        'model.neck.out_channels': 32,
+        'model.rpn_head.in_channels': 32,
+        'model.rpn_head.feat_channels': 32,
+        'model.roi_head.bbox_roi_extractor.out_channels': 32,
+        'model.roi_head.bbox_head.in_channels': 32,
+        'model.roi_head.bbox_head.fc_out_channels': 64,
+        'model.roi_head.mask_roi_extractor.out_channels': 32,
+        'model.roi_head.mask_head.in_channels': 32,
+        'model.roi_head.mask_head.conv_out_channels': 32,
+        'model.train_cfg.rpn_proposal.max_per_img': 100,
+        'model.train_cfg.rcnn.sampler.num': 64,
+    },
     'segmentation': {'model.decode_head.channels': 32, 'model.auxiliary_head.channels': 16},
 }
 # The benchmark's tiny trunk is 64 wide (tests/test_benchmark.py explains why).
-TINY_BENCH_ARGS = ['--trunk', 'vit_tiny_patch16_224', '--trunk-kwargs',
-                   json.dumps({'depth': 4, 'embed_dim': 64, 'num_heads': 2}),
-                   '--embed-dims', '16', '32', '48', '64', '--num-heads', '1', '2', '3', '4',
-                   '--img-size', '64', '--batch', '2', '--iters', '1', '--warmup', '1']
+TINY_BENCH_ARGS = [
+    '--trunk',
+    'vit_tiny_patch16_224',
+    '--trunk-kwargs',
+    json.dumps({'depth': 4, 'embed_dim': 64, 'num_heads': 2}),
+    '--embed-dims',
+    '16',
+    '32',
+    '48',
+    '64',
+    '--num-heads',
+    '1',
+    '2',
+    '3',
+    '4',
+    '--img-size',
+    '64',
+    '--batch',
+    '2',
+    '--iters',
+    '1',
+    '--warmup',
+    '1',
+]
 
 # Parity tolerances: the largest |result - reference| allowed, relative to max |reference|.
 # Low-precision results are rounded once to their dtype (the operators compute in float32),
@@ -109,9 +138,9 @@ NMS_THRESHOLDS = (0.5, 0.7)
 # training rows for information; they do not decide the exit status.
 TARGETS = {'step_time': 0.8, 'peak_mem': 0.6}
 
-DEFAULT_BUDGET_S = 420     # the whole default run, so it ends well inside 8 minutes
-DEFAULT_TIMEOUT_S = 240    # one subprocess at most
-MIN_PART_S = 10            # a subprocess is not started with less time left than this
+DEFAULT_BUDGET_S = 420  # the whole default run, so it ends well inside 8 minutes
+DEFAULT_TIMEOUT_S = 240  # one subprocess at most
+MIN_PART_S = 10  # a subprocess is not started with less time left than this
 
 
 # ---- command line --------------------------------------------------------------------------
@@ -139,28 +168,61 @@ def _positive_float(text: str) -> float:
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         description='Check hst_mm on a CUDA machine: mmcv operator parity (CUDA vs CPU), '
-                    'training throughput of HST vs full fine-tuning (Mask R-CNN, UperNet), '
-                    'and the backbone benchmark.')
-    p.add_argument('--device', choices=('cuda', 'cpu'), default='cuda',
-                   help='device under test (default cuda; cpu for a smoke run, with --tiny)')
-    p.add_argument('--tiny', action='store_true',
-                   help=f'tiny models for a quick run: {TINY_TRUNK["trunk"]} with '
-                        f'{TINY_TRUNK["trunk_kwargs"]}, HST {TINY_SIDE}, 32-channel necks '
-                        f'and heads, {TINY_SIZE} px images, batch {TINY_BATCH}; the '
-                        f'benchmark on a 64-wide 4-block ViT at 64 px')
-    p.add_argument('--iters', type=_positive_int, default=50,
-                   help='timed training iterations per model (default 50)')
-    p.add_argument('--warmup', type=_non_negative_int, default=5,
-                   help='untimed training iterations first (default 5)')
-    p.add_argument('--skip', nargs='+', choices=PARTS, default=[], action='extend',
-                   metavar='PART', help=f'parts not to run: {", ".join(PARTS)}')
-    p.add_argument('--budget', type=_positive_float, default=DEFAULT_BUDGET_S,
-                   help='seconds for the whole run; no subprocess outlives it '
-                        f'(default {DEFAULT_BUDGET_S})')
-    p.add_argument('--timeout', type=_positive_float, default=DEFAULT_TIMEOUT_S,
-                   help=f'seconds for one subprocess at most (default {DEFAULT_TIMEOUT_S})')
-    p.add_argument('--out', default='work_dirs/gpu_check.json',
-                   help='JSON with every number (default work_dirs/gpu_check.json)')
+        'training throughput of HST vs full fine-tuning (Mask R-CNN, UperNet), '
+        'and the backbone benchmark.'
+    )
+    p.add_argument(
+        '--device',
+        choices=('cuda', 'cpu'),
+        default='cuda',
+        help='device under test (default cuda; cpu for a smoke run, with --tiny)',
+    )
+    p.add_argument(
+        '--tiny',
+        action='store_true',
+        help=f'tiny models for a quick run: {TINY_TRUNK["trunk"]} with '
+        f'{TINY_TRUNK["trunk_kwargs"]}, HST {TINY_SIDE}, 32-channel necks '
+        f'and heads, {TINY_SIZE} px images, batch {TINY_BATCH}; the '
+        f'benchmark on a 64-wide 4-block ViT at 64 px',
+    )
+    p.add_argument(
+        '--iters',
+        type=_positive_int,
+        default=50,
+        help='timed training iterations per model (default 50)',
+    )
+    p.add_argument(
+        '--warmup',
+        type=_non_negative_int,
+        default=5,
+        help='untimed training iterations first (default 5)',
+    )
+    p.add_argument(
+        '--skip',
+        nargs='+',
+        choices=PARTS,
+        default=[],
+        action='extend',
+        metavar='PART',
+        help=f'parts not to run: {", ".join(PARTS)}',
+    )
+    p.add_argument(
+        '--budget',
+        type=_positive_float,
+        default=DEFAULT_BUDGET_S,
+        help=f'seconds for the whole run; no subprocess outlives it (default {DEFAULT_BUDGET_S})',
+    )
+    p.add_argument(
+        '--timeout',
+        type=_positive_float,
+        default=DEFAULT_TIMEOUT_S,
+        help=f'seconds for one subprocess at most (default {DEFAULT_TIMEOUT_S})',
+    )
+    p.add_argument(
+        '--out',
+        default='work_dirs/gpu_check.json',
+        help='JSON with every number (default work_dirs/gpu_check.json)',
+    )
     p.add_argument('--_worker', default=None, help=argparse.SUPPRESS)
     return p.parse_args(argv)
 
@@ -178,9 +240,13 @@ def _load_benchmark_module():
     import types
 
     from hst_mm.benchmark import cli, measure, workloads
-    return types.SimpleNamespace(detector_batch=workloads.detector_batch,
-                                 current_rss_mb=measure.current_rss_mb,
-                                 peak_rss_mb=measure.peak_rss_mb, parse_args=cli.parse_args)
+
+    return types.SimpleNamespace(
+        detector_batch=workloads.detector_batch,
+        current_rss_mb=measure.current_rss_mb,
+        peak_rss_mb=measure.peak_rss_mb,
+        parse_args=cli.parse_args,
+    )
 
 
 def _finite_numbers(value) -> bool:
@@ -200,12 +266,16 @@ def _diff(test, ref, cpu32=None) -> Dict[str, Optional[float]]:
     test, ref = test.detach().double().cpu(), ref.detach().double().cpu()
     max_abs = (test - ref).abs().max().item() if ref.numel() else 0.0
     scale = ref.abs().max().item() if ref.numel() else 0.0
-    out = {'max_abs': max_abs, 'max_ref': scale,
-           'rel': max_abs / scale if scale > 0 else max_abs,
-           'max_abs_vs_cpu_float32': None}
+    out = {
+        'max_abs': max_abs,
+        'max_ref': scale,
+        'rel': max_abs / scale if scale > 0 else max_abs,
+        'max_abs_vs_cpu_float32': None,
+    }
     if cpu32 is not None:
         out['max_abs_vs_cpu_float32'] = (
-            (test - cpu32.detach().double().cpu()).abs().max().item() if ref.numel() else 0.0)
+            (test - cpu32.detach().double().cpu()).abs().max().item() if ref.numel() else 0.0
+        )
     return out
 
 
@@ -217,7 +287,7 @@ def _roi_inputs(torch, gen):
     """
     feats = torch.randn(2, 16, 48, 64, generator=gen, dtype=torch.float64)
     k = 64
-    xy = torch.rand(k, 2, generator=gen, dtype=torch.float64) * torch.tensor([264., 200.]) - 8
+    xy = torch.rand(k, 2, generator=gen, dtype=torch.float64) * torch.tensor([264.0, 200.0]) - 8
     wh = torch.rand(k, 2, generator=gen, dtype=torch.float64) * 118 + 2
     batch_idx = torch.randint(0, 2, (k, 1), generator=gen).double()
     rois = torch.cat([batch_idx, xy, xy + wh], 1)
@@ -239,6 +309,7 @@ def _value_and_grad_checks(device, dtype, run, value_name: str) -> dict:
     float64; on CUDA, float32 results are also compared with the CPU in float32.
     """
     import torch
+
     cpu = torch.device('cpu')
     low = dtype != torch.float32
     value, grad = run(device, dtype, low)
@@ -246,18 +317,26 @@ def _value_and_grad_checks(device, dtype, run, value_name: str) -> dict:
     cpu_value = cpu_grad = None
     if device.type == 'cuda' and not low:
         cpu_value, cpu_grad = run(cpu, torch.float32, False)
-    checks = {value_name: _diff(value, ref_value, cpu_value),
-              'grad_input': _diff(grad, ref_grad, cpu_grad)}
+    checks = {
+        value_name: _diff(value, ref_value, cpu_value),
+        'grad_input': _diff(grad, ref_grad, cpu_grad),
+    }
     tol = PARITY_TOL[str(dtype).split('.')[-1]]
     # Results must come back in the caller's dtype (mmcv allocates them so).
-    ok = (value.dtype == dtype and grad.dtype == dtype
-          and all(c['rel'] <= tol for c in checks.values()))
+    ok = (
+        value.dtype == dtype
+        and grad.dtype == dtype
+        and all(c['rel'] <= tol for c in checks.values())
+    )
     return {'checks': checks, 'tol_rel': tol, 'pass': ok}
 
 
 def _autocast(torch, device, dtype, enabled: bool):
-    return (torch.autocast(device.type, dtype=dtype) if enabled
-            else torch.autocast(device.type, enabled=False))
+    return (
+        torch.autocast(device.type, dtype=dtype)
+        if enabled
+        else torch.autocast(device.type, enabled=False)
+    )
 
 
 def parity_roi_align(device, torch, ops, gen) -> List[dict]:
@@ -265,36 +344,64 @@ def parity_roi_align(device, torch, ops, gen) -> List[dict]:
     feats64, rois64 = _roi_inputs(torch, gen)
     cases = []
     for dtype, aligned, sampling_ratio, out_size in itertools.product(
-            (torch.float32, torch.float16, torch.bfloat16), (True, False), (0, 2), (7, 14)):
+        (torch.float32, torch.float16, torch.bfloat16), (True, False), (0, 2), (7, 14)
+    ):
         # Inputs and output gradient rounded to the dtype under test, for the reference
         # too: the difference then measures the operator, not the rounding of its inputs.
         feats, rois = feats64.to(dtype), rois64.to(dtype)
-        grad_out = torch.randn(rois.size(0), feats.size(1), out_size, out_size,
-                               generator=gen, dtype=torch.float64).to(dtype)
-        kwargs = dict(output_size=(out_size, out_size), spatial_scale=0.25,
-                      sampling_ratio=sampling_ratio, pool_mode='avg', aligned=aligned)
+        grad_out = torch.randn(
+            rois.size(0), feats.size(1), out_size, out_size, generator=gen, dtype=torch.float64
+        ).to(dtype)
+        kwargs = dict(
+            output_size=(out_size, out_size),
+            spatial_scale=0.25,
+            sampling_ratio=sampling_ratio,
+            pool_mode='avg',
+            aligned=aligned,
+        )
 
-        def run(dev, cast, autocast, feats=feats, rois=rois, grad_out=grad_out,
-                kwargs=kwargs, dtype=dtype):
+        def run(
+            dev,
+            cast,
+            autocast,
+            feats=feats,
+            rois=rois,
+            grad_out=grad_out,
+            kwargs=kwargs,
+            dtype=dtype,
+        ):
             x = feats.detach().to(dev, cast).requires_grad_()
             with _autocast(torch, dev, dtype, autocast):
                 out = ops.roi_align(x, rois.to(dev, cast), **kwargs)
             (out.double() * grad_out.to(dev, torch.float64)).sum().backward()
             return out, x.grad
 
-        meta = {'op': 'roi_align', 'dtype': str(dtype).split('.')[-1],
-                'autocast': dtype != torch.float32,
-                'params': {'aligned': aligned, 'sampling_ratio': sampling_ratio,
-                           'output_size': out_size, 'spatial_scale': 0.25,
-                           'features': list(feats.shape), 'rois': rois.size(0)}}
-        cases.append(_run_case(meta, lambda run=run, dtype=dtype: _value_and_grad_checks(
-            device, dtype, run, 'output')))
+        meta = {
+            'op': 'roi_align',
+            'dtype': str(dtype).split('.')[-1],
+            'autocast': dtype != torch.float32,
+            'params': {
+                'aligned': aligned,
+                'sampling_ratio': sampling_ratio,
+                'output_size': out_size,
+                'spatial_scale': 0.25,
+                'features': list(feats.shape),
+                'rois': rois.size(0),
+            },
+        }
+        cases.append(
+            _run_case(
+                meta,
+                lambda run=run, dtype=dtype: _value_and_grad_checks(device, dtype, run, 'output'),
+            )
+        )
     return cases
 
 
 def _iou_matrix(boxes, offset: int):
     """Pairwise IoU ``(N, N)`` of float64 boxes ``(N, 4)`` with mmcv's ``offset``."""
     import torch
+
     wh = (boxes[:, 2:] - boxes[:, :2] + offset).clamp(min=0)
     area = wh[:, 0] * wh[:, 1]
     lt = torch.maximum(boxes[:, None, :2], boxes[None, :, :2])
@@ -314,7 +421,7 @@ def _nms_boxes(torch, gen, n: int = 600):
     pick = torch.randint(0, 12, (n,), generator=gen)
     xy = centres[pick] + torch.randn(n, 2, generator=gen, dtype=torch.float64) * 12
     wh = torch.rand(n, 2, generator=gen, dtype=torch.float64) * 60 + 20
-    boxes = torch.cat([xy, xy + wh], 1).float().double()     # exactly float32 values
+    boxes = torch.cat([xy, xy + wh], 1).float().double()  # exactly float32 values
     keep = torch.ones(n, dtype=torch.bool)
     for offset in (0, 1):
         iou = _iou_matrix(boxes, offset)
@@ -332,6 +439,7 @@ def _nms_boxes(torch, gen, n: int = 600):
 def reference_nms(boxes, scores, iou_threshold: float, offset: int) -> List[int]:
     """Greedy NMS in float64: highest score first, drop boxes with IoU > threshold."""
     import torch
+
     iou = _iou_matrix(boxes.double(), offset)
     order = torch.argsort(scores.double(), descending=True).tolist()
     removed = torch.zeros(len(order), dtype=torch.bool)
@@ -349,6 +457,7 @@ def parity_nms(device, torch, ops, gen) -> List[dict]:
     boxes, scores = _nms_boxes(torch, gen)
     cases = []
     for offset, thr in itertools.product((0, 1), NMS_THRESHOLDS):
+
         def compare(offset=offset, thr=thr) -> dict:
             dets, inds = ops.nms(boxes.to(device), scores.to(device), thr, offset=offset)
             cpu_inds = ops.nms(boxes, scores, thr, offset=offset)[1].tolist()
@@ -356,12 +465,22 @@ def parity_nms(device, torch, ops, gen) -> List[dict]:
             inds = inds.cpu().tolist()
             # dets: the kept boxes and their scores, exactly.
             dets_ok = torch.equal(dets.cpu(), torch.cat([boxes[inds], scores[inds, None]], 1))
-            return {'kept': len(inds), 'kept_cpu': len(cpu_inds), 'kept_reference': len(ref),
-                    'same_as_cpu': inds == cpu_inds, 'same_as_reference': inds == ref,
-                    'dets_match_boxes': dets_ok, 'pass': inds == cpu_inds == ref and dets_ok}
+            return {
+                'kept': len(inds),
+                'kept_cpu': len(cpu_inds),
+                'kept_reference': len(ref),
+                'same_as_cpu': inds == cpu_inds,
+                'same_as_reference': inds == ref,
+                'dets_match_boxes': dets_ok,
+                'pass': inds == cpu_inds == ref and dets_ok,
+            }
 
-        meta = {'op': 'nms', 'dtype': 'float32', 'autocast': False,
-                'params': {'offset': offset, 'iou_threshold': thr, 'boxes': boxes.size(0)}}
+        meta = {
+            'op': 'nms',
+            'dtype': 'float32',
+            'autocast': False,
+            'params': {'offset': offset, 'iou_threshold': thr, 'boxes': boxes.size(0)},
+        }
         cases.append(_run_case(meta, compare))
     return cases
 
@@ -374,19 +493,34 @@ def parity_focal_loss(device, torch, ops, gen) -> List[dict]:
     logits64 = torch.randn(n, c, generator=gen, dtype=torch.float64) * 2 - 1
     # Background (= c) included without class weights; mmcv's kernel needs targets < c
     # when weighted.
-    targets = {'none': torch.randint(0, c + 1, (n,), generator=gen),
-               'class': torch.randint(0, c, (n,), generator=gen)}
+    targets = {
+        'none': torch.randint(0, c + 1, (n,), generator=gen),
+        'class': torch.randint(0, c, (n,), generator=gen),
+    }
     class_weight = torch.rand(c, generator=gen, dtype=torch.float64) + 0.5
     cases = []
     for dtype, weighting, reduction in itertools.product(
-            (torch.float32, torch.float16, torch.bfloat16), ('none', 'class'), ('none', 'mean')):
-        logits, weight = logits64.to(dtype), class_weight.to(dtype)   # rounded, as above
-        grad_seed = (torch.randn(n, c, generator=gen, dtype=torch.float64).to(dtype)
-                     if reduction == 'none' else torch.ones((), dtype=dtype))
+        (torch.float32, torch.float16, torch.bfloat16), ('none', 'class'), ('none', 'mean')
+    ):
+        logits, weight = logits64.to(dtype), class_weight.to(dtype)  # rounded, as above
+        grad_seed = (
+            torch.randn(n, c, generator=gen, dtype=torch.float64).to(dtype)
+            if reduction == 'none'
+            else torch.ones((), dtype=dtype)
+        )
 
-        def run(dev, cast, autocast, logits=logits, weight=weight, grad_seed=grad_seed,
-                target=targets[weighting], weighting=weighting, reduction=reduction,
-                dtype=dtype):
+        def run(
+            dev,
+            cast,
+            autocast,
+            logits=logits,
+            weight=weight,
+            grad_seed=grad_seed,
+            target=targets[weighting],
+            weighting=weighting,
+            reduction=reduction,
+            dtype=dtype,
+        ):
             x = logits.detach().to(dev, cast).requires_grad_()
             w = weight.to(dev, cast) if weighting == 'class' else None
             with _autocast(torch, dev, dtype, autocast):
@@ -394,12 +528,24 @@ def parity_focal_loss(device, torch, ops, gen) -> List[dict]:
             (loss.double() * grad_seed.to(dev, torch.float64)).sum().backward()
             return loss, x.grad
 
-        meta = {'op': 'sigmoid_focal_loss', 'dtype': str(dtype).split('.')[-1],
-                'autocast': dtype != torch.float32,
-                'params': {'gamma': 2.0, 'alpha': 0.25, 'weight': weighting,
-                           'reduction': reduction, 'logits': [n, c]}}
-        cases.append(_run_case(meta, lambda run=run, dtype=dtype: _value_and_grad_checks(
-            device, dtype, run, 'loss')))
+        meta = {
+            'op': 'sigmoid_focal_loss',
+            'dtype': str(dtype).split('.')[-1],
+            'autocast': dtype != torch.float32,
+            'params': {
+                'gamma': 2.0,
+                'alpha': 0.25,
+                'weight': weighting,
+                'reduction': reduction,
+                'logits': [n, c],
+            },
+        }
+        cases.append(
+            _run_case(
+                meta,
+                lambda run=run, dtype=dtype: _value_and_grad_checks(device, dtype, run, 'loss'),
+            )
+        )
     return cases
 
 
@@ -412,27 +558,47 @@ def parity_worker(args: argparse.Namespace) -> dict:
 
     device = torch.device(args.device)
     gen = torch.Generator().manual_seed(0)
-    cases = (parity_roi_align(device, torch, ops, gen) + parity_nms(device, torch, ops, gen)
-             + parity_focal_loss(device, torch, ops, gen))
+    cases = (
+        parity_roi_align(device, torch, ops, gen)
+        + parity_nms(device, torch, ops, gen)
+        + parity_focal_loss(device, torch, ops, gen)
+    )
     if device.type == 'cuda':
-        reference = ('CPU float64 through the same mmcv wrappers (NMS: also a greedy float64 '
-                     'NMS); float32 CUDA results also compared with CPU float32')
+        reference = (
+            'CPU float64 through the same mmcv wrappers (NMS: also a greedy float64 '
+            'NMS); float32 CUDA results also compared with CPU float32'
+        )
     else:
-        reference = ('no CUDA: the CPU in float32 / autocast vs the CPU in float64 through '
-                     'the same mmcv wrappers (NMS: also a greedy float64 NMS)')
-    provider = ('hst_mm (mmcv_ext/_ext.py: torch + torchvision)'
-                if hasattr(ext, 'OperatorNotProvided') else "mmcv's compiled extension")
-    return {'device': str(device), 'reference': reference, 'mmcv': mmcv.__version__,
-            'mmcv_ext': provider, 'mmcv_ext_file': getattr(ext, '__file__', None),
-            'tolerances_rel': PARITY_TOL, 'nms_iou_margin': NMS_IOU_MARGIN, 'cases': cases,
-            'passed': sum(c['pass'] for c in cases), 'total': len(cases)}
+        reference = (
+            'no CUDA: the CPU in float32 / autocast vs the CPU in float64 through '
+            'the same mmcv wrappers (NMS: also a greedy float64 NMS)'
+        )
+    provider = (
+        'hst_mm (mmcv_ext/_ext.py: torch + torchvision)'
+        if hasattr(ext, 'OperatorNotProvided')
+        else "mmcv's compiled extension"
+    )
+    return {
+        'device': str(device),
+        'reference': reference,
+        'mmcv': mmcv.__version__,
+        'mmcv_ext': provider,
+        'mmcv_ext_file': getattr(ext, '__file__', None),
+        'tolerances_rel': PARITY_TOL,
+        'nms_iou_margin': NMS_IOU_MARGIN,
+        'cases': cases,
+        'passed': sum(c['pass'] for c in cases),
+        'total': len(cases),
+    }
 
 
 # ---- part 2: training throughput (worker) --------------------------------------------------
 def _count_params(model) -> Dict[str, int]:
     params = list(model.parameters())
-    return {'trainable_params': sum(p.numel() for p in params if p.requires_grad),
-            'total_params': sum(p.numel() for p in params)}
+    return {
+        'trainable_params': sum(p.numel() for p in params if p.requires_grad),
+        'total_params': sum(p.numel() for p in params),
+    }
 
 
 def build_model(task: str, mode: str, tiny: bool, gpu: bool):
@@ -490,10 +656,12 @@ def segmentation_batch(batch: int, size: int, seed: int = 0) -> dict:
     inputs, samples = [], []
     for _ in range(batch):
         inputs.append(torch.from_numpy(rng.integers(0, 256, (3, size, size), dtype=np.uint8)))
-        sample = SegDataSample(metainfo=dict(img_shape=(size, size), ori_shape=(size, size),
-                                             pad_shape=(size, size)))
+        sample = SegDataSample(
+            metainfo=dict(img_shape=(size, size), ori_shape=(size, size), pad_shape=(size, size))
+        )
         sample.gt_sem_seg = PixelData(
-            data=torch.from_numpy(rng.integers(0, SEG_CLASSES, (1, size, size))))
+            data=torch.from_numpy(rng.integers(0, SEG_CLASSES, (1, size, size)))
+        )
         samples.append(sample)
     return {'inputs': inputs, 'data_samples': samples}
 
@@ -515,8 +683,11 @@ def train_worker(args: argparse.Namespace, task: str, mode: str) -> dict:
     torch.backends.cudnn.benchmark = bool(cfg.get('env_cfg', {}).get('cudnn_benchmark', False))
     model = model.to(device)
     optim_wrapper = build_optim_wrapper(model, optim_cfg)
-    data = (bench.detector_batch(batch, side) if task == 'detection'
-            else segmentation_batch(batch, side))
+    data = (
+        bench.detector_batch(batch, side)
+        if task == 'detection'
+        else segmentation_batch(batch, side)
+    )
     build_s = time.perf_counter() - start
     if cuda:
         torch.cuda.synchronize(device)
@@ -530,7 +701,7 @@ def train_worker(args: argparse.Namespace, task: str, mode: str) -> dict:
     for i in range(args.warmup + args.iters):
         t0 = time.perf_counter()
         log_vars = model.train_step(data, optim_wrapper)
-        loss = log_vars['loss']      # one host sync per step, as the Runner's logger has
+        loss = log_vars['loss']  # one host sync per step, as the Runner's logger has
         loss = loss.detach().item() if torch.is_tensor(loss) else float(loss)
         if cuda:
             torch.cuda.synchronize(device)
@@ -538,25 +709,42 @@ def train_worker(args: argparse.Namespace, task: str, mode: str) -> dict:
             times.append(time.perf_counter() - t0)
             losses.append(loss)
     total = sum(times)
-    row = {'config': TRAIN_CONFIGS[task][mode], 'img_size': side, 'batch': batch,
-           'iters': args.iters, 'warmup': args.warmup,
-           'it_per_s': args.iters / total, 'img_per_s': args.iters * batch / total,
-           'step_s_median': statistics.median(times), 'step_s_mean': total / len(times),
-           'model_mem_mb': model_mem_mb,
-           'peak_mem_mb': (torch.cuda.max_memory_allocated(device) / 2**20 if cuda
-                           else bench.peak_rss_mb()),
-           'peak_reserved_mb': torch.cuda.max_memory_reserved(device) / 2**20 if cuda else None,
-           'memory': ('torch.cuda.max_memory_allocated over warm-up and timed steps' if cuda
-                      else "peak RSS (VmHWM) of the model's own process"),
-           'optim_wrapper': type(optim_wrapper).__name__,
-           # AmpOptimWrapper's autocast dtype (mmengine's default is float16); None: float32.
-           'amp_dtype': (optim_cfg.get('dtype') or 'float16'
-                         if type(optim_wrapper).__name__ == 'AmpOptimWrapper' else None),
-           'cudnn_benchmark': torch.backends.cudnn.benchmark,
-           'precision_note': note, 'build_s': build_s,
-           'loss_first': losses[0], 'loss_last': losses[-1],
-           'loss_finite': all(math.isfinite(v) for v in losses),
-           'step_times_s': times, **_count_params(model)}
+    row = {
+        'config': TRAIN_CONFIGS[task][mode],
+        'img_size': side,
+        'batch': batch,
+        'iters': args.iters,
+        'warmup': args.warmup,
+        'it_per_s': args.iters / total,
+        'img_per_s': args.iters * batch / total,
+        'step_s_median': statistics.median(times),
+        'step_s_mean': total / len(times),
+        'model_mem_mb': model_mem_mb,
+        'peak_mem_mb': (
+            torch.cuda.max_memory_allocated(device) / 2**20 if cuda else bench.peak_rss_mb()
+        ),
+        'peak_reserved_mb': torch.cuda.max_memory_reserved(device) / 2**20 if cuda else None,
+        'memory': (
+            'torch.cuda.max_memory_allocated over warm-up and timed steps'
+            if cuda
+            else "peak RSS (VmHWM) of the model's own process"
+        ),
+        'optim_wrapper': type(optim_wrapper).__name__,
+        # AmpOptimWrapper's autocast dtype (mmengine's default is float16); None: float32.
+        'amp_dtype': (
+            optim_cfg.get('dtype') or 'float16'
+            if type(optim_wrapper).__name__ == 'AmpOptimWrapper'
+            else None
+        ),
+        'cudnn_benchmark': torch.backends.cudnn.benchmark,
+        'precision_note': note,
+        'build_s': build_s,
+        'loss_first': losses[0],
+        'loss_last': losses[-1],
+        'loss_finite': all(math.isfinite(v) for v in losses),
+        'step_times_s': times,
+        **_count_params(model),
+    }
     return row
 
 
@@ -581,8 +769,15 @@ def run_subprocess(cmd: List[str], timeout_s: float) -> dict:
     """
     env = dict(os.environ, PYTHONUNBUFFERED='1')
     start = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env=env, start_new_session=True)
+    proc = subprocess.Popen(
+        cmd,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        start_new_session=True,
+    )
     timed_out = False
     try:
         stdout, stderr = proc.communicate(timeout=timeout_s)
@@ -593,8 +788,13 @@ def run_subprocess(cmd: List[str], timeout_s: float) -> dict:
         except ProcessLookupError:
             pass
         stdout, stderr = proc.communicate()
-    return {'rc': proc.returncode, 'stdout': stdout, 'stderr': stderr,
-            'elapsed_s': time.perf_counter() - start, 'timed_out': timed_out}
+    return {
+        'rc': proc.returncode,
+        'stdout': stdout,
+        'stderr': stderr,
+        'elapsed_s': time.perf_counter() - start,
+        'timed_out': timed_out,
+    }
 
 
 def _tail(text: str, lines: int = 15) -> str:
@@ -608,11 +808,23 @@ def run_worker(task: str, args: argparse.Namespace, deadline: Deadline) -> dict:
     """
     limit = deadline.limit()
     if limit < MIN_PART_S:
-        return {'error': f'not run: the time budget (--budget {args.budget:g} s) is spent',
-                'elapsed_s': 0.0}
-    cmd = [sys.executable, str(Path(__file__).resolve()), '--device', args.device,
-           '--iters', str(args.iters), '--warmup', str(args.warmup),
-           *(['--tiny'] if args.tiny else []), '--_worker', task]
+        return {
+            'error': f'not run: the time budget (--budget {args.budget:g} s) is spent',
+            'elapsed_s': 0.0,
+        }
+    cmd = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        '--device',
+        args.device,
+        '--iters',
+        str(args.iters),
+        '--warmup',
+        str(args.warmup),
+        *(['--tiny'] if args.tiny else []),
+        '--_worker',
+        task,
+    ]
     res = run_subprocess(cmd, limit)
     lines = res['stdout'].strip().splitlines()
     if res['timed_out']:
@@ -651,12 +863,18 @@ def train_ratios(rows: Dict[str, dict], tiny: bool) -> Optional[dict]:
         return None
     step = hst['step_s_mean'] / full['step_s_mean']
     mem = hst['peak_mem_mb'] / full['peak_mem_mb']
-    return {'it_per_s': hst['it_per_s'] / full['it_per_s'], 'step_time': step,
-            'peak_mem': mem,
-            'targets': {'step_time': f'<= {TARGETS["step_time"]}',
-                        'peak_mem': f'<= {TARGETS["peak_mem"]}'},
-            'met': None if tiny else {'step_time': step <= TARGETS['step_time'],
-                                      'peak_mem': mem <= TARGETS['peak_mem']}}
+    return {
+        'it_per_s': hst['it_per_s'] / full['it_per_s'],
+        'step_time': step,
+        'peak_mem': mem,
+        'targets': {
+            'step_time': f'<= {TARGETS["step_time"]}',
+            'peak_mem': f'<= {TARGETS["peak_mem"]}',
+        },
+        'met': None
+        if tiny
+        else {'step_time': step <= TARGETS['step_time'], 'peak_mem': mem <= TARGETS['peak_mem']},
+    }
 
 
 def run_train(args: argparse.Namespace, deadline: Deadline) -> dict:
@@ -678,8 +896,10 @@ def run_train(args: argparse.Namespace, deadline: Deadline) -> dict:
                 row['error'] = 'non-finite loss during the timed steps'
                 failed.append(f'{task}/{mode}')
             rows[mode] = row
-            log(f'train {task} {mode}: {row["it_per_s"]:.3g} it/s, peak '
-                f'{row["peak_mem_mb"]:.0f} MB ({out["elapsed_s"]:.0f} s)')
+            log(
+                f'train {task} {mode}: {row["it_per_s"]:.3g} it/s, peak '
+                f'{row["peak_mem_mb"]:.0f} MB ({out["elapsed_s"]:.0f} s)'
+            )
         tasks[task] = {'rows': rows, 'ratios_hst_over_full': train_ratios(rows, args.tiny)}
     return {'status': 'fail' if failed else 'pass', 'failed': failed, 'tasks': tasks}
 
@@ -689,28 +909,39 @@ def benchmark_command(args: argparse.Namespace, json_path: Path) -> List[str]:
     cmd = [sys.executable, str(BENCHMARK), '--device', args.device, '--json', str(json_path)]
     if args.tiny:
         return cmd + TINY_BENCH_ARGS
-    return cmd + ['--amp', 'bf16' if args.device == 'cuda' else 'off',
-                  '--img-size', '1024', '--batch', '2']
+    return cmd + [
+        '--amp',
+        'bf16' if args.device == 'cuda' else 'off',
+        '--img-size',
+        '1024',
+        '--batch',
+        '2',
+    ]
 
 
 def run_benchmark(args: argparse.Namespace, deadline: Deadline) -> dict:
     """Part 3: the backbone benchmark as a subprocess; its JSON and its markdown report."""
     limit = deadline.limit()
     if limit < MIN_PART_S:
-        return {'status': 'fail',
-                'error': f'not run: the time budget (--budget {args.budget:g} s) is spent'}
+        return {
+            'status': 'fail',
+            'error': f'not run: the time budget (--budget {args.budget:g} s) is spent',
+        }
     with tempfile.TemporaryDirectory(prefix='gpu_check_bench_') as tmp:
         json_path = Path(tmp) / 'benchmark.json'
         cmd = benchmark_command(args, json_path)
         log(f'benchmark (at most {limit:.0f} s) ...')
         res = run_subprocess(cmd, limit)
         result = json.loads(json_path.read_text()) if json_path.exists() else None
-    part = {'command': shlex.join(cmd[1:]).replace(str(ROOT) + os.sep, ''),
-            'elapsed_s': res['elapsed_s'], 'returncode': res['rc'],
-            'report': res['stdout'].strip(), 'result': result}
+    part = {
+        'command': shlex.join(cmd[1:]).replace(str(ROOT) + os.sep, ''),
+        'elapsed_s': res['elapsed_s'],
+        'returncode': res['rc'],
+        'report': res['stdout'].strip(),
+        'result': result,
+    }
     if res['timed_out']:
-        part['error'] = (f'timed out after {limit:.0f} s; progress:\n'
-                         f'{_tail(res["stderr"])}')
+        part['error'] = f'timed out after {limit:.0f} s; progress:\n{_tail(res["stderr"])}'
     elif res['rc'] != 0 or result is None:
         part['error'] = f'exit status {res["rc"]}:\n{_tail(res["stdout"] + res["stderr"])}'
     part['status'] = 'fail' if 'error' in part else 'pass'
@@ -720,52 +951,82 @@ def run_benchmark(args: argparse.Namespace, deadline: Deadline) -> dict:
 def environment(args: argparse.Namespace) -> dict:
     """Versions and the device, for the JSON's ``meta``."""
     import torch
+
     cuda = args.device == 'cuda'
-    return {'date': datetime.now(timezone.utc).isoformat(timespec='seconds'),
-            'argv': sys.argv[1:], 'device': args.device,
-            'device_name': torch.cuda.get_device_name(0) if cuda else platform.processor()
-            or platform.machine(),
-            'cuda': torch.version.cuda, 'python': platform.python_version(),
-            'cpu_count': os.cpu_count(),
-            'versions': {d: _version(d) for d in (
-                'torch', 'torchvision', 'timm', 'numpy', 'mmengine', 'mmcv', 'mmcv-lite',
-                'mmdet', 'mmsegmentation', 'hst_mm')},
-            'tiny': args.tiny, 'iters': args.iters, 'warmup': args.warmup,
-            'budget_s': args.budget, 'timeout_s': args.timeout}
+    return {
+        'date': datetime.now(timezone.utc).isoformat(timespec='seconds'),
+        'argv': sys.argv[1:],
+        'device': args.device,
+        'device_name': torch.cuda.get_device_name(0)
+        if cuda
+        else platform.processor() or platform.machine(),
+        'cuda': torch.version.cuda,
+        'python': platform.python_version(),
+        'cpu_count': os.cpu_count(),
+        'versions': {
+            d: _version(d)
+            for d in (
+                'torch',
+                'torchvision',
+                'timm',
+                'numpy',
+                'mmengine',
+                'mmcv',
+                'mmcv-lite',
+                'mmdet',
+                'mmsegmentation',
+                'hst_mm',
+            )
+        },
+        'tiny': args.tiny,
+        'iters': args.iters,
+        'warmup': args.warmup,
+        'budget_s': args.budget,
+        'timeout_s': args.timeout,
+    }
 
 
 # ---- the readable report -------------------------------------------------------------------
 def _fmt_case(case: dict) -> str:
     p = case['params']
     if case['op'] == 'roi_align':
-        what = (f"aligned={p['aligned']!s:<5} sr={p['sampling_ratio']} out={p['output_size']}")
+        what = f'aligned={p["aligned"]!s:<5} sr={p["sampling_ratio"]} out={p["output_size"]}'
     elif case['op'] == 'nms':
-        what = f"offset={p['offset']} iou={p['iou_threshold']}"
+        what = f'offset={p["offset"]} iou={p["iou_threshold"]}'
     else:
-        what = f"weight={p['weight']:<5} reduction={p['reduction']}"
-    head = f"  {case['op']:<18} {what:<30} {case['dtype']:<8}"
+        what = f'weight={p["weight"]:<5} reduction={p["reduction"]}'
+    head = f'  {case["op"]:<18} {what:<30} {case["dtype"]:<8}'
     if 'error' in case:
-        return f"{head} FAIL: {case['error']}"
+        return f'{head} FAIL: {case["error"]}'
     if case['op'] == 'nms':
-        return (f"{head} kept {case['kept']} (cpu {case['kept_cpu']}, reference "
-                f"{case['kept_reference']}){'':14} {'ok' if case['pass'] else 'FAIL'}")
+        return (
+            f'{head} kept {case["kept"]} (cpu {case["kept_cpu"]}, reference '
+            f'{case["kept_reference"]}){"":14} {"ok" if case["pass"] else "FAIL"}'
+        )
     a, b = case['checks'].values()
-    return (f"{head} out {a['rel']:.1e}  grad {b['rel']:.1e}  tol {case['tol_rel']:.2g}  "
-            f"{'ok' if case['pass'] else 'FAIL'}")
+    return (
+        f'{head} out {a["rel"]:.1e}  grad {b["rel"]:.1e}  tol {case["tol_rel"]:.2g}  '
+        f'{"ok" if case["pass"] else "FAIL"}'
+    )
 
 
 def format_report(report: dict) -> str:
     """The whole run as plain text."""
     meta = report['meta']
-    lines = [f"hst_mm GPU check: {meta['device']} ({meta['device_name']}), torch "
-             f"{meta['versions']['torch']} (CUDA {meta['cuda']}), Python {meta['python']}"
-             f"{', tiny models' if meta['tiny'] else ''}", '']
+    lines = [
+        f'hst_mm GPU check: {meta["device"]} ({meta["device_name"]}), torch '
+        f'{meta["versions"]["torch"]} (CUDA {meta["cuda"]}), Python {meta["python"]}'
+        f'{", tiny models" if meta["tiny"] else ""}',
+        '',
+    ]
     parity = report.get('parity', {'status': 'skipped'})
-    lines.append(f"[1/3] operator parity: {parity['status'].upper()}")
+    lines.append(f'[1/3] operator parity: {parity["status"].upper()}')
     if 'cases' in parity:
-        lines.append(f"  {parity['passed']}/{parity['total']} cases pass; mmcv "
-                     f"{parity['mmcv']}, operators from {parity['mmcv_ext']}")
-        lines.append(f"  reference: {parity['reference']}")
+        lines.append(
+            f'  {parity["passed"]}/{parity["total"]} cases pass; mmcv '
+            f'{parity["mmcv"]}, operators from {parity["mmcv_ext"]}'
+        )
+        lines.append(f'  reference: {parity["reference"]}')
         lines.append('  errors are max |result - reference| / max |reference|')
         lines += [_fmt_case(c) for c in parity['cases']]
     if 'error' in parity:
@@ -773,44 +1034,50 @@ def format_report(report: dict) -> str:
     lines.append('')
 
     train = report.get('train', {'status': 'skipped'})
-    lines.append(f"[2/3] training throughput, HST vs full fine-tuning: {train['status'].upper()}")
+    lines.append(f'[2/3] training throughput, HST vs full fine-tuning: {train["status"].upper()}')
     for task, block in train.get('tasks', {}).items():
         lines.append(f'  {task}:')
         for mode, row in block['rows'].items():
             if 'it_per_s' not in row:
-                lines.append(f"    {mode:<5} FAILED: {row['error']}".replace('\n', '\n      '))
+                lines.append(f'    {mode:<5} FAILED: {row["error"]}'.replace('\n', '\n      '))
                 continue
             amp = row['amp_dtype'] or 'float32'
             lines.append(
-                f"    {mode:<5} {row['it_per_s']:7.3f} it/s  {row['step_s_median'] * 1e3:8.1f} "
-                f"ms/step  peak {row['peak_mem_mb']:8.0f} MB  trainable "
-                f"{row['trainable_params'] / 1e6:6.2f}M / {row['total_params'] / 1e6:6.2f}M  "
-                f"{row['img_size']}px x{row['batch']}  {row['optim_wrapper']} ({amp})"
-                f"{'  ' + row['error'] if 'error' in row else ''}")
+                f'    {mode:<5} {row["it_per_s"]:7.3f} it/s  {row["step_s_median"] * 1e3:8.1f} '
+                f'ms/step  peak {row["peak_mem_mb"]:8.0f} MB  trainable '
+                f'{row["trainable_params"] / 1e6:6.2f}M / {row["total_params"] / 1e6:6.2f}M  '
+                f'{row["img_size"]}px x{row["batch"]}  {row["optim_wrapper"]} ({amp})'
+                f'{"  " + row["error"] if "error" in row else ""}'
+            )
         r = block['ratios_hst_over_full']
         if r:
+
             def judged(key: str) -> str:
                 if r['met'] is None:
                     return ''
-                return (f" (target {r['targets'][key]}: "
-                        f"{'met' if r['met'][key] else 'not met'})")
-            lines.append(f"    HST / full: it/s {r['it_per_s']:.3f}, step time "
-                         f"{r['step_time']:.3f}{judged('step_time')}, peak memory "
-                         f"{r['peak_mem']:.3f}{judged('peak_mem')}")
+                return f' (target {r["targets"][key]}: {"met" if r["met"][key] else "not met"})'
+
+            lines.append(
+                f'    HST / full: it/s {r["it_per_s"]:.3f}, step time '
+                f'{r["step_time"]:.3f}{judged("step_time")}, peak memory '
+                f'{r["peak_mem"]:.3f}{judged("peak_mem")}'
+            )
     lines.append('')
 
     bench = report.get('benchmark', {'status': 'skipped'})
-    lines.append(f"[3/3] backbone benchmark: {bench['status'].upper()}")
+    lines.append(f'[3/3] backbone benchmark: {bench["status"].upper()}')
     if 'command' in bench:
-        lines.append(f"  python {bench['command']}  ({bench['elapsed_s']:.0f} s)")
+        lines.append(f'  python {bench["command"]}  ({bench["elapsed_s"]:.0f} s)')
     if bench.get('report'):
         lines += ['  ' + line for line in bench['report'].splitlines()]
     if 'error' in bench:
         lines.append('  ' + bench['error'].replace('\n', '\n  '))
     lines.append('')
-    lines.append(f"overall: {'PASS' if report['passed'] else 'FAIL'} in "
-                 f"{report['elapsed_s']:.0f} s; failed parts: "
-                 f"{', '.join(report['failed_parts']) or 'none'}")
+    lines.append(
+        f'overall: {"PASS" if report["passed"] else "FAIL"} in '
+        f'{report["elapsed_s"]:.0f} s; failed parts: '
+        f'{", ".join(report["failed_parts"]) or "none"}'
+    )
     return '\n'.join(lines)
 
 
@@ -825,10 +1092,14 @@ def write_json(report: dict, path: Path) -> None:
 def run_all(args: argparse.Namespace) -> int:
     """Run the parts not skipped, write the JSON after each, print the report."""
     import torch
+
     if args.device == 'cuda' and not torch.cuda.is_available():
-        print(f'gpu_check: --device cuda, but torch {torch.__version__} sees no CUDA device '
-              f'(built with CUDA {torch.version.cuda}). Run on a CUDA machine, or use '
-              f'--device cpu --tiny for a smoke run.', file=sys.stderr)
+        print(
+            f'gpu_check: --device cuda, but torch {torch.__version__} sees no CUDA device '
+            f'(built with CUDA {torch.version.cuda}). Run on a CUDA machine, or use '
+            f'--device cpu --tiny for a smoke run.',
+            file=sys.stderr,
+        )
         return 2
     start = time.perf_counter()
     deadline = Deadline(args.budget, args.timeout)
@@ -842,7 +1113,7 @@ def run_all(args: argparse.Namespace) -> int:
             continue
         log(f'{part} ...')
         report[part] = runners[part](args, deadline)
-        log(f"{part}: {report[part]['status']}")
+        log(f'{part}: {report[part]["status"]}')
         _finish(report, start)
         write_json(report, out)
     print(format_report(report))
@@ -855,8 +1126,7 @@ def _finish(report: dict, start: float) -> None:
     failed = [p for p in PARTS if p in report and report[p]['status'] != 'pass']
     if not _finite_numbers({p: report[p] for p in PARTS if p in report}):
         failed.append('non-finite numbers')
-    report.update(failed_parts=failed, passed=not failed,
-                  elapsed_s=time.perf_counter() - start)
+    report.update(failed_parts=failed, passed=not failed, elapsed_s=time.perf_counter() - start)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -6,6 +6,7 @@
 
 Layout, determinism and what a regeneration may delete: see hst_mm/toy_data.py.
 """
+
 import os.path as osp
 import sys
 

@@ -7,6 +7,7 @@ through the real tools (tools/train.py, tools/test.py), evaluates both on the he
 split, prints the metrics and writes pictures to the output folder: predicted boxes and
 masks on validation images, segmentation overlays and loss curves.
 """
+
 import argparse
 import json
 import os
@@ -25,8 +26,10 @@ sys.path.insert(0, osp.join(ROOT, 'tools'))
 DET_CONFIG = 'configs/toy/mask-rcnn_hst-vit-ti_fpn_toy.py'
 SEG_CONFIG = 'configs/toy/upernet_hst-vit-ti_toy.py'
 # Progress lines worth showing from the tools' logs (the rest goes to the log files).
-SHOW = re.compile(r'Iter\(train\)|Iter\(val\)|Epoch\(val\)|Iter\(test\)|Epoch\(test\)|'
-                  r'Error|error:|Traceback|Saving checkpoint')
+SHOW = re.compile(
+    r'Iter\(train\)|Iter\(val\)|Epoch\(val\)|Iter\(test\)|Epoch\(test\)|'
+    r'Error|error:|Traceback|Saving checkpoint'
+)
 METRIC = re.compile(r'((?:coco|mIoU|aAcc|mAcc)[\w/]*): (-?[0-9.]+)')
 
 
@@ -38,9 +41,17 @@ def run_tool(args, log_file):
     """Run a project tool, echo its progress lines, keep the full log; return its output."""
     cmd = [sys.executable, *args]
     lines = []
-    with open(log_file, 'w') as log, subprocess.Popen(
-            cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-            env=dict(os.environ, PYTHONUNBUFFERED='1')) as proc:
+    with (
+        open(log_file, 'w') as log,
+        subprocess.Popen(
+            cmd,
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=dict(os.environ, PYTHONUNBUFFERED='1'),
+        ) as proc,
+    ):
         for line in proc.stdout:
             log.write(line)
             lines.append(line)
@@ -61,24 +72,37 @@ def train_and_test(name, config, iters, out_dir):
     work_dir = osp.join(out_dir, name)
     step(f'training {name}: {config} ({iters} iterations) -> {work_dir}')
     t0 = time.time()
-    run_tool(['tools/train.py', config, '--work-dir', work_dir, '--cfg-options',
-              f'train_cfg.max_iters={iters}', f'train_cfg.val_interval={iters}',
-              f'default_hooks.checkpoint.interval={iters}',
-              f'default_hooks.logger.interval={min(10, iters)}'],
-             osp.join(out_dir, f'{name}_train.log'))
+    run_tool(
+        [
+            'tools/train.py',
+            config,
+            '--work-dir',
+            work_dir,
+            '--cfg-options',
+            f'train_cfg.max_iters={iters}',
+            f'train_cfg.val_interval={iters}',
+            f'default_hooks.checkpoint.interval={iters}',
+            f'default_hooks.logger.interval={min(10, iters)}',
+        ],
+        osp.join(out_dir, f'{name}_train.log'),
+    )
     train_s = time.time() - t0
     ckpt = osp.join(work_dir, f'iter_{iters}.pth')
     step(f'evaluating {name} on the held-out split: tools/test.py {config} {ckpt}')
-    out = run_tool(['tools/test.py', config, ckpt, '--work-dir', osp.join(work_dir, 'test')],
-                   osp.join(out_dir, f'{name}_test.log'))
+    out = run_tool(
+        ['tools/test.py', config, ckpt, '--work-dir', osp.join(work_dir, 'test')],
+        osp.join(out_dir, f'{name}_test.log'),
+    )
     return ckpt, last_metrics(out), train_s
 
 
 def plot_losses(work_dir, out_file, title):
     """Loss curves from mmengine's scalars.json."""
     import matplotlib
+
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
+
     runs = sorted(glob(osp.join(work_dir, '*', 'vis_data', 'scalars.json')))
     rows = [json.loads(line) for line in open(runs[-1]) if line.strip()]
     rows = [r for r in rows if 'loss' in r]
@@ -112,13 +136,19 @@ def prepare_out_dir(out_dir):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--out', default='work_dirs/demo')
-    parser.add_argument('--det-iters', type=int, default=None,
-                        help="Mask R-CNN iterations (default: the toy config's)")
-    parser.add_argument('--seg-iters', type=int, default=None,
-                        help="UperNet iterations (default: the toy config's)")
+    parser.add_argument(
+        '--det-iters',
+        type=int,
+        default=None,
+        help="Mask R-CNN iterations (default: the toy config's)",
+    )
+    parser.add_argument(
+        '--seg-iters', type=int, default=None, help="UperNet iterations (default: the toy config's)"
+    )
     parser.add_argument('--num-pictures', type=int, default=4)
     args = parser.parse_args(argv)
     from mmengine.config import Config
+
     det_iters = args.det_iters or Config.fromfile(osp.join(ROOT, DET_CONFIG)).train_cfg.max_iters
     seg_iters = args.seg_iters or Config.fromfile(osp.join(ROOT, SEG_CONFIG)).train_cfg.max_iters
     out_dir = osp.join(ROOT, args.out) if not osp.isabs(args.out) else args.out
@@ -127,6 +157,7 @@ def main(argv=None):
 
     step('generating the toy data (tools/make_toy_data.py)')
     from hst_mm.toy_data import main as make_toy_data
+
     if make_toy_data([]):
         raise SystemExit('toy data generation failed (see above)')
 
@@ -135,31 +166,51 @@ def main(argv=None):
 
     step(f'drawing predictions on validation images and loss curves -> {out_dir}')
     import demo
-    vals = sorted(glob(osp.join(ROOT, 'data/toy/coco/val/*.png')))[:args.num_pictures]
-    for img in vals:
-        demo.draw_detection(img, osp.join(ROOT, DET_CONFIG), det_ckpt,
-                            osp.join(out_dir, f'det_{osp.basename(img)}'))
-    vals = sorted(glob(osp.join(ROOT, 'data/toy/ade/images/validation/*.png')))[:args.num_pictures]
-    for img in vals:
-        demo.draw_segmentation(img, osp.join(ROOT, SEG_CONFIG), seg_ckpt,
-                               osp.join(out_dir, f'seg_{osp.basename(img)}'))
-    plot_losses(osp.join(out_dir, 'det'), osp.join(out_dir, 'det_loss.png'),
-                'Mask R-CNN + HST (ViT-Ti), toy COCO')
-    plot_losses(osp.join(out_dir, 'seg'), osp.join(out_dir, 'seg_loss.png'),
-                'UperNet + HST (ViT-Ti), toy ADE20K')
 
-    bbox, segm, miou = (det_metrics.get('coco/bbox_mAP'), det_metrics.get('coco/segm_mAP'),
-                        seg_metrics.get('mIoU'))
-    summary = dict(det_metrics=det_metrics, seg_metrics=seg_metrics, det_train_s=det_s,
-                   seg_train_s=seg_s, total_s=time.time() - t_start,
-                   det_iters=det_iters, seg_iters=seg_iters)
+    vals = sorted(glob(osp.join(ROOT, 'data/toy/coco/val/*.png')))[: args.num_pictures]
+    for img in vals:
+        demo.draw_detection(
+            img, osp.join(ROOT, DET_CONFIG), det_ckpt, osp.join(out_dir, f'det_{osp.basename(img)}')
+        )
+    vals = sorted(glob(osp.join(ROOT, 'data/toy/ade/images/validation/*.png')))[: args.num_pictures]
+    for img in vals:
+        demo.draw_segmentation(
+            img, osp.join(ROOT, SEG_CONFIG), seg_ckpt, osp.join(out_dir, f'seg_{osp.basename(img)}')
+        )
+    plot_losses(
+        osp.join(out_dir, 'det'),
+        osp.join(out_dir, 'det_loss.png'),
+        'Mask R-CNN + HST (ViT-Ti), toy COCO',
+    )
+    plot_losses(
+        osp.join(out_dir, 'seg'),
+        osp.join(out_dir, 'seg_loss.png'),
+        'UperNet + HST (ViT-Ti), toy ADE20K',
+    )
+
+    bbox, segm, miou = (
+        det_metrics.get('coco/bbox_mAP'),
+        det_metrics.get('coco/segm_mAP'),
+        seg_metrics.get('mIoU'),
+    )
+    summary = dict(
+        det_metrics=det_metrics,
+        seg_metrics=seg_metrics,
+        det_train_s=det_s,
+        seg_train_s=seg_s,
+        total_s=time.time() - t_start,
+        det_iters=det_iters,
+        seg_iters=seg_iters,
+    )
     with open(osp.join(out_dir, 'summary.json'), 'w') as f:
         json.dump(summary, f, indent=2)
     step('results on the held-out toy validation split')
     print(f'   Mask R-CNN + HST: bbox mAP {bbox}  segm mAP {segm}  (target bbox mAP >= 0.3)')
     print(f'   UperNet + HST:    mIoU {miou}  (mmseg reports percent; target >= 50)')
-    print(f'   training time: det {det_s / 60:.1f} min, seg {seg_s / 60:.1f} min; '
-          f'demo total {(time.time() - t_start) / 60:.1f} min')
+    print(
+        f'   training time: det {det_s / 60:.1f} min, seg {seg_s / 60:.1f} min; '
+        f'demo total {(time.time() - t_start) / 60:.1f} min'
+    )
     print(f'   pictures, loss curves, logs and checkpoints: {out_dir}')
 
 

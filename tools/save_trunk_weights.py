@@ -7,6 +7,7 @@ With ``--pretrained`` (on a machine with internet) timm downloads the weights, e
 backbone's ``pretrained``. Without it the weights are timm's *random* initialisation (seeded):
 that is what the toy configs use here, to exercise the real loading path.
 """
+
 import argparse
 import os
 
@@ -23,7 +24,7 @@ def save_trunk_weights(model: str, out: str, pretrained: bool = False, seed: int
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     tmp = out + '.tmp'
     torch.save(vit.state_dict(), tmp)
-    os.replace(tmp, out)                   # atomic: a kill never leaves a half-written file
+    os.replace(tmp, out)  # atomic: a kill never leaves a half-written file
     return out
 
 

@@ -1,8 +1,9 @@
 """Evaluate a checkpoint of an MMDetection or MMSegmentation config with mmengine's Runner.
 
-    python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--out FILE] [--show-dir DIR]
-                                           [--tta] [--cfg-options k=v ...] [--launcher pytorch]
+python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--out FILE] [--show-dir DIR]
+                                       [--tta] [--cfg-options k=v ...] [--launcher pytorch]
 """
+
 import os.path as osp
 import sys
 
@@ -15,11 +16,17 @@ from hst_mm.engine import cli, launch  # noqa: E402
 def parse_args(argv=None):
     parser = cli.base_parser('Test (and evaluate) a model')
     parser.add_argument('checkpoint', help='checkpoint file')
-    parser.add_argument('--out', help='dump predictions to this pickle file (mmdet) or '
-                                      'save prediction maps to this directory (mmseg)')
+    parser.add_argument(
+        '--out',
+        help='dump predictions to this pickle file (mmdet) or '
+        'save prediction maps to this directory (mmseg)',
+    )
     parser.add_argument('--show-dir', help='directory to save painted predictions to')
-    parser.add_argument('--tta', action='store_true',
-                        help="test-time augmentation (the config's tta_model/tta_pipeline)")
+    parser.add_argument(
+        '--tta',
+        action='store_true',
+        help="test-time augmentation (the config's tta_model/tta_pipeline)",
+    )
     return cli.parse(parser, argv)
 
 
@@ -28,7 +35,7 @@ def build_config(args):
         raise FileNotFoundError(f'checkpoint not found: {args.checkpoint}')
     cfg = cli.load_config(args)
     cfg.load_from = args.checkpoint
-    launch.add_hooks(cfg, ['CheckpointFitHook'])      # refuse a checkpoint of another model
+    launch.add_hooks(cfg, ['CheckpointFitHook'])  # refuse a checkpoint of another model
     scope = cfg.get('default_scope', 'mmdet')
     if args.show_dir:
         vis = cfg.default_hooks.visualization

@@ -13,6 +13,7 @@ annotation files of a detection config are checked first (``tools/check_coco.py`
 stop, warnings are printed; ``--no-data-check`` to skip); without CUDA, distributed runs use
 the gloo backend and AMP configs train in float32.
 """
+
 import os.path as osp
 import sys
 
@@ -25,20 +26,36 @@ from hst_mm.engine.precision import float32_without_gpu  # noqa: E402
 
 def parse_args(argv=None):
     parser = cli.base_parser('Train a detector or segmentor')
-    parser.add_argument('--resume', nargs='?', type=str, const='auto',
-                        help='resume from CKPT; without a value, from the latest checkpoint '
-                             'in the work dir')
+    parser.add_argument(
+        '--resume',
+        nargs='?',
+        type=str,
+        const='auto',
+        help='resume from CKPT; without a value, from the latest checkpoint in the work dir',
+    )
     parser.add_argument('--amp', action='store_true', help='automatic mixed precision training')
-    parser.add_argument('--auto-scale-lr', action='store_true',
-                        help='scale the learning rate by the actual total batch size')
-    parser.add_argument('--overwrite', action='store_true',
-                        help='train where checkpoints of an earlier run are, replacing those '
-                             'with the same names (default: refuse)')
-    parser.add_argument('--no-nan-check', action='store_true',
-                        help='do not stop at the first non-finite loss (CheckFiniteLossHook)')
-    parser.add_argument('--no-data-check', action='store_true',
-                        help='train without checking the COCO annotation files first '
-                             '(mmdet then drops broken annotations silently)')
+    parser.add_argument(
+        '--auto-scale-lr',
+        action='store_true',
+        help='scale the learning rate by the actual total batch size',
+    )
+    parser.add_argument(
+        '--overwrite',
+        action='store_true',
+        help='train where checkpoints of an earlier run are, replacing those '
+        'with the same names (default: refuse)',
+    )
+    parser.add_argument(
+        '--no-nan-check',
+        action='store_true',
+        help='do not stop at the first non-finite loss (CheckFiniteLossHook)',
+    )
+    parser.add_argument(
+        '--no-data-check',
+        action='store_true',
+        help='train without checking the COCO annotation files first '
+        '(mmdet then drops broken annotations silently)',
+    )
     return cli.parse(parser, argv)
 
 
@@ -52,8 +69,9 @@ def build_config(args):
             cfg.optim_wrapper.loss_scale = 'dynamic'
     if args.auto_scale_lr:
         if 'base_batch_size' not in cfg.get('auto_scale_lr', {}):
-            raise KeyError(f'{args.config}: --auto-scale-lr needs auto_scale_lr.base_batch_size '
-                           f'in the config')
+            raise KeyError(
+                f'{args.config}: --auto-scale-lr needs auto_scale_lr.base_batch_size in the config'
+            )
         cfg.auto_scale_lr.enable = True
     if args.resume == 'auto':
         cfg.resume, cfg.load_from = True, None
@@ -80,8 +98,12 @@ def main(argv=None):
         launch.carry_resume_seed(cfg)
         launch.init_cpu_distributed(cfg)
 
-    cli.run(cfg, lambda runner: runner.train(), before=before,
-            checkpoint=lambda: launch.resume_checkpoint_path(cfg) or cfg.get('load_from'))
+    cli.run(
+        cfg,
+        lambda runner: runner.train(),
+        before=before,
+        checkpoint=lambda: launch.resume_checkpoint_path(cfg) or cfg.get('load_from'),
+    )
 
 
 if __name__ == '__main__':

@@ -1,19 +1,42 @@
 # The "3x + MS" COCO recipe: 36 epochs with DETR-style multi-scale training (short side
 # 480-800) plus random crop. Only `ms3x_*` variables, so this composes with mmdet's bases.
-ms3x_scales = [(480, 1333), (512, 1333), (544, 1333), (576, 1333), (608, 1333), (640, 1333),
-               (672, 1333), (704, 1333), (736, 1333), (768, 1333), (800, 1333)]
+ms3x_scales = [
+    (480, 1333),
+    (512, 1333),
+    (544, 1333),
+    (576, 1333),
+    (608, 1333),
+    (640, 1333),
+    (672, 1333),
+    (704, 1333),
+    (736, 1333),
+    (768, 1333),
+    (800, 1333),
+]
 ms3x_train_pipeline = [
     dict(type='LoadImageFromFile', backend_args=None),
     dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
     dict(type='RandomFlip', prob=0.5),
-    dict(type='RandomChoice', transforms=[
-        [dict(type='RandomChoiceResize', scales=ms3x_scales, keep_ratio=True)],
-        [dict(type='RandomChoiceResize', scales=[(400, 1333), (500, 1333), (600, 1333)],
-              keep_ratio=True),
-         dict(type='RandomCrop', crop_type='absolute_range', crop_size=(384, 600),
-              allow_negative_crop=True),
-         dict(type='RandomChoiceResize', scales=ms3x_scales, keep_ratio=True)],
-    ]),
+    dict(
+        type='RandomChoice',
+        transforms=[
+            [dict(type='RandomChoiceResize', scales=ms3x_scales, keep_ratio=True)],
+            [
+                dict(
+                    type='RandomChoiceResize',
+                    scales=[(400, 1333), (500, 1333), (600, 1333)],
+                    keep_ratio=True,
+                ),
+                dict(
+                    type='RandomCrop',
+                    crop_type='absolute_range',
+                    crop_size=(384, 600),
+                    allow_negative_crop=True,
+                ),
+                dict(type='RandomChoiceResize', scales=ms3x_scales, keep_ratio=True),
+            ],
+        ],
+    ),
     dict(type='PackDetInputs'),
 ]
 ms3x_max_epochs = 36

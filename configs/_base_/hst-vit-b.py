@@ -12,9 +12,10 @@ hst_backbone = dict(
     pretrained='augreg_in21k',
     embed_dims=(64, 128, 256, 384),
     num_heads=(2, 4, 8, 12),
-    drop_path_rate=0.1,                  # (choice) side blocks only; the trunk is frozen
+    drop_path_rate=0.1,  # (choice) side blocks only; the trunk is frozen
     out_indices=(0, 1, 2, 3),
-    with_cp=False)                       # True: least memory; 'side': see README Benchmark
+    with_cp=False,
+)  # True: least memory; 'side': see README Benchmark
 hst_in_channels = [64, 128, 256, 384]
 
 # AugReg ViTs were trained on images scaled to [-1, 1].
@@ -28,12 +29,14 @@ hst_paramwise_cfg = dict(
         'meta_tokens': dict(decay_mult=0.0),
         'pos_embed': dict(decay_mult=0.0),
         'cls_token': dict(decay_mult=0.0),
-    })
+    },
+)
 hst_optim_wrapper = dict(
     _delete_=True,
     type='OptimWrapper',
     optimizer=dict(type='AdamW', lr=1e-4, betas=(0.9, 0.999), weight_decay=0.05),
-    paramwise_cfg=hst_paramwise_cfg)
+    paramwise_cfg=hst_paramwise_cfg,
+)
 
 # Mixed precision, mmengine's way (a `fp16=` key is ignored by the 3.x stack). Detection:
 # float16 with dynamic loss scaling, because mmdet casts the RoIs to the features' dtype
@@ -41,7 +44,9 @@ hst_optim_wrapper = dict(
 # at most 0.5 px, bfloat16 by up to 4 px (tests/test_amp.py measures both). Segmentation has
 # no RoIs: bfloat16, no loss scaling needed (a static scale of 1 still skips inf steps).
 # Without a GPU, tools/train.py trains these configs in float32 (AmpOptimWrapper needs one).
-hst_optim_wrapper_fp16 = dict(hst_optim_wrapper, type='AmpOptimWrapper', dtype='float16',
-                              loss_scale='dynamic')
-hst_optim_wrapper_bf16 = dict(hst_optim_wrapper, type='AmpOptimWrapper', dtype='bfloat16',
-                              loss_scale=1.0)
+hst_optim_wrapper_fp16 = dict(
+    hst_optim_wrapper, type='AmpOptimWrapper', dtype='float16', loss_scale='dynamic'
+)
+hst_optim_wrapper_bf16 = dict(
+    hst_optim_wrapper, type='AmpOptimWrapper', dtype='bfloat16', loss_scale=1.0
+)

@@ -8,5 +8,6 @@ vitb_pyramid_backbone = dict(
     pretrained='augreg_in21k',
     frozen=False,
     drop_path_rate=0.1,
-    with_cp=False)
+    with_cp=False,
+)
 vitb_pyramid_channels = [768, 768, 768, 768]

@@ -4,4 +4,5 @@ _base_ = ['../hst/mask-rcnn_hst-vit-b_fpn_1x_coco.py', '../_base_/vit-b-pyramid.
 
 model = dict(
     backbone={{_base_.vitb_pyramid_backbone}},
-    neck=dict(in_channels={{_base_.vitb_pyramid_channels}}))
+    neck=dict(in_channels={{_base_.vitb_pyramid_channels}}),
+)

@@ -17,7 +17,8 @@ model = dict(
     pretrained=None,
     backbone={{_base_.hst_backbone}},
     neck=dict(in_channels={{_base_.hst_in_channels}}),
-    decode_head=dict(num_classes=150))
+    decode_head=dict(num_classes=150),
+)
 
 optim_wrapper = {{_base_.hst_optim_wrapper_bf16}}
 param_scheduler = [

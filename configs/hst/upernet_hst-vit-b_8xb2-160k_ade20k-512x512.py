@@ -15,7 +15,8 @@ model = dict(
     data_preprocessor=data_preprocessor,
     backbone={{_base_.hst_backbone}},
     decode_head=dict(in_channels={{_base_.hst_in_channels}}),
-    auxiliary_head=dict(in_channels=256))          # stage 3 (in_index=2) of the side network
+    auxiliary_head=dict(in_channels=256),
+)  # stage 3 (in_index=2) of the side network
 
 optim_wrapper = {{_base_.hst_optim_wrapper_bf16}}
 

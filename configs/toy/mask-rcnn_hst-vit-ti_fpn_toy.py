@@ -15,22 +15,28 @@ toy_scale = (128, 128)
 # RoI, mmcv's CPU RoIAlign backward); this halves the iteration time.
 neck_channels = 128
 model = dict(
-    backbone=dict(trunk='vit_tiny_patch16_224',
-                  pretrained='data/toy/vit_tiny_patch16_224.random.pth',
-                  drop_path_rate=0.0),
+    backbone=dict(
+        trunk='vit_tiny_patch16_224',
+        pretrained='data/toy/vit_tiny_patch16_224.random.pth',
+        drop_path_rate=0.0,
+    ),
     neck=dict(out_channels=neck_channels),
     rpn_head=dict(in_channels=neck_channels, feat_channels=neck_channels),
     roi_head=dict(
         bbox_roi_extractor=dict(out_channels=neck_channels),
-        bbox_head=dict(in_channels=neck_channels, fc_out_channels=256,
-                       num_classes=len(toy_classes)),
+        bbox_head=dict(
+            in_channels=neck_channels, fc_out_channels=256, num_classes=len(toy_classes)
+        ),
         mask_roi_extractor=dict(out_channels=neck_channels),
-        mask_head=dict(in_channels=neck_channels, conv_out_channels=neck_channels,
-                       num_classes=len(toy_classes))),
+        mask_head=dict(
+            in_channels=neck_channels, conv_out_channels=neck_channels, num_classes=len(toy_classes)
+        ),
+    ),
     # At most 3 objects per 128x128 image: far fewer proposals and sampled RoIs than COCO
     # needs, which makes a CPU iteration about 2.5x faster.
     train_cfg=dict(rpn_proposal=dict(max_per_img=256), rcnn=dict(sampler=dict(num=128))),
-    test_cfg=dict(rpn=dict(max_per_img=100), rcnn=dict(max_per_img=20)))
+    test_cfg=dict(rpn=dict(max_per_img=100), rcnn=dict(max_per_img=20)),
+)
 
 train_pipeline = [
     dict(type='LoadImageFromFile'),
@@ -43,20 +49,36 @@ test_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='Resize', scale=toy_scale, keep_ratio=True),
     dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
-    dict(type='PackDetInputs',
-         meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor')),
+    dict(
+        type='PackDetInputs',
+        meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor'),
+    ),
 ]
 # num_workers=0: two CPU cores are better spent on the model than on loader processes.
 train_dataloader = dict(
-    batch_size=4, num_workers=0, persistent_workers=False,
-    dataset=dict(data_root=toy_root, metainfo=dict(classes=toy_classes),
-                 ann_file='annotations/instances_train.json', data_prefix=dict(img='train/'),
-                 pipeline=train_pipeline))
+    batch_size=4,
+    num_workers=0,
+    persistent_workers=False,
+    dataset=dict(
+        data_root=toy_root,
+        metainfo=dict(classes=toy_classes),
+        ann_file='annotations/instances_train.json',
+        data_prefix=dict(img='train/'),
+        pipeline=train_pipeline,
+    ),
+)
 val_dataloader = dict(
-    batch_size=4, num_workers=0, persistent_workers=False,
-    dataset=dict(data_root=toy_root, metainfo=dict(classes=toy_classes),
-                 ann_file='annotations/instances_val.json', data_prefix=dict(img='val/'),
-                 pipeline=test_pipeline))
+    batch_size=4,
+    num_workers=0,
+    persistent_workers=False,
+    dataset=dict(
+        data_root=toy_root,
+        metainfo=dict(classes=toy_classes),
+        ann_file='annotations/instances_val.json',
+        data_prefix=dict(img='val/'),
+        pipeline=test_pipeline,
+    ),
+)
 test_dataloader = val_dataloader
 val_evaluator = dict(ann_file=toy_root + 'annotations/instances_val.json')
 test_evaluator = val_evaluator
@@ -70,11 +92,14 @@ param_scheduler = [
 # Everything but the trunk starts from scratch: a higher rate than the COCO recipe's 1e-4,
 # with the gradient norm clipped at 10 for the first, noisy iterations. float32: a CPU config.
 optim_wrapper = dict(
-    _delete_=True, type='OptimWrapper',
+    _delete_=True,
+    type='OptimWrapper',
     optimizer=dict(type='AdamW', lr=5e-4, betas=(0.9, 0.999), weight_decay=0.05),
-    paramwise_cfg={{_base_.hst_paramwise_cfg}}, clip_grad=dict(max_norm=10.0, norm_type=2))
+    paramwise_cfg={{_base_.hst_paramwise_cfg}},
+    clip_grad=dict(max_norm=10.0, norm_type=2),
+)
 default_hooks = dict(
-    logger=dict(interval=10),
-    checkpoint=dict(by_epoch=False, interval=300, max_keep_ckpts=2))
+    logger=dict(interval=10), checkpoint=dict(by_epoch=False, interval=300, max_keep_ckpts=2)
+)
 log_processor = dict(by_epoch=False)
 auto_scale_lr = dict(enable=False, base_batch_size=4)

@@ -14,11 +14,14 @@ norm_cfg = dict(type='BN', requires_grad=True)
 data_preprocessor = dict(size=crop_size)
 model = dict(
     data_preprocessor=data_preprocessor,
-    backbone=dict(trunk='vit_tiny_patch16_224',
-                  pretrained='data/toy/vit_tiny_patch16_224.random.pth',
-                  drop_path_rate=0.0),
+    backbone=dict(
+        trunk='vit_tiny_patch16_224',
+        pretrained='data/toy/vit_tiny_patch16_224.random.pth',
+        drop_path_rate=0.0,
+    ),
     decode_head=dict(num_classes=len(toy_classes), channels=128, norm_cfg=norm_cfg),
-    auxiliary_head=dict(num_classes=len(toy_classes), channels=64, norm_cfg=norm_cfg))
+    auxiliary_head=dict(num_classes=len(toy_classes), channels=64, norm_cfg=norm_cfg),
+)
 
 train_pipeline = [
     dict(type='LoadImageFromFile'),
@@ -37,18 +40,34 @@ test_pipeline = [
     dict(type='PackSegInputs'),
 ]
 toy_dataset = dict(
-    _delete_=True, type='BaseSegDataset', data_root=toy_root, reduce_zero_label=True,
-    img_suffix='.png', seg_map_suffix='.png',
-    metainfo=dict(classes=toy_classes, palette=toy_palette))
+    _delete_=True,
+    type='BaseSegDataset',
+    data_root=toy_root,
+    reduce_zero_label=True,
+    img_suffix='.png',
+    seg_map_suffix='.png',
+    metainfo=dict(classes=toy_classes, palette=toy_palette),
+)
 train_dataloader = dict(
-    batch_size=4, num_workers=0, persistent_workers=False,
-    dataset=dict(toy_dataset, pipeline=train_pipeline,
-                 data_prefix=dict(img_path='images/training', seg_map_path='annotations/training')))
+    batch_size=4,
+    num_workers=0,
+    persistent_workers=False,
+    dataset=dict(
+        toy_dataset,
+        pipeline=train_pipeline,
+        data_prefix=dict(img_path='images/training', seg_map_path='annotations/training'),
+    ),
+)
 val_dataloader = dict(
-    batch_size=1, num_workers=0, persistent_workers=False,
-    dataset=dict(toy_dataset, pipeline=test_pipeline,
-                 data_prefix=dict(img_path='images/validation',
-                                  seg_map_path='annotations/validation')))
+    batch_size=1,
+    num_workers=0,
+    persistent_workers=False,
+    dataset=dict(
+        toy_dataset,
+        pipeline=test_pipeline,
+        data_prefix=dict(img_path='images/validation', seg_map_path='annotations/validation'),
+    ),
+)
 test_dataloader = val_dataloader
 
 # 200 iterations (~12 epochs of the 64 training images) reach mIoU ~89 on the toy val split.
@@ -57,10 +76,12 @@ param_scheduler = [
     dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=50),
     dict(type='PolyLR', eta_min=0.0, power=1.0, begin=50, end=200, by_epoch=False),
 ]
-optim_wrapper = dict(                       # float32: a CPU config
-    _delete_=True, type='OptimWrapper',
+optim_wrapper = dict(  # float32: a CPU config
+    _delete_=True,
+    type='OptimWrapper',
     optimizer=dict(type='AdamW', lr=2e-4, betas=(0.9, 0.999), weight_decay=0.05),
-    paramwise_cfg={{_base_.hst_paramwise_cfg}})
+    paramwise_cfg={{_base_.hst_paramwise_cfg}},
+)
 default_hooks = dict(
-    logger=dict(interval=10),
-    checkpoint=dict(by_epoch=False, interval=200, max_keep_ckpts=2))
+    logger=dict(interval=10), checkpoint=dict(by_epoch=False, interval=200, max_keep_ckpts=2)
+)

@@ -31,6 +31,7 @@ On a shared CPU machine, check each row's ``cpu_share`` (the fraction of its thr
 time the row actually got while timed; 1.0 = uncontended): timings of rows with different
 shares are not comparable.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -81,39 +82,79 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     """The benchmark's arguments (``sys.argv[1:]`` when ``argv`` is None)."""
     p = argparse.ArgumentParser(
         description='Parameters, FLOPs, speed and memory of HST vs. full fine-tuning vs. '
-                    'the frozen-trunk probe (backbones alone, or whole Mask R-CNNs).')
-    p.add_argument('--model', choices=('backbone', 'detector'), default='backbone',
-                   help='backbone: the backbones alone (no mmdet needed); detector: the '
-                        'whole Mask R-CNN of each mode (needs mmdet)')
+        'the frozen-trunk probe (backbones alone, or whole Mask R-CNNs).'
+    )
+    p.add_argument(
+        '--model',
+        choices=('backbone', 'detector'),
+        default='backbone',
+        help='backbone: the backbones alone (no mmdet needed); detector: the '
+        'whole Mask R-CNN of each mode (needs mmdet)',
+    )
     p.add_argument('--trunk', default='vit_base_patch16_224', help='timm ViT name')
-    p.add_argument('--trunk-kwargs', type=_json_dict, default={},
-                   help='extra timm.create_model arguments as JSON, e.g. \'{"depth": 4}\'')
-    p.add_argument('--embed-dims', type=_positive_int, nargs='+', default=[64, 128, 256, 384],
-                   help='HST side-network width per stage')
-    p.add_argument('--num-heads', type=_positive_int, nargs='+', default=[2, 4, 8, 12],
-                   help='HST cross-attention heads per stage')
+    p.add_argument(
+        '--trunk-kwargs',
+        type=_json_dict,
+        default={},
+        help='extra timm.create_model arguments as JSON, e.g. \'{"depth": 4}\'',
+    )
+    p.add_argument(
+        '--embed-dims',
+        type=_positive_int,
+        nargs='+',
+        default=[64, 128, 256, 384],
+        help='HST side-network width per stage',
+    )
+    p.add_argument(
+        '--num-heads',
+        type=_positive_int,
+        nargs='+',
+        default=[2, 4, 8, 12],
+        help='HST cross-attention heads per stage',
+    )
     p.add_argument('--img-size', type=_positive_int, default=512, help='square input side (px)')
-    p.add_argument('--batch', type=_positive_int, default=2,
-                   help='batch size of the speed and memory runs')
+    p.add_argument(
+        '--batch', type=_positive_int, default=2, help='batch size of the speed and memory runs'
+    )
     p.add_argument('--iters', type=_positive_int, default=5, help='timed iterations')
     p.add_argument('--warmup', type=_non_negative_int, default=2, help='untimed iterations first')
-    p.add_argument('--modes', nargs='+', choices=BASE_MODES, default=list(BASE_MODES),
-                   help='which modes to run')
-    p.add_argument('--cp', choices=('off', 'on', 'both'), default='both',
-                   help='activation checkpointing: off, on (the checkpointed rows hst_cp, '
-                        'hst_cp_side and full_ft_cp replace hst and full_ft), or both')
-    p.add_argument('--device', choices=('cpu', 'cuda'), default=None,
-                   help='default: cuda if available')
-    p.add_argument('--amp', choices=('off', 'bf16'), default='off',
-                   help='autocast (bf16) for the timed forward passes (meant for cuda)')
-    p.add_argument('--threads', type=_positive_int, default=None,
-                   help='torch.set_num_threads in every mode (default: torch\'s own)')
+    p.add_argument(
+        '--modes',
+        nargs='+',
+        choices=BASE_MODES,
+        default=list(BASE_MODES),
+        help='which modes to run',
+    )
+    p.add_argument(
+        '--cp',
+        choices=('off', 'on', 'both'),
+        default='both',
+        help='activation checkpointing: off, on (the checkpointed rows hst_cp, '
+        'hst_cp_side and full_ft_cp replace hst and full_ft), or both',
+    )
+    p.add_argument(
+        '--device', choices=('cpu', 'cuda'), default=None, help='default: cuda if available'
+    )
+    p.add_argument(
+        '--amp',
+        choices=('off', 'bf16'),
+        default='off',
+        help='autocast (bf16) for the timed forward passes (meant for cuda)',
+    )
+    p.add_argument(
+        '--threads',
+        type=_positive_int,
+        default=None,
+        help="torch.set_num_threads in every mode (default: torch's own)",
+    )
     p.add_argument('--json', default=None, help='write the results here')
     p.add_argument('--_worker', default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if len(args.embed_dims) != len(args.num_heads):
-        p.error(f'--embed-dims {args.embed_dims} and --num-heads {args.num_heads} need one '
-                f'entry per stage each')
+        p.error(
+            f'--embed-dims {args.embed_dims} and --num-heads {args.num_heads} need one '
+            f'entry per stage each'
+        )
     return args
 
 
@@ -127,10 +168,12 @@ def _worker_env() -> Dict[str, str]:
     installed ``hst_mm``.
     """
     import hst_mm
+
     package_root = str(Path(hst_mm.__file__).resolve().parents[1])
     env = dict(os.environ)
     env['PYTHONPATH'] = os.pathsep.join(
-        [package_root, *filter(None, env.get('PYTHONPATH', '').split(os.pathsep))])
+        [package_root, *filter(None, env.get('PYTHONPATH', '').split(os.pathsep))]
+    )
     return env
 
 
@@ -169,10 +212,13 @@ def run_all(args: argparse.Namespace, argv: Sequence[str]) -> int:
 
     Returns the exit status: 1 if a row failed, else 0.
     """
-    meta = {'date': datetime.now(timezone.utc).isoformat(timespec='seconds'),
-            'loadavg_start': _loadavg(), 'cpu_count': os.cpu_count(),
-            'python': sys.version.split()[0],
-            'args': {k: v for k, v in vars(args).items() if k != '_worker'}}
+    meta = {
+        'date': datetime.now(timezone.utc).isoformat(timespec='seconds'),
+        'loadavg_start': _loadavg(),
+        'cpu_count': os.cpu_count(),
+        'python': sys.version.split()[0],
+        'args': {k: v for k, v in vars(args).items() if k != '_worker'},
+    }
     results, env = {}, {}
     for mode in modes_to_run(args):
         start = time.perf_counter()
@@ -181,16 +227,29 @@ def run_all(args: argparse.Namespace, argv: Sequence[str]) -> int:
         results[mode] = out['row']
         env = env or out['env']
         status = 'FAILED' if 'error' in out['row'] else 'done'
-        print(f'[benchmark] {mode} {status} in {time.perf_counter() - start:.0f} s',
-              file=sys.stderr, flush=True)
+        print(
+            f'[benchmark] {mode} {status} in {time.perf_counter() - start:.0f} s',
+            file=sys.stderr,
+            flush=True,
+        )
     # Placeholders where every worker failed before reporting its environment.
-    meta.update({'device': 'unknown', 'device_name': None, 'torch_threads': None,
-                 'torch': _version('torch'), 'timm': _version('timm')}, **env)
-    meta.update(loadavg_end=_loadavg(),
-                flops='batch-1 forward, torch.utils.flop_counter.FlopCounterMode, '
-                      'multiply-add = 2 FLOPs',
-                memory='cuda: max_memory_allocated' if meta['device'].startswith('cuda')
-                else 'cpu: peak RSS (VmHWM) of one process per mode')
+    meta.update(
+        {
+            'device': 'unknown',
+            'device_name': None,
+            'torch_threads': None,
+            'torch': _version('torch'),
+            'timm': _version('timm'),
+        },
+        **env,
+    )
+    meta.update(
+        loadavg_end=_loadavg(),
+        flops='batch-1 forward, torch.utils.flop_counter.FlopCounterMode, multiply-add = 2 FLOPs',
+        memory='cuda: max_memory_allocated'
+        if meta['device'].startswith('cuda')
+        else 'cpu: peak RSS (VmHWM) of one process per mode',
+    )
     ratios = compute_ratios(results)
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
@@ -211,6 +270,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if args._worker not in ALL_MODES:
             raise SystemExit(f'unknown worker mode {args._worker!r}')
         from .measure import measure_mode
+
         result = measure_mode(args._worker, args)
         # Anything printed before (e.g. by timm) is ignored: the parent reads the last line.
         print(json.dumps(result), flush=True)

@@ -4,6 +4,7 @@ Memory is the process's own: on CUDA the tensors allocated on the device, on the
 resident set size. Each row runs in a fresh process (see :mod:`hst_mm.benchmark.cli`), so
 the peaks do not depend on the other rows or on their order.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -19,8 +20,15 @@ import torch
 from .modes import with_cp
 
 # The numbers every successful row holds (besides with_cp, cpu_share and the raw times).
-METRICS = ('trainable_params', 'total_params', 'gflops', 'infer_img_per_s', 'train_step_s',
-           'peak_mem_mb', 'model_mem_mb')
+METRICS = (
+    'trainable_params',
+    'total_params',
+    'gflops',
+    'infer_img_per_s',
+    'train_step_s',
+    'peak_mem_mb',
+    'model_mem_mb',
+)
 
 
 # ---- memory of this process --------------------------------------------------------------
@@ -54,6 +62,7 @@ def peak_rss_mb() -> float:
     if hwm is not None:
         return hwm
     import resource
+
     maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return maxrss / 2**20 if sys.platform == 'darwin' else maxrss / 1024
 
@@ -76,8 +85,10 @@ def peak_memory_mb(device: torch.device) -> float:
 # ---- parameters, FLOPs, time -------------------------------------------------------------
 def count_params(model: torch.nn.Module) -> Dict[str, int]:
     """``trainable_params`` (``requires_grad``) and ``total_params`` of ``model``."""
-    return {'trainable_params': sum(p.numel() for p in model.parameters() if p.requires_grad),
-            'total_params': sum(p.numel() for p in model.parameters())}
+    return {
+        'trainable_params': sum(p.numel() for p in model.parameters() if p.requires_grad),
+        'total_params': sum(p.numel() for p in model.parameters()),
+    }
 
 
 def count_gflops(forward: Callable[[], None]) -> float:
@@ -90,8 +101,11 @@ def count_gflops(forward: Callable[[], None]) -> float:
     from torch.nn.attention import SDPBackend, sdpa_kernel
     from torch.utils.flop_counter import FlopCounterMode
 
-    with torch.inference_mode(), sdpa_kernel([SDPBackend.MATH]), \
-            FlopCounterMode(display=False) as counter:
+    with (
+        torch.inference_mode(),
+        sdpa_kernel([SDPBackend.MATH]),
+        FlopCounterMode(display=False) as counter,
+    ):
         forward()
     return counter.get_total_flops() / 1e9
 
@@ -106,12 +120,17 @@ def clock_for(device: torch.device) -> Callable[[], float]:
     """
     if device.type == 'cuda':
         from torch.utils.benchmark import timer
+
         return timer
     return timeit.default_timer
 
 
-def time_calls(fn: Callable[[], None], warmup: int, iters: int,
-               clock: Callable[[], float] = timeit.default_timer) -> List[float]:
+def time_calls(
+    fn: Callable[[], None],
+    warmup: int,
+    iters: int,
+    clock: Callable[[], float] = timeit.default_timer,
+) -> List[float]:
     """Seconds of each of ``iters`` calls of ``fn``, after ``warmup`` untimed calls.
 
     Each call is timed on its own, rather than with ``Timer.timeit(n)`` or
@@ -123,7 +142,7 @@ def time_calls(fn: Callable[[], None], warmup: int, iters: int,
         fn()
     times = []
     for _ in range(iters):
-        start = clock()         # on CUDA, also waits for the kernels queued before
+        start = clock()  # on CUDA, also waits for the kernels queued before
         fn()
         times.append(clock() - start)
     return times
@@ -147,8 +166,11 @@ def measure_mode(mode: str, args: argparse.Namespace) -> Dict[str, object]:
         raise SystemExit('--device cuda: no CUDA device is available')
     cuda = device.type == 'cuda'
     clock = clock_for(device)
-    amp = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if args.amp == 'bf16' \
+    amp = (
+        (lambda: torch.autocast(device.type, dtype=torch.bfloat16))
+        if args.amp == 'bf16'
         else nullcontext
+    )
     torch.manual_seed(0)
 
     work = WORKLOADS[args.model](mode, args, device, amp)
@@ -170,19 +192,27 @@ def measure_mode(mode: str, args: argparse.Namespace) -> Dict[str, object]:
         torch.cuda.reset_peak_memory_stats(device)
     train_times = time_calls(work.train_step, args.warmup, args.iters, clock)
     cpu_share = (time.process_time() - cpu_start) / (
-        (time.perf_counter() - wall_start) * torch.get_num_threads())
+        (time.perf_counter() - wall_start) * torch.get_num_threads()
+    )
     # CPU: the peak over the whole process, which the training steps set (they hold the
     # activations, gradients and AdamW state on top of everything inference needs).
     peak_mem_mb = peak_memory_mb(device)
 
-    row.update(infer_img_per_s=args.batch / statistics.median(infer_times),
-               train_step_s=statistics.median(train_times),
-               peak_mem_mb=peak_mem_mb, model_mem_mb=model_mem_mb,
-               # On CUDA the CPU mostly waits for the GPU: no contention measure there.
-               cpu_share=None if cuda else round(cpu_share, 3),
-               infer_times_s=infer_times, train_times_s=train_times)
-    env = {'device': str(device),
-           'device_name': torch.cuda.get_device_name(device) if cuda else None,
-           'torch': torch.__version__, 'timm': timm.__version__,
-           'torch_threads': torch.get_num_threads()}
+    row.update(
+        infer_img_per_s=args.batch / statistics.median(infer_times),
+        train_step_s=statistics.median(train_times),
+        peak_mem_mb=peak_mem_mb,
+        model_mem_mb=model_mem_mb,
+        # On CUDA the CPU mostly waits for the GPU: no contention measure there.
+        cpu_share=None if cuda else round(cpu_share, 3),
+        infer_times_s=infer_times,
+        train_times_s=train_times,
+    )
+    env = {
+        'device': str(device),
+        'device_name': torch.cuda.get_device_name(device) if cuda else None,
+        'torch': torch.__version__,
+        'timm': timm.__version__,
+        'torch_threads': torch.get_num_threads(),
+    }
     return {'row': row, 'env': env}

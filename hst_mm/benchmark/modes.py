@@ -9,6 +9,7 @@
 
 The probe has no checkpointed row: no gradient flows through its trunk.
 """
+
 from __future__ import annotations
 
 import argparse

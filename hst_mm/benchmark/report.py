@@ -1,4 +1,5 @@
 """The ratios the targets are stated in, and the markdown report of a run."""
+
 from __future__ import annotations
 
 from typing import Dict, List, Sequence
@@ -11,8 +12,7 @@ def train_increment_mb(row: Dict[str, object]) -> float:
     return row['peak_mem_mb'] - row['model_mem_mb']
 
 
-def compute_ratios(results: Dict[str, dict],
-                   targets: Sequence[Target] = TARGETS) -> List[dict]:
+def compute_ratios(results: Dict[str, dict], targets: Sequence[Target] = TARGETS) -> List[dict]:
     """The target ratios whose two rows were measured (rows that failed are skipped).
 
     Each: ``{'metric', 'num', 'den', 'value', 'target', 'met'}``, ``target`` as text
@@ -25,8 +25,16 @@ def compute_ratios(results: Dict[str, dict],
             continue
         get = train_increment_mb if t.metric == 'train_increment_mb' else (lambda r: r[t.metric])
         value = get(a) / get(b)
-        out.append({'metric': t.metric, 'num': t.num, 'den': t.den, 'value': value,
-                    'target': t.text(), 'met': t.met(value)})
+        out.append(
+            {
+                'metric': t.metric,
+                'num': t.num,
+                'den': t.den,
+                'value': value,
+                'target': t.text(),
+                'met': t.met(value),
+            }
+        )
     return out
 
 
@@ -35,27 +43,33 @@ def _header(meta: dict) -> str:
     a = meta['args']
     cuda = meta['device'].startswith('cuda')
     detector = a.get('model') == 'detector'
-    return (f"### {'Mask R-CNN' if detector else 'backbones'}, "
-            f"{a['trunk']} at {a['img_size']}x{a['img_size']}, batch {a['batch']}, "
-            f"{meta['device_name'] or meta['device']}"
-            f"{'' if cuda else ', %s threads' % meta['torch_threads']}"
-            f"{', bf16 autocast' if a['amp'] == 'bf16' else ', fp32'}")
+    return (
+        f'### {"Mask R-CNN" if detector else "backbones"}, '
+        f'{a["trunk"]} at {a["img_size"]}x{a["img_size"]}, batch {a["batch"]}, '
+        f'{meta["device_name"] or meta["device"]}'
+        f'{"" if cuda else ", %s threads" % meta["torch_threads"]}'
+        f'{", bf16 autocast" if a["amp"] == "bf16" else ", fp32"}'
+    )
 
 
 def _rows_table(results: Dict[str, dict]) -> List[str]:
     """One table line per row; a failed row says so and leaves its cells empty."""
-    lines = ['| mode | trainable params (M) | total params (M) | GFLOPs | infer img/s '
-             '| train step (s) | peak mem (MB) | model mem (MB) | train +mem (MB) |',
-             '|---|---:|---:|---:|---:|---:|---:|---:|---:|']
+    lines = [
+        '| mode | trainable params (M) | total params (M) | GFLOPs | infer img/s '
+        '| train step (s) | peak mem (MB) | model mem (MB) | train +mem (MB) |',
+        '|---|---:|---:|---:|---:|---:|---:|---:|---:|',
+    ]
     for mode, r in results.items():
         if 'error' in r:
             lines.append(f'| {mode} | failed (see stderr) | | | | | | | |')
             continue
-        lines.append(f"| {mode} | {r['trainable_params'] / 1e6:.2f} | "
-                     f"{r['total_params'] / 1e6:.2f} | {r['gflops']:.4g} | "
-                     f"{r['infer_img_per_s']:.3g} | {r['train_step_s']:.3g} | "
-                     f"{r['peak_mem_mb']:.0f} | {r['model_mem_mb']:.0f} | "
-                     f"{train_increment_mb(r):.0f} |")
+        lines.append(
+            f'| {mode} | {r["trainable_params"] / 1e6:.2f} | '
+            f'{r["total_params"] / 1e6:.2f} | {r["gflops"]:.4g} | '
+            f'{r["infer_img_per_s"]:.3g} | {r["train_step_s"]:.3g} | '
+            f'{r["peak_mem_mb"]:.0f} | {r["model_mem_mb"]:.0f} | '
+            f'{train_increment_mb(r):.0f} |'
+        )
     return lines
 
 
@@ -65,8 +79,10 @@ def _ratios_table(ratios: List[dict]) -> List[str]:
         return []
     lines = ['', '| ratio | value | target | met |', '|---|---:|---|---|']
     for q in ratios:
-        lines.append(f"| {q['num']}.{q['metric']} / {q['den']}.{q['metric']} | "
-                     f"{q['value']:.3f} | {q['target']} | {'yes' if q['met'] else 'no'} |")
+        lines.append(
+            f'| {q["num"]}.{q["metric"]} / {q["den"]}.{q["metric"]} | '
+            f'{q["value"]:.3f} | {q["target"]} | {"yes" if q["met"] else "no"} |'
+        )
     return lines
 
 
@@ -75,29 +91,45 @@ def _notes(results: Dict[str, dict], meta: dict) -> List[str]:
     a = meta['args']
     cuda = meta['device'].startswith('cuda')
     detector = a.get('model') == 'detector'
-    mem = ('torch.cuda.max_memory_allocated during the training steps; model mem = '
-           'memory_allocated once the model is on the device' if cuda else
-           "peak RSS of the mode's own process (VmHWM); model mem = RSS once the model is "
-           'built (includes interpreter and libraries)')
-    return ['',
-            f"GFLOPs: one batch-1 forward at {a['img_size']}x{a['img_size']} counted by "
-            'torch.utils.flop_counter.FlopCounterMode (multiply-add = 2 FLOPs; matmuls, '
-            'convolutions and attention only).',
-            f"Speed: median over {a['iters']} iterations after {a['warmup']} warm-up, "
-            f"batch {a['batch']}; " + (
-                'a train step is model.train_step on a synthetic batch (4 random boxes and '
-                "masks per image): forward + the detector's losses + backward + the "
-                "config's AdamW step; inference is model.test_step." if detector else
-                'a train step is forward + sum of output means + backward + AdamW step '
-                'over the trainable parameters.'),
-            f'Memory: {mem}; train +mem = peak - model.',
-            # Timings of rows that got different shares of the CPU are not comparable.
-            *([] if cuda else [
+    mem = (
+        'torch.cuda.max_memory_allocated during the training steps; model mem = '
+        'memory_allocated once the model is on the device'
+        if cuda
+        else "peak RSS of the mode's own process (VmHWM); model mem = RSS once the model is "
+        'built (includes interpreter and libraries)'
+    )
+    return [
+        '',
+        f'GFLOPs: one batch-1 forward at {a["img_size"]}x{a["img_size"]} counted by '
+        'torch.utils.flop_counter.FlopCounterMode (multiply-add = 2 FLOPs; matmuls, '
+        'convolutions and attention only).',
+        f'Speed: median over {a["iters"]} iterations after {a["warmup"]} warm-up, '
+        f'batch {a["batch"]}; '
+        + (
+            'a train step is model.train_step on a synthetic batch (4 random boxes and '
+            "masks per image): forward + the detector's losses + backward + the "
+            "config's AdamW step; inference is model.test_step."
+            if detector
+            else 'a train step is forward + sum of output means + backward + AdamW step '
+            'over the trainable parameters.'
+        ),
+        f'Memory: {mem}; train +mem = peak - model.',
+        # Timings of rows that got different shares of the CPU are not comparable.
+        *(
+            []
+            if cuda
+            else [
                 'CPU share while timed (1.0 = uncontended; rows with different shares are '
-                'not comparable): ' + ', '.join(f"{m} {r['cpu_share']:.2f}" for m, r in
-                                                results.items() if 'error' not in r) + '.']),
-            f"Load average (1/5/15 min) at start {meta['loadavg_start']}, "
-            f"at end {meta['loadavg_end']}; {meta['cpu_count']} CPUs."]
+                'not comparable): '
+                + ', '.join(
+                    f'{m} {r["cpu_share"]:.2f}' for m, r in results.items() if 'error' not in r
+                )
+                + '.'
+            ]
+        ),
+        f'Load average (1/5/15 min) at start {meta["loadavg_start"]}, '
+        f'at end {meta["loadavg_end"]}; {meta["cpu_count"]} CPUs.',
+    ]
 
 
 def format_report(results: Dict[str, dict], ratios: List[dict], meta: dict) -> str:
@@ -106,6 +138,11 @@ def format_report(results: Dict[str, dict], ratios: List[dict], meta: dict) -> s
     ``results``: row name -> row (or ``{'error': ...}``); ``ratios``: from
     ``compute_ratios``; ``meta``: the run's ``meta`` object of the JSON.
     """
-    lines = [_header(meta), '', *_rows_table(results), *_ratios_table(ratios),
-             *_notes(results, meta)]
+    lines = [
+        _header(meta),
+        '',
+        *_rows_table(results),
+        *_ratios_table(ratios),
+        *_notes(results, meta),
+    ]
     return '\n'.join(lines)

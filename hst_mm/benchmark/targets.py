@@ -5,6 +5,7 @@ fine-tuning's, and its inference should run at least 0.95x as fast as the frozen
 probe's. Each target is stated for several pairs of rows (with and without activation
 checkpointing); pairs whose rows were not run are skipped by the report.
 """
+
 from __future__ import annotations
 
 from typing import NamedTuple, Tuple
@@ -32,16 +33,18 @@ class Target(NamedTuple):
         return f'{self.op} {self.threshold}'
 
 
-TRAIN_STEP_MAX = 0.8        # HST train step / full fine-tuning's
-PEAK_MEMORY_MAX = 0.6       # HST peak (and added) training memory / full fine-tuning's
-INFERENCE_MIN = 0.95        # HST inference images/s / the frozen-trunk probe's
+TRAIN_STEP_MAX = 0.8  # HST train step / full fine-tuning's
+PEAK_MEMORY_MAX = 0.6  # HST peak (and added) training memory / full fine-tuning's
+INFERENCE_MIN = 0.95  # HST inference images/s / the frozen-trunk probe's
 
 
 def _training_targets(hst_row: str, full_row: str) -> Tuple[Target, ...]:
     """The three training targets of one (HST row, full fine-tuning row) pair."""
-    return (Target('train_step_s', hst_row, full_row, '<=', TRAIN_STEP_MAX),
-            Target('peak_mem_mb', hst_row, full_row, '<=', PEAK_MEMORY_MAX),
-            Target('train_increment_mb', hst_row, full_row, '<=', PEAK_MEMORY_MAX))
+    return (
+        Target('train_step_s', hst_row, full_row, '<=', TRAIN_STEP_MAX),
+        Target('peak_mem_mb', hst_row, full_row, '<=', PEAK_MEMORY_MAX),
+        Target('train_increment_mb', hst_row, full_row, '<=', PEAK_MEMORY_MAX),
+    )
 
 
 # In report order. The checkpointed HST rows are compared with full fine-tuning both with

@@ -10,6 +10,7 @@ Two kinds (``--model``):
 
 The trunk keeps its random initialisation in both: nothing is downloaded.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -42,8 +43,13 @@ class Workload:
     batch, ``train_step()`` forward + loss + backward + optimizer step on one batch.
     """
 
-    def __init__(self, model: torch.nn.Module, flops: Callable[[], None],
-                 infer: Callable[[], None], train_step: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        flops: Callable[[], None],
+        infer: Callable[[], None],
+        train_step: Callable[[], None],
+    ) -> None:
         self.model, self.flops, self.infer, self.train_step = model, flops, infer, train_step
 
 
@@ -62,8 +68,9 @@ def build_backbone(mode: str, args: argparse.Namespace) -> torch.nn.Module:
     return ViTPyramid(frozen=base == 'frozen_probe', **common)
 
 
-def backbone_workload(mode: str, args: argparse.Namespace, device: torch.device,
-                      amp: AmpContext) -> Workload:
+def backbone_workload(
+    mode: str, args: argparse.Namespace, device: torch.device, amp: AmpContext
+) -> Workload:
     """The backbone alone; the loss is the sum of every output level's mean.
 
     Inputs: noise of shape ``(B, 3, S, S)`` with ``B = args.batch`` and
@@ -85,7 +92,7 @@ def backbone_workload(mode: str, args: argparse.Namespace, device: torch.device,
     def train_step() -> None:
         with amp():
             outs = model(x)
-        loss = sum(o.float().mean() for o in outs)     # touches every output level
+        loss = sum(o.float().mean() for o in outs)  # touches every output level
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
@@ -108,8 +115,9 @@ def build_detector(mode: str, args: argparse.Namespace) -> Tuple[torch.nn.Module
     cfg = Config.fromfile(str(ROOT / DETECTOR_CONFIGS[base_mode(mode)]))
     init_default_scope(cfg.get('default_scope', 'mmdet'))
     backbone = cfg.model.backbone
-    backbone.update(trunk=args.trunk, trunk_kwargs=args.trunk_kwargs, pretrained=None,
-                    with_cp=with_cp(mode))
+    backbone.update(
+        trunk=args.trunk, trunk_kwargs=args.trunk_kwargs, pretrained=None, with_cp=with_cp(mode)
+    )
     if backbone.type == 'HST':
         backbone.update(embed_dims=tuple(args.embed_dims), num_heads=tuple(args.num_heads))
         cfg.model.neck.in_channels = list(args.embed_dims)
@@ -117,9 +125,9 @@ def build_detector(mode: str, args: argparse.Namespace) -> Tuple[torch.nn.Module
         # The trunk's width, from a parameter-free (meta device) build: building a real
         # ViT here would leave its freed memory in this worker's RSS.
         import timm
+
         with torch.device('meta'):
-            width = timm.create_model(args.trunk, pretrained=False,
-                                      **args.trunk_kwargs).embed_dim
+            width = timm.create_model(args.trunk, pretrained=False, **args.trunk_kwargs).embed_dim
         cfg.model.neck.in_channels = [width] * 4
     model = MODELS.build(cfg.model)
     model.init_weights()
@@ -141,26 +149,35 @@ def detector_batch(batch: int, img_size: int, seed: int = 0) -> Dict[str, list]:
     rng = np.random.default_rng(seed)
     inputs, samples = [], []
     for _ in range(batch):
-        inputs.append(torch.from_numpy(rng.integers(0, 256, (3, img_size, img_size),
-                                                    dtype=np.uint8)))
+        inputs.append(
+            torch.from_numpy(rng.integers(0, 256, (3, img_size, img_size), dtype=np.uint8))
+        )
         wh = rng.uniform(16, max(17, img_size / 2), (4, 2))
         xy = rng.uniform(0, 1, (4, 2)) * (img_size - wh)
-        boxes = np.concatenate([xy, xy + wh], 1).astype(np.float32)      # (4, 4) x0 y0 x1 y1
+        boxes = np.concatenate([xy, xy + wh], 1).astype(np.float32)  # (4, 4) x0 y0 x1 y1
         masks = np.zeros((4, img_size, img_size), np.uint8)
         for m, (x0, y0, x1, y1) in zip(masks, boxes.astype(int)):
             m[y0:y1, x0:x1] = 1
-        sample = DetDataSample(metainfo=dict(
-            img_shape=(img_size, img_size), ori_shape=(img_size, img_size),
-            scale_factor=(1.0, 1.0), pad_shape=(img_size, img_size)))
+        sample = DetDataSample(
+            metainfo=dict(
+                img_shape=(img_size, img_size),
+                ori_shape=(img_size, img_size),
+                scale_factor=(1.0, 1.0),
+                pad_shape=(img_size, img_size),
+            )
+        )
         sample.gt_instances = InstanceData(
-            bboxes=torch.from_numpy(boxes), labels=torch.from_numpy(rng.integers(0, 80, 4)),
-            masks=BitmapMasks(masks, img_size, img_size))
+            bboxes=torch.from_numpy(boxes),
+            labels=torch.from_numpy(rng.integers(0, 80, 4)),
+            masks=BitmapMasks(masks, img_size, img_size),
+        )
         samples.append(sample)
     return {'inputs': inputs, 'data_samples': samples}
 
 
-def detector_workload(mode: str, args: argparse.Namespace, device: torch.device,
-                      amp: AmpContext) -> Workload:
+def detector_workload(
+    mode: str, args: argparse.Namespace, device: torch.device, amp: AmpContext
+) -> Workload:
     """The whole Mask R-CNN: its own losses, its config's optimizer, ``test_step``."""
     from mmengine.optim import build_optim_wrapper
 

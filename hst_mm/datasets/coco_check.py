@@ -27,6 +27,7 @@ degenerate parts with nothing to learn from (a box under one pixel wide or high,
 part under 3 points beside a usable one), which COCO train2017 itself holds. Only the
 standard library is needed, and cv2 (and PIL, if installed) for ``img_dir``.
 """
+
 from __future__ import annotations
 
 import json
@@ -39,13 +40,14 @@ from typing import Dict, List, Optional, Sequence
 #: What mmdet's COCO base configs set (``mmdet::_base_/datasets/coco_instance.py``).
 MMDET_COCO_FILTER = dict(filter_empty_gt=True, min_size=32)
 ERROR, WARNING = 'error', 'warning'
-FATAL = 'fatal'          # kind of a file-level error that leaves nothing to train on
+FATAL = 'fatal'  # kind of a file-level error that leaves nothing to train on
 
 
 @dataclass
 class Problem:
     """One finding: ``where`` names the entry (``image 3, annotation 7``), ``id`` is what a
     one-line summary lists for it (``annotation 7``), ``kind`` groups findings there."""
+
     severity: str
     kind: str
     message: str
@@ -56,16 +58,21 @@ class Problem:
 @dataclass
 class CocoReport:
     """The findings for one annotation file."""
+
     ann_file: str
     problems: List[Problem] = field(default_factory=list)
 
-    def add(self, severity: str, kind: str, message: str, where: str = '',
-            id: object = None) -> None:
+    def add(
+        self, severity: str, kind: str, message: str, where: str = '', id: object = None
+    ) -> None:
         self.problems.append(Problem(severity, kind, message, where, id))
 
     def _lines(self, severity: str) -> List[str]:
-        return [f'{self.ann_file}: {p.where + ": " if p.where else ""}{p.message}'
-                for p in self.problems if p.severity == severity]
+        return [
+            f'{self.ann_file}: {p.where + ": " if p.where else ""}{p.message}'
+            for p in self.problems
+            if p.severity == severity
+        ]
 
     @property
     def errors(self) -> List[str]:
@@ -90,8 +97,9 @@ class CocoReport:
         entries = [p for p in errors if p.kind != FATAL]
         if entries:
             kinds = ', '.join(_grouped(entries, max_ids).values())
-            parts.append(f'{len(entries)} entries that mmdet would lose, mis-train or fail on: '
-                         f'{kinds}')
+            parts.append(
+                f'{len(entries)} entries that mmdet would lose, mis-train or fail on: {kinds}'
+            )
         return f'{self.ann_file}: ' + '; '.join(parts)
 
     def warning_summary(self, max_ids: int = 5) -> List[str]:
@@ -108,8 +116,10 @@ def _grouped(problems: List[Problem], max_ids: int) -> Dict[str, str]:
     by_kind: Dict[str, List[Problem]] = defaultdict(list)
     for p in problems:
         by_kind[p.kind].append(p)
-    return {kind: f'{len(ps)} x {kind} ({_named_ids([p.id for p in ps], max_ids)})'
-            for kind, ps in by_kind.items()}
+    return {
+        kind: f'{len(ps)} x {kind} ({_named_ids([p.id for p in ps], max_ids)})'
+        for kind, ps in by_kind.items()
+    }
 
 
 def _ids(found: Sequence, limit: int = 10) -> str:
@@ -175,44 +185,68 @@ def load_coco(rep: CocoReport) -> Optional[dict]:
         rep.add(ERROR, FATAL, f'cannot be read as JSON ({type(e).__name__}: {e})')
         return None
     if not isinstance(data, dict):
-        rep.add(ERROR, FATAL, f'holds a JSON {type(data).__name__}, not an object with '
-                              f'"images", "annotations" and "categories"')
+        rep.add(
+            ERROR,
+            FATAL,
+            f'holds a JSON {type(data).__name__}, not an object with '
+            f'"images", "annotations" and "categories"',
+        )
         return None
     keys = ('images', 'annotations', 'categories')
     bad = [k for k in keys if not isinstance(data.get(k), list)]
     if bad:
-        what = ', '.join(f'"{k}"' + ('' if k not in data else f' (found: {type(data[k]).__name__})')
-                         for k in bad)
-        rep.add(ERROR, FATAL, f'no list of {what}: not a COCO instances file (mmdet fails '
-                              f'with KeyError or "need at least one array to concatenate")')
+        what = ', '.join(
+            f'"{k}"' + ('' if k not in data else f' (found: {type(data[k]).__name__})') for k in bad
+        )
+        rep.add(
+            ERROR,
+            FATAL,
+            f'no list of {what}: not a COCO instances file (mmdet fails '
+            f'with KeyError or "need at least one array to concatenate")',
+        )
         return None
     return data
 
 
-def check_categories(rep: CocoReport, cats: list,
-                     classes: Optional[Sequence[str]]) -> Optional[Dict[object, str]]:
+def check_categories(
+    rep: CocoReport, cats: list, classes: Optional[Sequence[str]]
+) -> Optional[Dict[object, str]]:
     """``{category id: name}`` of the valid entries, or None after an error that makes mmdet
     fail (an entry that is not an object, a missing id or name). Duplicates and a mismatch
     with the config's ``classes`` are errors too."""
     names: Dict[object, str] = {}
     for k, cat in enumerate(cats):
-        problem = (f'a {type(cat).__name__}, not an object (mmdet fails with TypeError)'
-                   if not isinstance(cat, dict) else _id_problem(cat, 'id')
-                   or (None if isinstance(cat.get('name'), str) else
-                       f'name {cat.get("name")!r:.40} is not a string (mmdet fails with '
-                       f'KeyError or TypeError)'))
+        problem = (
+            f'a {type(cat).__name__}, not an object (mmdet fails with TypeError)'
+            if not isinstance(cat, dict)
+            else _id_problem(cat, 'id')
+            or (
+                None
+                if isinstance(cat.get('name'), str)
+                else f'name {cat.get("name")!r:.40} is not a string (mmdet fails with '
+                f'KeyError or TypeError)'
+            )
+        )
         if problem:
             rep.add(ERROR, 'bad category entry', problem, f'categories[{k}]', f'categories[{k}]')
             return None
         if cat['id'] in names:
-            rep.add(ERROR, 'duplicate category id', f'category id {cat["id"]} is listed twice '
-                    f'(mmdet gives it two labels)', id=f'category {cat["id"]}')
+            rep.add(
+                ERROR,
+                'duplicate category id',
+                f'category id {cat["id"]} is listed twice (mmdet gives it two labels)',
+                id=f'category {cat["id"]}',
+            )
         names[cat['id']] = cat['name']
     for name, n in Counter(names.values()).items():
         if n > 1:
-            rep.add(ERROR, 'duplicate category name', f'category name {name!r} has {n} ids '
-                    f'(mmdet gives each a label: every later class gets another\'s name)',
-                    id=f'category {name!r}')
+            rep.add(
+                ERROR,
+                'duplicate category name',
+                f'category name {name!r} has {n} ids '
+                f"(mmdet gives each a label: every later class gets another's name)",
+                id=f'category {name!r}',
+            )
     if classes is not None:
         _check_classes(rep, list(names.values()), list(classes))
     return names
@@ -223,16 +257,24 @@ def _check_classes(rep: CocoReport, file_names: List[str], classes: List[str]) -
     ``classes`` name (``get_cat_ids``), not in the order of ``classes``."""
     missing = [c for c in classes if c not in file_names]
     if missing:
-        rep.add(ERROR, FATAL, f'the config\'s classes {_ids(missing)} are not among the file\'s '
-                              f'categories: mmdet numbers the labels by the file\'s categories, '
-                              f'so the classes after them would carry other classes\' names')
+        rep.add(
+            ERROR,
+            FATAL,
+            f"the config's classes {_ids(missing)} are not among the file's "
+            f"categories: mmdet numbers the labels by the file's categories, "
+            f"so the classes after them would carry other classes' names",
+        )
         return
     used = [n for n in file_names if n in classes]
     if used != classes:
-        rep.add(ERROR, FATAL, f'the file lists the categories in another order ({_ids(used)}) '
-                              f'than the config\'s classes ({_ids(classes)}): mmdet numbers the '
-                              f'labels in the file\'s order, so predictions would carry other '
-                              f'classes\' names')
+        rep.add(
+            ERROR,
+            FATAL,
+            f'the file lists the categories in another order ({_ids(used)}) '
+            f"than the config's classes ({_ids(classes)}): mmdet numbers the "
+            f"labels in the file's order, so predictions would carry other "
+            f"classes' names",
+        )
 
 
 def check_images(rep: CocoReport, images: list, img_dir: Optional[str]) -> Dict[object, dict]:
@@ -240,26 +282,50 @@ def check_images(rep: CocoReport, images: list, img_dir: Optional[str]) -> Dict[
     duplicate ids, bad sizes, missing file names and (with ``img_dir``) image files."""
     found: Dict[object, dict] = {}
     for k, img in enumerate(images):
-        problem = (f'a {type(img).__name__}, not an object (mmdet fails with TypeError)'
-                   if not isinstance(img, dict) else _id_problem(img, 'id'))
+        problem = (
+            f'a {type(img).__name__}, not an object (mmdet fails with TypeError)'
+            if not isinstance(img, dict)
+            else _id_problem(img, 'id')
+        )
         if problem:
             rep.add(ERROR, 'bad image entry', problem, f'images[{k}]', f'images[{k}]')
             continue
         iid, where = img['id'], f'image {img["id"]}'
         if iid in found:
-            rep.add(ERROR, 'duplicate image id', 'duplicate image id (mmdet keeps the later '
-                    'entry only)', where, where)
+            rep.add(
+                ERROR,
+                'duplicate image id',
+                'duplicate image id (mmdet keeps the later entry only)',
+                where,
+                where,
+            )
         found[iid] = img
         w, h = img.get('width'), img.get('height')
         if not (_number(w) and _number(h)):
-            rep.add(ERROR, 'width/height not numbers', f'width/height {w!r}x{h!r} are not '
-                    f'numbers (mmdet fails with TypeError)', where, where)
+            rep.add(
+                ERROR,
+                'width/height not numbers',
+                f'width/height {w!r}x{h!r} are not numbers (mmdet fails with TypeError)',
+                where,
+                where,
+            )
         elif not (_finite([w, h]) and w > 0 and h > 0):
-            rep.add(ERROR, 'width/height not positive', f'width/height {w}x{h} are not positive '
-                    f'(mmdet drops every box of the image)', where, where)
+            rep.add(
+                ERROR,
+                'width/height not positive',
+                f'width/height {w}x{h} are not positive (mmdet drops every box of the image)',
+                where,
+                where,
+            )
         if not isinstance(img.get('file_name'), str):
-            rep.add(ERROR, 'no file_name', f'file_name {img.get("file_name")!r} is not a '
-                    f'string (mmdet fails with KeyError or TypeError)', where, where)
+            rep.add(
+                ERROR,
+                'no file_name',
+                f'file_name {img.get("file_name")!r} is not a '
+                f'string (mmdet fails with KeyError or TypeError)',
+                where,
+                where,
+            )
         elif img_dir is not None:
             _check_image_file(rep, img, img_dir)
     return found
@@ -271,24 +337,48 @@ def _check_image_file(rep: CocoReport, img: dict, img_dir: str) -> None:
     where = f'image {img["id"]}'
     path = osp.join(img_dir, img['file_name'])
     if not osp.isfile(path):
-        rep.add(ERROR, 'image file missing', f'file {img["file_name"]} is not in {img_dir} '
-                f'(training fails with FileNotFoundError when it reaches it)', where, where)
+        rep.add(
+            ERROR,
+            'image file missing',
+            f'file {img["file_name"]} is not in {img_dir} '
+            f'(training fails with FileNotFoundError when it reaches it)',
+            where,
+            where,
+        )
         return
     shape, reason = decode_image(path)
     if shape is None:
-        rep.add(ERROR, 'image file corrupt or truncated', f'{path} cannot be decoded '
-                f'({reason}): training stops with "failed to load image" when it reaches '
-                f'it', where, where)
+        rep.add(
+            ERROR,
+            'image file corrupt or truncated',
+            f'{path} cannot be decoded '
+            f'({reason}): training stops with "failed to load image" when it reaches '
+            f'it',
+            where,
+            where,
+        )
         return
     if reason:
-        rep.add(ERROR, 'image file truncated', f'{path}: {reason}; cv2 decodes it, so mmdet '
-                f'trains on what the decoder made of the missing part', where, where)
+        rep.add(
+            ERROR,
+            'image file truncated',
+            f'{path}: {reason}; cv2 decodes it, so mmdet '
+            f'trains on what the decoder made of the missing part',
+            where,
+            where,
+        )
     w, h = img.get('width'), img.get('height')
     if _number(w) and _number(h) and shape != (h, w):
         turned = ' (turned by its EXIF orientation?)' if shape == (w, h) else ''
-        rep.add(ERROR, 'image size differs from width/height', f'{path} decodes as '
-                f'{shape[1]}x{shape[0]}{turned}, the annotation says {w}x{h}: mmdet places '
-                f'the boxes and masks on the image as it decodes, i.e. misplaced', where, where)
+        rep.add(
+            ERROR,
+            'image size differs from width/height',
+            f'{path} decodes as '
+            f'{shape[1]}x{shape[0]}{turned}, the annotation says {w}x{h}: mmdet places '
+            f'the boxes and masks on the image as it decodes, i.e. misplaced',
+            where,
+            where,
+        )
 
 
 def decode_image(path: str):
@@ -297,6 +387,7 @@ def decode_image(path: str):
     cannot be decoded."""
     import cv2
     import numpy as np
+
     with open(path, 'rb') as f:
         data = f.read()
     img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) if data else None
@@ -310,12 +401,12 @@ def _pil_problem(path: str) -> str:
     """What PIL finds wrong when it decodes the whole file ('' if nothing, or no PIL)."""
     try:
         from PIL import Image
-    except ImportError:                 # optional: cv2 alone decides then
+    except ImportError:  # optional: cv2 alone decides then
         return ''
     try:
         with Image.open(path) as im:
             im.load()
-    except Exception as e:               # noqa: BLE001  (any decoder error is the finding)
+    except Exception as e:  # noqa: BLE001  (any decoder error is the finding)
         return f'PIL: {e}'
     return ''
 
@@ -329,36 +420,61 @@ class _Counts:
         self.other: list = []
 
 
-def check_annotations(rep: CocoReport, anns: list, images: Dict[object, dict],
-                      names: Dict[object, str], class_ids: set,
-                      with_mask: bool) -> _Counts:
+def check_annotations(
+    rep: CocoReport,
+    anns: list,
+    images: Dict[object, dict],
+    names: Dict[object, str],
+    class_ids: set,
+    with_mask: bool,
+) -> _Counts:
     """Check every annotation; return what mmdet keeps of each image."""
     counts, seen = _Counts(), set()
     for k, ann in enumerate(anns):
         if not isinstance(ann, dict):
-            rep.add(ERROR, 'annotation entry not an object', f'a {type(ann).__name__}, not an '
-                    f'object (mmdet fails with TypeError)', f'annotations[{k}]',
-                    f'annotations[{k}]')
+            rep.add(
+                ERROR,
+                'annotation entry not an object',
+                f'a {type(ann).__name__}, not an object (mmdet fails with TypeError)',
+                f'annotations[{k}]',
+                f'annotations[{k}]',
+            )
             continue
         aid, iid = ann.get('id'), ann.get('image_id')
         where = f'image {iid}, annotation {aid}'
-        problems = [p for p in (_id_problem(ann, key) for key in
-                                ('id', 'image_id', 'category_id')) if p]
+        problems = [
+            p for p in (_id_problem(ann, key) for key in ('id', 'image_id', 'category_id')) if p
+        ]
         if problems:
-            rep.add(ERROR, 'bad annotation id, image_id or category_id', '; '.join(problems),
-                    f'annotations[{k}]', f'annotations[{k}]')
+            rep.add(
+                ERROR,
+                'bad annotation id, image_id or category_id',
+                '; '.join(problems),
+                f'annotations[{k}]',
+                f'annotations[{k}]',
+            )
             continue
         if aid in seen:
-            rep.add(ERROR, 'duplicate annotation id', 'duplicate annotation id (mmdet stops '
-                    'with "Annotation ids ... are not unique")', where, f'annotation {aid}')
+            rep.add(
+                ERROR,
+                'duplicate annotation id',
+                'duplicate annotation id (mmdet stops with "Annotation ids ... are not unique")',
+                where,
+                f'annotation {aid}',
+            )
         seen.add(aid)
         img = images.get(iid)
         if img is None:
-            rep.add(ERROR, 'image_id not in "images"', f'image id {iid} is not in "images" '
-                    f'(mmdet never loads the annotation)', where, f'annotation {aid}')
+            rep.add(
+                ERROR,
+                'image_id not in "images"',
+                f'image id {iid} is not in "images" (mmdet never loads the annotation)',
+                where,
+                f'annotation {aid}',
+            )
             continue
         counts.listed[iid] += 1
-        counts.in_classes[iid] += ann['category_id'] in class_ids   # filter_empty_gt's test
+        counts.in_classes[iid] += ann['category_id'] in class_ids  # filter_empty_gt's test
         fate = _check_one(rep, ann, img, names, class_ids, with_mask, where)
         counts.kept[iid] += fate == 'kept'
         if fate == 'other':
@@ -366,8 +482,15 @@ def check_annotations(rep: CocoReport, anns: list, images: Dict[object, dict],
     return counts
 
 
-def _check_one(rep: CocoReport, ann: dict, img: dict, names: Dict[object, str],
-               class_ids: set, with_mask: bool, where: str) -> str:
+def _check_one(
+    rep: CocoReport,
+    ann: dict,
+    img: dict,
+    names: Dict[object, str],
+    class_ids: set,
+    with_mask: bool,
+    where: str,
+) -> str:
     """Problems of one annotation, in the order mmdet's ``parse_data_info`` tests them;
     returns what mmdet does with it: ``'kept'``, ``'ignored'`` (crowd, unusable mask),
     ``'dropped'``, or ``'other'`` (dropped: a category the config's classes leave out)."""
@@ -377,11 +500,13 @@ def _check_one(rep: CocoReport, ann: dict, img: dict, names: Dict[object, str],
         rep.add(severity, kind, message, where, f'annotation {aid}')
 
     if ann.get('ignore', False):
-        return 'dropped'                  # marked so by the data set: intended
+        return 'dropped'  # marked so by the data set: intended
     cat = ann['category_id']
     if cat not in names:
-        error('category_id not in "categories"', f'category_id {cat} is not in "categories" '
-              f'(mmdet drops the annotation)')
+        error(
+            'category_id not in "categories"',
+            f'category_id {cat} is not in "categories" (mmdet drops the annotation)',
+        )
     problem = _bbox_problem(ann)
     if problem:
         error('bbox missing or not 4 numbers', problem)
@@ -408,77 +533,108 @@ def _box_fate(error, box, ann: dict, img: dict) -> str:
     x, y, w, h = box
     W, H = img.get('width'), img.get('height')
     if not (_number(W) and _number(H)):
-        return 'dropped'                  # the image's error says mmdet fails
+        return 'dropped'  # the image's error says mmdet fails
     # mmdet's own overlap arithmetic: NaN compares false and ends up as 0
-    overlap = (max(0, min(x + w, W) - max(x, 0)) * max(0, min(y + h, H) - max(y, 0)))
+    overlap = max(0, min(x + w, W) - max(x, 0)) * max(0, min(y + h, H) - max(y, 0))
     if overlap == 0:
         if any(map(math.isnan, box)):
             error('bbox not finite', f'bbox {box} has NaN (mmdet drops the annotation)')
         elif w < 1 or h < 1:
             _small_box(error, box)
         else:
-            error('bbox outside the image', f'bbox {box} lies outside the {W}x{H} image '
-                  f'(mmdet drops the annotation)')
+            error(
+                'bbox outside the image',
+                f'bbox {box} lies outside the {W}x{H} image (mmdet drops the annotation)',
+            )
         return 'dropped'
     if 'area' not in ann or not _number(ann['area']):
-        error('area missing or not a number', f'area {ann.get("area")!r} is missing or not a '
-              f'number (mmdet fails with KeyError: \'area\' or TypeError)')
+        error(
+            'area missing or not a number',
+            f'area {ann.get("area")!r} is missing or not a '
+            f"number (mmdet fails with KeyError: 'area' or TypeError)",
+        )
         return 'dropped'
     if not ann['area'] > 0:
-        error('area not positive', f'area {ann["area"]} is not positive (mmdet drops the '
-              f'annotation)')
+        error(
+            'area not positive', f'area {ann["area"]} is not positive (mmdet drops the annotation)'
+        )
         return 'dropped'
     if w < 1 or h < 1:
         _small_box(error, box)
         return 'dropped'
     if not _finite(box):
-        error('bbox not finite', f'bbox {box} is infinite (mmdet keeps it: the box runs to '
-              f'the image border)')
+        error(
+            'bbox not finite',
+            f'bbox {box} is infinite (mmdet keeps it: the box runs to the image border)',
+        )
     return 'kept'
 
 
 def _small_box(error, box) -> None:
     """A box under one pixel wide or high: negative (error) or degenerate (warning)."""
     if box[2] < 0 or box[3] < 0:
-        error('bbox with a negative width or height', f'bbox {box} has a negative width or '
-              f'height, so it is not [x, y, width, height] (mmdet drops the annotation)')
+        error(
+            'bbox with a negative width or height',
+            f'bbox {box} has a negative width or '
+            f'height, so it is not [x, y, width, height] (mmdet drops the annotation)',
+        )
     else:
-        error('degenerate bbox (under 1 pixel wide or high), dropped by mmdet',
-              f'bbox {box} is under 1 pixel wide or high (mmdet drops the annotation)',
-              WARNING)
+        error(
+            'degenerate bbox (under 1 pixel wide or high), dropped by mmdet',
+            f'bbox {box} is under 1 pixel wide or high (mmdet drops the annotation)',
+            WARNING,
+        )
 
 
 def _mask_fate(error, seg, img: dict) -> str:
     """mmdet's ``LoadAnnotations(with_mask=True)`` on one instance's ``segmentation``:
     returns ``'kept'`` or ``'ignored'`` (no usable polygon, RLE without counts/size)."""
     if not seg:
-        error('no segmentation', f'segmentation {seg!r} is empty or missing (a config that '
-              f'loads masks fails with KeyError: \'mask\' when training reaches the image)')
+        error(
+            'no segmentation',
+            f'segmentation {seg!r} is empty or missing (a config that '
+            f"loads masks fails with KeyError: 'mask' when training reaches the image)",
+        )
         return 'dropped'
-    if isinstance(seg, dict):                                   # RLE
+    if isinstance(seg, dict):  # RLE
         if seg.get('counts') is None or not isinstance(seg.get('size'), list):
-            error('RLE without counts/size', 'RLE segmentation without counts/size (mmdet '
-                  'ignores the instance)')
+            error(
+                'RLE without counts/size',
+                'RLE segmentation without counts/size (mmdet ignores the instance)',
+            )
             return 'ignored'
         if list(seg['size']) != [img.get('height'), img.get('width')]:
-            error('RLE size differs from the image', f'RLE size {seg["size"]} differs from '
-                  f'the image\'s [{img.get("height")}, {img.get("width")}]')
+            error(
+                'RLE size differs from the image',
+                f'RLE size {seg["size"]} differs from '
+                f"the image's [{img.get('height')}, {img.get('width')}]",
+            )
         return 'kept'
     if not isinstance(seg, list):
-        error('segmentation not polygons or RLE', f'segmentation is a {type(seg).__name__}, '
-              f'not polygons or RLE (mmdet fails with TypeError)')
+        error(
+            'segmentation not polygons or RLE',
+            f'segmentation is a {type(seg).__name__}, '
+            f'not polygons or RLE (mmdet fails with TypeError)',
+        )
         return 'dropped'
     usable, fragments = 0, []
     for i, poly in enumerate(seg):
         if not isinstance(poly, list):
-            error('polygon not a list', f'polygon {i} is not a list of coordinates (mmdet '
-                  f'fails with TypeError)')
+            error(
+                'polygon not a list',
+                f'polygon {i} is not a list of coordinates (mmdet fails with TypeError)',
+            )
         elif not _finite(poly):
-            error('polygon not finite', f'polygon {i} has non-finite or non-numeric '
-                  f'coordinates (mmdet rasterises NaN to an empty mask)')
+            error(
+                'polygon not finite',
+                f'polygon {i} has non-finite or non-numeric '
+                f'coordinates (mmdet rasterises NaN to an empty mask)',
+            )
         elif len(poly) % 2:
-            error('polygon with an odd number of coordinates', f'polygon {i} has an odd '
-                  f'number of coordinates ({len(poly)})')
+            error(
+                'polygon with an odd number of coordinates',
+                f'polygon {i} has an odd number of coordinates ({len(poly)})',
+            )
         elif len(poly) < 6:
             fragments.append(f'polygon {i} has {len(poly) // 2} points (needs >= 3)')
         else:
@@ -492,63 +648,101 @@ def _mask_fate(error, seg, img: dict) -> str:
     return 'kept'
 
 
-def check_filtering(rep: CocoReport, images: Dict[object, dict], counts: _Counts,
-                    filter_cfg: Optional[dict]) -> None:
+def check_filtering(
+    rep: CocoReport, images: Dict[object, dict], counts: _Counts, filter_cfg: Optional[dict]
+) -> None:
     """Which images mmdet's ``filter_data`` leaves out (warnings) and which it trains on as
     background only; an error when nothing is left to train on."""
     filter_cfg = filter_cfg or {}
     empty_gt = filter_cfg.get('filter_empty_gt', False)
     min_size = filter_cfg.get('min_size', 0)
     skipped_empty = [i for i in images if empty_gt and not counts.listed[i]]
-    skipped_cats = [i for i in images if empty_gt and counts.listed[i]
-                    and not counts.in_classes[i]]
+    skipped_cats = [i for i in images if empty_gt and counts.listed[i] and not counts.in_classes[i]]
     sized = [i for i, img in images.items() if _finite([img.get('width'), img.get('height')])]
-    small = [i for i in sized if i not in skipped_empty and i not in skipped_cats
-             and min(images[i]['width'], images[i]['height']) < min_size]
+    small = [
+        i
+        for i in sized
+        if i not in skipped_empty
+        and i not in skipped_cats
+        and min(images[i]['width'], images[i]['height']) < min_size
+    ]
     trained = [i for i in sized if i not in skipped_empty + skipped_cats + small]
     background = [i for i in trained if counts.listed[i] and not counts.kept[i]]
     n = len(images)
     if skipped_empty:
-        rep.add(WARNING, 'skipped', f'{len(skipped_empty)} of {n} images have no annotation '
-                f'and are left out of training (filter_empty_gt): image ids '
-                f'{_ids(skipped_empty)}')
+        rep.add(
+            WARNING,
+            'skipped',
+            f'{len(skipped_empty)} of {n} images have no annotation '
+            f'and are left out of training (filter_empty_gt): image ids '
+            f'{_ids(skipped_empty)}',
+        )
     if skipped_cats:
-        rep.add(WARNING, 'skipped', f'{len(skipped_cats)} of {n} images have annotations of '
-                f'unknown or other categories only and are left out of training '
-                f'(filter_empty_gt): image ids {_ids(skipped_cats)}')
+        rep.add(
+            WARNING,
+            'skipped',
+            f'{len(skipped_cats)} of {n} images have annotations of '
+            f'unknown or other categories only and are left out of training '
+            f'(filter_empty_gt): image ids {_ids(skipped_cats)}',
+        )
     if small:
-        rep.add(WARNING, 'skipped', f'{len(small)} of {n} images are under {min_size} pixels '
-                f'wide or high and are left out of training (filter_cfg min_size): image '
-                f'ids {_ids(small)}')
+        rep.add(
+            WARNING,
+            'skipped',
+            f'{len(small)} of {n} images are under {min_size} pixels '
+            f'wide or high and are left out of training (filter_cfg min_size): image '
+            f'ids {_ids(small)}',
+        )
     if background:
-        rep.add(WARNING, 'background', f'{len(background)} of {n} images have annotations '
-                f'but no usable instance (dropped, crowd or ignored): mmdet trains on them '
-                f'as background only: image ids {_ids(background)}')
+        rep.add(
+            WARNING,
+            'background',
+            f'{len(background)} of {n} images have annotations '
+            f'but no usable instance (dropped, crowd or ignored): mmdet trains on them '
+            f'as background only: image ids {_ids(background)}',
+        )
     _check_something_left(rep, images, counts, trained)
 
 
-def _check_something_left(rep: CocoReport, images: Dict[object, dict], counts: _Counts,
-                          trained: list) -> None:
+def _check_something_left(
+    rep: CocoReport, images: Dict[object, dict], counts: _Counts, trained: list
+) -> None:
     """The fatal error when no image, or no instance, is left to train on."""
-    tail = ('mmdet leaves out every image, and mmengine then fails with "need at least one '
-            'array to concatenate"')
+    tail = (
+        'mmdet leaves out every image, and mmengine then fails with "need at least one '
+        'array to concatenate"'
+    )
     if not images:
         rep.add(ERROR, FATAL, f'no images: nothing to train on ({tail})')
     elif not sum(counts.listed.values()):
-        rep.add(ERROR, FATAL, f'none of its {len(images)} images has an annotation: nothing to '
-                              f'train on ({tail})')
+        rep.add(
+            ERROR,
+            FATAL,
+            f'none of its {len(images)} images has an annotation: nothing to train on ({tail})',
+        )
     elif not trained:
-        rep.add(ERROR, FATAL, f'none of its {len(images)} images is left for training (see the '
-                              f'warnings): nothing to train on ({tail})')
+        rep.add(
+            ERROR,
+            FATAL,
+            f'none of its {len(images)} images is left for training (see the '
+            f'warnings): nothing to train on ({tail})',
+        )
     elif not sum(counts.kept[i] for i in trained):
-        rep.add(ERROR, FATAL, f'none of its {len(images)} images has a usable instance: '
-                              f'nothing to train on but background')
+        rep.add(
+            ERROR,
+            FATAL,
+            f'none of its {len(images)} images has a usable instance: '
+            f'nothing to train on but background',
+        )
 
 
-def check_coco(ann_file: str, img_dir: Optional[str] = None,
-               classes: Optional[Sequence[str]] = None,
-               filter_cfg: Optional[dict] = MMDET_COCO_FILTER,
-               with_mask: bool = True) -> CocoReport:
+def check_coco(
+    ann_file: str,
+    img_dir: Optional[str] = None,
+    classes: Optional[Sequence[str]] = None,
+    filter_cfg: Optional[dict] = MMDET_COCO_FILTER,
+    with_mask: bool = True,
+) -> CocoReport:
     """Check one COCO instances file as mmdet 3.3's ``CocoDataset`` would load it.
 
     Args:
@@ -576,10 +770,13 @@ def check_coco(ann_file: str, img_dir: Optional[str] = None,
     class_ids = {cid for cid, name in names.items() if name in wanted}
     images = check_images(rep, data['images'], img_dir)
     counts = check_annotations(rep, data['annotations'], images, names, class_ids, with_mask)
-    if counts.other:            # training on a subset of the categories is a choice
-        rep.add(WARNING, 'other categories', f'{len(counts.other)} annotations are of '
-                f'categories that the config\'s classes leave out and are not trained on: '
-                f'annotation ids {_ids(counts.other)}')
+    if counts.other:  # training on a subset of the categories is a choice
+        rep.add(
+            WARNING,
+            'other categories',
+            f'{len(counts.other)} annotations are of '
+            f"categories that the config's classes leave out and are not trained on: "
+            f'annotation ids {_ids(counts.other)}',
+        )
     check_filtering(rep, images, counts, filter_cfg)
     return rep
-

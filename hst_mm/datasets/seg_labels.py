@@ -12,6 +12,7 @@ Put it right after ``LoadAnnotations``, which has applied ``reduce_zero_label`` 
 ``import hst_mm`` registers it in mmengine's root ``TRANSFORMS`` registry, which mmseg's (and
 mmcv's) registries fall back to; mmseg itself is not imported.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -41,8 +42,9 @@ class CheckSegLabels:
 
     def __init__(self, num_classes: int, ignore_index: int = 255) -> None:
         if not (isinstance(num_classes, int) and num_classes > 0):
-            raise ValueError(f'CheckSegLabels: num_classes must be a positive integer, '
-                             f'got {num_classes!r}')
+            raise ValueError(
+                f'CheckSegLabels: num_classes must be a positive integer, got {num_classes!r}'
+            )
         self.num_classes = num_classes
         self.ignore_index = ignore_index
 
@@ -52,9 +54,11 @@ class CheckSegLabels:
     def transform(self, results: dict) -> dict:
         """Check ``results['gt_seg_map']`` (H, W); return ``results`` unchanged."""
         if 'gt_seg_map' not in results:
-            raise KeyError(f'CheckSegLabels: no gt_seg_map in the results of '
-                           f'{results.get("img_path", "this sample")}: put it after '
-                           f'LoadAnnotations in the pipeline')
+            raise KeyError(
+                f'CheckSegLabels: no gt_seg_map in the results of '
+                f'{results.get("img_path", "this sample")}: put it after '
+                f'LoadAnnotations in the pipeline'
+            )
         seg = np.asarray(results['gt_seg_map'])
         outside = ((seg < 0) | (seg >= self.num_classes)) & (seg != self.ignore_index)
         if outside.any():
@@ -65,16 +69,22 @@ class CheckSegLabels:
         """The error for the values ``bad`` found in ``pixels`` pixels of one label map."""
         path = results.get('seg_map_path', 'a label map')
         shown = ', '.join(map(str, bad[:10].tolist())) + (' ...' if len(bad) > 10 else '')
-        msg = (f'{path}: label values {shown} ({pixels} pixels) are outside the '
-               f'{self.num_classes} classes (valid: 0-{self.num_classes - 1}, and '
-               f'{self.ignore_index} for ignored pixels)')
+        msg = (
+            f'{path}: label values {shown} ({pixels} pixels) are outside the '
+            f'{self.num_classes} classes (valid: 0-{self.num_classes - 1}, and '
+            f'{self.ignore_index} for ignored pixels)'
+        )
         if results.get('reduce_zero_label') and results.get('label_map') is None:
             # what the user finds in the file: LoadAnnotations subtracted 1 from each value
             in_file = ', '.join(str(int(v) + 1) for v in bad[:10])
-            msg += (f'; read with reduce_zero_label, so the file holds {in_file} (file value '
-                    f'0 is ignored, v becomes v - 1)')
+            msg += (
+                f'; read with reduce_zero_label, so the file holds {in_file} (file value '
+                f'0 is ignored, v becomes v - 1)'
+            )
         return msg + ': fix the file or the number of classes'
 
     def __repr__(self) -> str:
-        return (f'{type(self).__name__}(num_classes={self.num_classes}, '
-                f'ignore_index={self.ignore_index})')
+        return (
+            f'{type(self).__name__}(num_classes={self.num_classes}, '
+            f'ignore_index={self.ignore_index})'
+        )

@@ -9,6 +9,7 @@
 
 Importing it registers the hooks and installs the allow-list.
 """
+
 from . import hooks  # noqa: F401  (registers the hooks)
 from .checkpoint_safety import allow_mmengine_checkpoints
 

@@ -18,6 +18,7 @@ allow-listed as themselves but replaced, under their pickled names, by narrow fu
   :func:`pickled_bytes` builds bytes from nothing, bytes, or text, never from a size (which
   would let a file ask for any amount of memory).
 """
+
 from __future__ import annotations
 
 import collections
@@ -37,12 +38,18 @@ def history_buffer_statistic(obj: object, name: str):
     any other object or attribute is refused with ``pickle.UnpicklingError``.
     """
     from mmengine.logging.history_buffer import HistoryBuffer
-    if (obj is HistoryBuffer and isinstance(name, str) and not name.startswith('_')
-            and callable(vars(HistoryBuffer).get(name))):
+
+    if (
+        obj is HistoryBuffer
+        and isinstance(name, str)
+        and not name.startswith('_')
+        and callable(vars(HistoryBuffer).get(name))
+    ):
         return getattr(HistoryBuffer, name)
     raise pickle.UnpicklingError(
         f'refused getattr({_describe(obj)}, {name!r}) in a weights_only checkpoint: only '
-        f'the statistics methods of mmengine HistoryBuffer may be named this way')
+        f'the statistics methods of mmengine HistoryBuffer may be named this way'
+    )
 
 
 def pickled_bytes(*args) -> bytes:
@@ -51,11 +58,15 @@ def pickled_bytes(*args) -> bytes:
         return b''
     if len(args) == 1 and isinstance(args[0], (bytes, bytearray)):
         return bytes(args[0])
-    if len(args) == 2 and isinstance(args[0], str) and args[1] in ('latin1', 'latin-1',
-                                                                   'utf-8', 'ascii'):
+    if (
+        len(args) == 2
+        and isinstance(args[0], str)
+        and args[1] in ('latin1', 'latin-1', 'utf-8', 'ascii')
+    ):
         return args[0].encode(args[1])
     raise pickle.UnpicklingError(
-        f'refused bytes({", ".join(_describe(a) for a in args)}) in a weights_only checkpoint')
+        f'refused bytes({", ".join(_describe(a) for a in args)}) in a weights_only checkpoint'
+    )
 
 
 def _describe(obj: object) -> str:
@@ -70,21 +81,25 @@ def mmengine_checkpoint_types() -> List[object]:
     narrow function where the pickle names a generic builtin.
     """
     from mmengine.logging.history_buffer import HistoryBuffer
+
     # numpy >= 2 moved `core` to `_core`; pickles name whichever wrote them.
     multiarray = np._core.multiarray if hasattr(np, '_core') else np.core.multiarray
     types = [
-        HistoryBuffer,                  # message_hub log scalars
-        multiarray._reconstruct,        # numpy arrays inside HistoryBuffer
-        multiarray.scalar,              # numpy scalars in runtime info
+        HistoryBuffer,  # message_hub log scalars
+        multiarray._reconstruct,  # numpy arrays inside HistoryBuffer
+        multiarray.scalar,  # numpy scalars in runtime info
         np.ndarray,
         np.dtype,
-        collections.Counter,            # MultiStepLR milestones in scheduler state
+        collections.Counter,  # MultiStepLR milestones in scheduler state
         (history_buffer_statistic, 'builtins.getattr'),
         (pickled_bytes, 'builtins.bytes'),
     ]
     # pickled dtypes name their class: numpy.dtypes.Float64DType, ...
-    types += [getattr(np.dtypes, n) for n in dir(np.dtypes) if n.endswith('DType')
-              and n not in ('StringDType', 'VoidDType', 'ObjectDType')]
+    types += [
+        getattr(np.dtypes, n)
+        for n in dir(np.dtypes)
+        if n.endswith('DType') and n not in ('StringDType', 'VoidDType', 'ObjectDType')
+    ]
     return types
 
 
@@ -95,6 +110,8 @@ def allow_mmengine_checkpoints() -> None:
 
 def refused_checkpoint_message(path: str, exc: BaseException) -> str:
     """What the tools print when a checkpoint file is refused."""
-    return (f'{path}: refused by the safe checkpoint loader (torch.load weights_only=True): '
-            f'{refusal_reason(exc)}. Load only files you trust; this one holds objects that '
-            f'are not tensors, numbers or mmengine training state.')
+    return (
+        f'{path}: refused by the safe checkpoint loader (torch.load weights_only=True): '
+        f'{refusal_reason(exc)}. Load only files you trust; this one holds objects that '
+        f'are not tensors, numbers or mmengine training state.'
+    )

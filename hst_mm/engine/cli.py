@@ -1,4 +1,5 @@
 """The command-line handling that ``tools/train.py`` and ``tools/test.py`` share."""
+
 from __future__ import annotations
 
 import argparse
@@ -19,10 +20,18 @@ def base_parser(description: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument('config', help='config file path')
     parser.add_argument('--work-dir', help='the directory for logs, metrics and checkpoints')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
-                        help='override config settings, e.g. train_cfg.max_iters=10')
-    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
-                        default='none', help='job launcher')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override config settings, e.g. train_cfg.max_iters=10',
+    )
+    parser.add_argument(
+        '--launcher',
+        choices=['none', 'pytorch', 'slurm', 'mpi'],
+        default='none',
+        help='job launcher',
+    )
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
     return parser
 
@@ -57,9 +66,12 @@ def build_runner(cfg: Config) -> Runner:
     return RUNNERS.build(cfg) if 'runner_type' in cfg else Runner.from_cfg(cfg)
 
 
-def run(cfg: Config, job: Callable[[Runner], object],
-        checkpoint: Union[str, Callable[[], Optional[str]], None] = None,
-        before: Optional[Callable[[], None]] = None):
+def run(
+    cfg: Config,
+    job: Callable[[Runner], object],
+    checkpoint: Union[str, Callable[[], Optional[str]], None] = None,
+    before: Optional[Callable[[], None]] = None,
+):
     """Build the runner and run ``job(runner)``; an error caused by the user's files (a
     refused or unfitting checkpoint, a non-finite loss) ends the process with one
     ``error:`` line, also written to the run's log, instead of a traceback."""

@@ -1,4 +1,5 @@
 """Errors the tools report as a diagnosis (one ``error:`` line, exit status 1), not a traceback."""
+
 from __future__ import annotations
 
 from typing import Optional
@@ -7,8 +8,8 @@ from ..datasets.seg_labels import SegLabelError
 from ..models import PretrainedMismatchError
 from ..models.pretrained import unpickling_error
 from .checkpoint_safety import refused_checkpoint_message
-from .hooks.checkpoint_fit import CheckpointMismatchError
 from .hooks import NonFiniteLossError
+from .hooks.checkpoint_fit import CheckpointMismatchError
 
 
 def user_error_message(exc: BaseException, checkpoint: Optional[str] = None) -> Optional[str]:
@@ -35,4 +36,4 @@ def _original_message(exc: BaseException) -> str:
     if not text.startswith('Caught '):
         return text
     marker = f'{type(exc).__name__}: '
-    return text[text.rfind(marker) + len(marker):].strip() if marker in text else text
+    return text[text.rfind(marker) + len(marker) :].strip() if marker in text else text

@@ -7,6 +7,7 @@
 * on resume without ``randomness.seed``, the interrupted run's seed;
 * the COCO checks of :mod:`hst_mm.datasets.coco_check` on the training annotation files.
 """
+
 from __future__ import annotations
 
 import datetime
@@ -34,12 +35,16 @@ def add_reliability_hooks(cfg: Config, nan_check: bool = True) -> None:
     """Add the hooks of :mod:`hst_mm.engine.hooks` to ``cfg``: atomic checkpoints, torch RNG
     state across resumes, the checkpoint-fit check and (``nan_check``) the finite-loss check;
     hooks the config already lists are kept as they are."""
-    add_hooks(cfg, ['TorchRNGStateHook', 'CheckpointFitHook']
-              + (['CheckFiniteLossHook'] if nan_check else []))
+    add_hooks(
+        cfg,
+        ['TorchRNGStateHook', 'CheckpointFitHook'] + (['CheckFiniteLossHook'] if nan_check else []),
+    )
     checkpoint = cfg.get('default_hooks', {}).get('checkpoint', None)
     # Only mmengine's own hook is swapped: a custom checkpoint hook is the config's choice.
-    if checkpoint is not None and checkpoint.get('type') in ('CheckpointHook',
-                                                              'mmengine.CheckpointHook'):
+    if checkpoint is not None and checkpoint.get('type') in (
+        'CheckpointHook',
+        'mmengine.CheckpointHook',
+    ):
         checkpoint.type = 'AtomicCheckpointHook'
 
 
@@ -60,8 +65,10 @@ def use_gloo(cfg: Config) -> None:
     cfg.env_cfg.setdefault('dist_cfg', ConfigDict())
     cfg.env_cfg.dist_cfg.backend = 'gloo'
     wrapper = cfg.get('model_wrapper_cfg', None) or ConfigDict(
-        type='MMDistributedDataParallel', broadcast_buffers=False,
-        find_unused_parameters=cfg.get('find_unused_parameters', False))
+        type='MMDistributedDataParallel',
+        broadcast_buffers=False,
+        find_unused_parameters=cfg.get('find_unused_parameters', False),
+    )
     wrapper.setdefault('type', 'MMDistributedDataParallel')
     kind = wrapper['type']
     kind = MODEL_WRAPPERS.get(kind) if isinstance(kind, str) else kind
@@ -79,12 +86,15 @@ def init_cpu_distributed(cfg: Config) -> None:
     if cfg.launcher == 'none' or torch.cuda.is_available() or torch.distributed.is_initialized():
         return
     if cfg.launcher != 'pytorch':
-        sys.exit(f'error: --launcher {cfg.launcher} needs CUDA (mmengine sets one GPU per '
-                 f'process); without a GPU launch with tools/dist_train.sh (torchrun, '
-                 f'--launcher pytorch), which uses the gloo backend')
+        sys.exit(
+            f'error: --launcher {cfg.launcher} needs CUDA (mmengine sets one GPU per '
+            f'process); without a GPU launch with tools/dist_train.sh (torchrun, '
+            f'--launcher pytorch), which uses the gloo backend'
+        )
     timeout = cfg.env_cfg.dist_cfg.get('timeout', 1800)
-    torch.distributed.init_process_group(backend='gloo',
-                                         timeout=datetime.timedelta(seconds=timeout))
+    torch.distributed.init_process_group(
+        backend='gloo', timeout=datetime.timedelta(seconds=timeout)
+    )
 
 
 def checkpoint_dirs(cfg: Config) -> List[str]:
@@ -93,7 +103,7 @@ def checkpoint_dirs(cfg: Config) -> List[str]:
     dirs = [cfg.work_dir]
     hook = (cfg.get('default_hooks') or {}).get('checkpoint') or {}
     out_dir = hook.get('out_dir')
-    if out_dir and '://' not in str(out_dir):          # remote back-ends are not checked
+    if out_dir and '://' not in str(out_dir):  # remote back-ends are not checked
         dirs.append(osp.join(out_dir, osp.basename(osp.normpath(cfg.work_dir))))
     return dirs
 
@@ -109,16 +119,20 @@ def check_work_dir(cfg: Config, overwrite: bool) -> None:
     if not ckpts or overwrite:
         return
     names = ', '.join(ckpts[:3]) + (' ...' if len(ckpts) > 3 else '')
-    if not cfg.get('resume'):                   # set by --resume, or in the config
-        sys.exit(f'error: checkpoints of an earlier run are where this run would write its '
-                 f'own ({names}); pass --resume to continue that run, --overwrite to start a '
-                 f'new run there (replacing checkpoints of the same names), or choose another '
-                 f'--work-dir')
+    if not cfg.get('resume'):  # set by --resume, or in the config
+        sys.exit(
+            f'error: checkpoints of an earlier run are where this run would write its '
+            f'own ({names}); pass --resume to continue that run, --overwrite to start a '
+            f'new run there (replacing checkpoints of the same names), or choose another '
+            f'--work-dir'
+        )
     if not cfg.get('load_from') and not osp.isfile(osp.join(cfg.work_dir, 'last_checkpoint')):
         # mmengine would find nothing to resume and silently start from scratch
-        sys.exit(f'error: --resume: work dir {cfg.work_dir} holds checkpoints ({names}) but '
-                 f'no last_checkpoint file naming the latest; pass it: --resume '
-                 f'{osp.join(cfg.work_dir, "CHECKPOINT.pth")}')
+        sys.exit(
+            f'error: --resume: work dir {cfg.work_dir} holds checkpoints ({names}) but '
+            f'no last_checkpoint file naming the latest; pass it: --resume '
+            f'{osp.join(cfg.work_dir, "CHECKPOINT.pth")}'
+        )
 
 
 def resume_checkpoint_path(cfg: Config) -> Optional[str]:
@@ -147,8 +161,11 @@ def carry_resume_seed(cfg: Config) -> None:
     if path is None or cfg.get('randomness', {}).get('seed') is not None:
         return
     # mmap: only the small 'meta' entry is read from disk, not the weights.
-    seed = torch.load(path, map_location='cpu', weights_only=True,
-                      mmap=True).get('meta', {}).get('seed')
+    seed = (
+        torch.load(path, map_location='cpu', weights_only=True, mmap=True)
+        .get('meta', {})
+        .get('seed')
+    )
     if seed is not None:
         cfg.randomness = {**cfg.get('randomness', {}), 'seed': seed}
 
@@ -170,8 +187,10 @@ def check_training_data(cfg: Config) -> None:
             _print_rank0(f'warning: {line}')
         summary = report.summary()
         if summary:
-            sys.exit(f'error: {summary}. `python tools/check_coco.py {ann_file}` names each '
-                     f'problem; --no-data-check trains anyway')
+            sys.exit(
+                f'error: {summary}. `python tools/check_coco.py {ann_file}` names each '
+                f'problem; --no-data-check trains anyway'
+            )
 
 
 def _print_rank0(line: str) -> None:
@@ -191,19 +210,33 @@ def coco_training_files(cfg: Config) -> List[Tuple[str, dict]]:
     from mmdet.registry import DATASETS
     from mmengine.fileio import join_path
     from mmengine.utils import is_abs
+
     found = []
     for ds, pipelines in _leaf_datasets(loader['dataset']):
         cls = DATASETS.get(ds.get('type')) if isinstance(ds.get('type'), str) else ds.get('type')
-        if not (isinstance(cls, type) and issubclass(cls, CocoDataset) and all(
+        if not (
+            isinstance(cls, type)
+            and issubclass(cls, CocoDataset)
+            and all(
                 getattr(cls, m) is getattr(CocoDataset, m)
-                for m in ('load_data_list', 'parse_data_info', 'filter_data'))):
+                for m in ('load_data_list', 'parse_data_info', 'filter_data')
+            )
+        ):
             continue
         ann_file = ds.get('ann_file') or ''
         if ann_file and ds.get('data_root') and not is_abs(ann_file):
-            ann_file = join_path(ds['data_root'], ann_file)     # as mmengine's BaseDataset
+            ann_file = join_path(ds['data_root'], ann_file)  # as mmengine's BaseDataset
         classes = (ds.get('metainfo') or {}).get('classes') or cls.METAINFO['classes']
-        found.append((ann_file, dict(classes=list(classes), filter_cfg=ds.get('filter_cfg'),
-                                     with_mask=_loads_masks(pipelines))))
+        found.append(
+            (
+                ann_file,
+                dict(
+                    classes=list(classes),
+                    filter_cfg=ds.get('filter_cfg'),
+                    with_mask=_loads_masks(pipelines),
+                ),
+            )
+        )
     return found
 
 
@@ -222,5 +255,10 @@ def _leaf_datasets(ds: dict, pipelines: tuple = ()) -> Iterator[Tuple[dict, tupl
 
 def _loads_masks(pipelines: tuple) -> bool:
     """Whether a ``LoadAnnotations(with_mask=True)`` is among the pipelines' steps."""
-    return any(isinstance(t, dict) and str(t.get('type', '')).split('.')[-1] == 'LoadAnnotations'
-               and t.get('with_mask', False) for p in pipelines for t in p)
+    return any(
+        isinstance(t, dict)
+        and str(t.get('type', '')).split('.')[-1] == 'LoadAnnotations'
+        and t.get('with_mask', False)
+        for p in pipelines
+        for t in p
+    )

@@ -4,6 +4,7 @@ The COCO and ADE20K configs train with mmengine's ``AmpOptimWrapper`` (float16 o
 autocast), which refuses to be built without CUDA (or NPU/MLU/MUSA). On such a machine the
 tools train the same config in float32 and say so, instead of failing at the first step.
 """
+
 from __future__ import annotations
 
 from typing import Optional
@@ -18,6 +19,7 @@ def float32_without_gpu(optim_wrapper: dict, gpu: Optional[bool] = None) -> Opti
     """
     if gpu is None:
         import torch
+
         gpu = torch.cuda.is_available()
     kind = optim_wrapper.get('type', 'OptimWrapper')
     if gpu or kind not in ('AmpOptimWrapper', 'mmengine.AmpOptimWrapper'):
@@ -26,5 +28,7 @@ def float32_without_gpu(optim_wrapper: dict, gpu: Optional[bool] = None) -> Opti
     optim_wrapper['type'] = 'OptimWrapper'
     for key in AMP_ONLY_KEYS:
         optim_wrapper.pop(key, None)
-    return (f'no GPU: training in float32 (the config asks for AmpOptimWrapper with {dtype}, '
-            f'which mmengine builds only on a GPU)')
+    return (
+        f'no GPU: training in float32 (the config asks for AmpOptimWrapper with {dtype}, '
+        f'which mmengine builds only on a GPU)'
+    )

@@ -3,6 +3,7 @@
 ``HST`` and ``ViTPyramid`` are the classes that ``type='HST'`` / ``type='ViTPyramid'`` build
 in OpenMMLab configs (:mod:`hst_mm.registration` adds ``init_weights`` and ``init_cfg``).
 """
+
 from .bridge import TBridge
 from .hst import HST, HSTBackbone
 from .pretrained import PretrainedMismatchError
@@ -11,6 +12,16 @@ from .side_network import HierarchicalSideNetwork
 from .simple_pyramid import ViTPyramid, ViTSimplePyramid
 from .trunk import MetaTokenViT, create_trunk
 
-__all__ = ['HST', 'ViTPyramid', 'MetaTokenViT', 'TBridge', 'SideBlock', 'CrossAttention',
-           'HierarchicalSideNetwork', 'PretrainedMismatchError', 'create_trunk',
-           'HSTBackbone', 'ViTSimplePyramid']
+__all__ = [
+    'HST',
+    'ViTPyramid',
+    'MetaTokenViT',
+    'TBridge',
+    'SideBlock',
+    'CrossAttention',
+    'HierarchicalSideNetwork',
+    'PretrainedMismatchError',
+    'create_trunk',
+    'HSTBackbone',
+    'ViTSimplePyramid',
+]

@@ -9,6 +9,7 @@ and by both paths:
 
 and block ``l``'s cross-attention reads the two tokens ``kv_l = [mg_l, g_l]``.
 """
+
 from __future__ import annotations
 
 from typing import Sequence, Tuple
@@ -18,8 +19,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 
-def resize_then_project(patch_map: torch.Tensor, proj: nn.Linear,
-                        size: Tuple[int, int]) -> torch.Tensor:
+def resize_then_project(
+    patch_map: torch.Tensor, proj: nn.Linear, size: Tuple[int, int]
+) -> torch.Tensor:
     """The authors' order: bilinear resize of the D-channel map, then project.
 
     (B, D, h, w) -> (B, H_s*W_s, C). Kept as the reference for the parity test.
@@ -28,15 +30,16 @@ def resize_then_project(patch_map: torch.Tensor, proj: nn.Linear,
     return proj(x.flatten(2).transpose(1, 2))
 
 
-def project_then_resize(patch_map: torch.Tensor, proj: nn.Linear,
-                        size: Tuple[int, int]) -> torch.Tensor:
+def project_then_resize(
+    patch_map: torch.Tensor, proj: nn.Linear, size: Tuple[int, int]
+) -> torch.Tensor:
     """Project to C channels first, then resize: equal to :func:`resize_then_project`.
 
     Bilinear weights sum to one and the projection is affine, so the two orders agree;
     projecting first touches D channels at the trunk's h*w positions instead of the side
     network's H_s*W_s (16x more at stride 4). (B, D, h, w) -> (B, H_s*W_s, C).
     """
-    x = proj(patch_map.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)     # (B, C, h, w)
+    x = proj(patch_map.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)  # (B, C, h, w)
     if x.shape[-2:] != size:
         x = F.interpolate(x, size=size, mode='bilinear', align_corners=False)
     return x.flatten(2).transpose(1, 2)
@@ -51,16 +54,19 @@ class TBridge(nn.Module):
         stage_of_block: for each trunk block, the index of the stage it feeds.
     """
 
-    def __init__(self, trunk_dim: int, embed_dims: Sequence[int],
-                 stage_of_block: Sequence[int]) -> None:
+    def __init__(
+        self, trunk_dim: int, embed_dims: Sequence[int], stage_of_block: Sequence[int]
+    ) -> None:
         super().__init__()
         self.stage_of_block = tuple(stage_of_block)
         self.proj = nn.ModuleList(nn.Linear(trunk_dim, c) for c in embed_dims)
         self.meta_norm = nn.ModuleList(
-            nn.LayerNorm(embed_dims[s], eps=1e-5) for s in self.stage_of_block)
+            nn.LayerNorm(embed_dims[s], eps=1e-5) for s in self.stage_of_block
+        )
 
-    def forward(self, block: int, meta: torch.Tensor, patch_map: torch.Tensor,
-                size: Tuple[int, int]) -> Tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, block: int, meta: torch.Tensor, patch_map: torch.Tensor, size: Tuple[int, int]
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
         """Bridge trunk block ``block`` into its stage at side resolution ``size``.
 
         Args:

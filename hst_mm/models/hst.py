@@ -3,6 +3,7 @@
 Plain PyTorch (imports only torch and timm); :mod:`hst_mm.registration` registers it with
 OpenMMLab as ``type='HST'``.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -25,12 +26,12 @@ CP_CHOICES = (False, True, 'side', 'trunk')
 def check_with_cp(with_cp):
     """``with_cp`` as one of :data:`CP_CHOICES` (``'all'``, the old spelling of ``True``, warns)."""
     if with_cp == 'all':
-        warnings.warn("with_cp='all' is deprecated: use with_cp=True", DeprecationWarning,
-                      stacklevel=3)
+        warnings.warn(
+            "with_cp='all' is deprecated: use with_cp=True", DeprecationWarning, stacklevel=3
+        )
         return True
     if with_cp not in CP_CHOICES:
-        raise ValueError(f'with_cp={with_cp!r}: expected one of '
-                         f'{", ".join(map(repr, CP_CHOICES))}')
+        raise ValueError(f'with_cp={with_cp!r}: expected one of {", ".join(map(repr, CP_CHOICES))}')
     return with_cp
 
 
@@ -56,40 +57,52 @@ class HST(nn.Module):
         trunk_kwargs: extra ``timm.create_model`` arguments for the trunk.
     """
 
-    def __init__(self, trunk: str = 'vit_base_patch16_224', pretrained: Optional[str] = None,
-                 embed_dims: Sequence[int] = (64, 128, 256, 384),
-                 num_heads: Sequence[int] = (2, 4, 8, 12), drop_path_rate: float = 0.0,
-                 out_indices: Sequence[int] = (0, 1, 2, 3),
-                 with_cp: Union[bool, str] = False,
-                 trunk_kwargs: Optional[dict] = None) -> None:
+    def __init__(
+        self,
+        trunk: str = 'vit_base_patch16_224',
+        pretrained: Optional[str] = None,
+        embed_dims: Sequence[int] = (64, 128, 256, 384),
+        num_heads: Sequence[int] = (2, 4, 8, 12),
+        drop_path_rate: float = 0.0,
+        out_indices: Sequence[int] = (0, 1, 2, 3),
+        with_cp: Union[bool, str] = False,
+        trunk_kwargs: Optional[dict] = None,
+    ) -> None:
         super().__init__()
         with_cp = check_with_cp(with_cp)
         if len(embed_dims) != len(num_heads):
-            raise ValueError(f'embed_dims {tuple(embed_dims)} and num_heads {tuple(num_heads)} '
-                             f'must have one entry per stage')
+            raise ValueError(
+                f'embed_dims {tuple(embed_dims)} and num_heads {tuple(num_heads)} '
+                f'must have one entry per stage'
+            )
         for c, h in zip(embed_dims, num_heads):
             if not (isinstance(h, int) and h > 0 and isinstance(c, int) and c > 0):
-                raise ValueError(f'embed_dims {tuple(embed_dims)} and num_heads '
-                                 f'{tuple(num_heads)} must be positive integers')
+                raise ValueError(
+                    f'embed_dims {tuple(embed_dims)} and num_heads '
+                    f'{tuple(num_heads)} must be positive integers'
+                )
             if c % h:
-                raise ValueError(f'embed_dims {tuple(embed_dims)}: width {c} is not divisible '
-                                 f'by its num_heads {h}')
+                raise ValueError(
+                    f'embed_dims {tuple(embed_dims)}: width {c} is not divisible '
+                    f'by its num_heads {h}'
+                )
         bad = [i for i in out_indices if not 0 <= i < len(embed_dims)]
         if bad:
-            raise ValueError(f'out_indices {tuple(out_indices)}: {bad} outside the '
-                             f'{len(embed_dims)} stages')
+            raise ValueError(
+                f'out_indices {tuple(out_indices)}: {bad} outside the {len(embed_dims)} stages'
+            )
         self.trunk_name = trunk
         self.trunk_kwargs = dict(trunk_kwargs or {})
         self.embed_dims = tuple(embed_dims)
         self.out_indices = tuple(out_indices)
         self.with_cp = with_cp
-        self.trunk = MetaTokenViT(trunk, with_cp=with_cp in (True, 'trunk'),
-                                  **self.trunk_kwargs)
+        self.trunk = MetaTokenViT(trunk, with_cp=with_cp in (True, 'trunk'), **self.trunk_kwargs)
         stage_of_block = split_blocks(self.trunk.depth, len(embed_dims))
         self.bridge = TBridge(self.trunk.embed_dim, embed_dims, stage_of_block)
         self.bridge.apply(init_side_weights)
-        self.side = HierarchicalSideNetwork(embed_dims, num_heads, stage_of_block, drop_path_rate,
-                                            with_cp=with_cp in (True, 'side'))
+        self.side = HierarchicalSideNetwork(
+            embed_dims, num_heads, stage_of_block, drop_path_rate, with_cp=with_cp in (True, 'side')
+        )
         if pretrained:
             self.load_pretrained(pretrained)
 
@@ -107,14 +120,17 @@ class HST(nn.Module):
         (:mod:`.small_inputs`); larger inputs are not touched.
         """
         if x.ndim != 4 or x.shape[1] != 3:
-            raise ValueError(f'HST expects a (B, 3, H, W) batch of 3-channel images, got shape '
-                             f'{tuple(x.shape)} (convert grayscale input to RGB in the pipeline)')
+            raise ValueError(
+                f'HST expects a (B, 3, H, W) batch of 3-channel images, got shape '
+                f'{tuple(x.shape)} (convert grayscale input to RGB in the pipeline)'
+            )
         size = tuple(x.shape[-2:])
         x = pad_small_input(x, min_size=self.trunk.patch_size, pad_to=self.min_pad_size)
         metas, patches = self.trunk(x)
         outs = self.side(x, metas, patches, self.bridge)
-        outs = crop_to_input(outs, size, tuple(x.shape[-2:]),
-                             strides=[2 ** (s + 2) for s in range(len(outs))])
+        outs = crop_to_input(
+            outs, size, tuple(x.shape[-2:]), strides=[2 ** (s + 2) for s in range(len(outs))]
+        )
         return tuple(outs[i] for i in self.out_indices)
 
     @property
@@ -125,4 +141,4 @@ class HST(nn.Module):
         return -(-self.trunk.patch_size // 4) * 4
 
 
-HSTBackbone = HST          # the name before 0.2
+HSTBackbone = HST  # the name before 0.2

@@ -7,6 +7,7 @@ such as ``'augreg_in21k'`` (fetched from the model hub by timm).
 
 Nothing is hidden: keys the trunk does not have, or lacks, are named in the error.
 """
+
 from __future__ import annotations
 
 import os
@@ -31,8 +32,11 @@ class PretrainedMismatchError(ValueError):
 def is_path(source: str) -> bool:
     """A file path has a checkpoint suffix, an explicit directory start or exists; anything
     else (``'augreg_in21k'``, ``'timm/vit_base_patch16_224.augreg_in21k'``) is a timm tag."""
-    return (source.endswith(CHECKPOINT_SUFFIXES) or source.startswith(('/', '.', '~'))
-            or os.path.exists(source))
+    return (
+        source.endswith(CHECKPOINT_SUFFIXES)
+        or source.startswith(('/', '.', '~'))
+        or os.path.exists(source)
+    )
 
 
 def _first(keys: List[str], n: int = 5) -> str:
@@ -40,7 +44,9 @@ def _first(keys: List[str], n: int = 5) -> str:
     return ', '.join(keys[:n]) + more
 
 
-def adapt_state_dict(state_dict: Dict[str, torch.Tensor], vit: nn.Module) -> Dict[str, torch.Tensor]:
+def adapt_state_dict(
+    state_dict: Dict[str, torch.Tensor], vit: nn.Module
+) -> Dict[str, torch.Tensor]:
     """Pure function: a ViT checkpoint -> the keys and shapes of HST's trunk.
 
     timm's filter converts foreign layouts (CLIP, DINOv2, ...) and resamples position
@@ -87,18 +93,21 @@ def load_trunk_file(vit: nn.Module, path: str) -> None:
             raise PretrainedMismatchError(
                 f'{path}: not a ViT .npz checkpoint that fits trunk '
                 f'{type(vit).__name__}(embed_dim={vit.embed_dim}, depth={len(vit.blocks)}): '
-                f'{type(e).__name__}: {e}') from e
+                f'{type(e).__name__}: {e}'
+            ) from e
         return
     try:
         state_dict = load_state_dict(path, use_ema=False)
     except Exception as e:
-        refused = unpickling_error(e)                  # timm wraps it in a RuntimeError
+        refused = unpickling_error(e)  # timm wraps it in a RuntimeError
         if refused is not None:
             raise PretrainedMismatchError(
                 f'{path}: refused by the safe checkpoint loader (torch.load '
-                f'weights_only=True): {refusal_reason(refused)}') from e
+                f'weights_only=True): {refusal_reason(refused)}'
+            ) from e
         raise PretrainedMismatchError(
-            f'{path}: could not be read as a checkpoint ({type(e).__name__}: {e})') from e
+            f'{path}: could not be read as a checkpoint ({type(e).__name__}: {e})'
+        ) from e
     if not isinstance(state_dict, dict) or not all(torch.is_tensor(v) for v in state_dict.values()):
         raise PretrainedMismatchError(f'{path}: does not hold a state dict of tensors')
     try:
@@ -106,30 +115,43 @@ def load_trunk_file(vit: nn.Module, path: str) -> None:
     except Exception as e:
         raise PretrainedMismatchError(
             f'{path}: is not a ViT checkpoint timm can adapt ({type(e).__name__}: {e}); '
-            f'first keys: {_first(list(state_dict))}') from e
+            f'first keys: {_first(list(state_dict))}'
+        ) from e
     own = vit.state_dict()
     missing = [k for k in own if k not in state_dict]
     unexpected = [k for k in state_dict if k not in own]
-    mismatched = [f'{k} {tuple(v.shape)} vs trunk {tuple(own[k].shape)}'
-                  for k, v in state_dict.items() if k in own and v.shape != own[k].shape]
+    mismatched = [
+        f'{k} {tuple(v.shape)} vs trunk {tuple(own[k].shape)}'
+        for k, v in state_dict.items()
+        if k in own and v.shape != own[k].shape
+    ]
     if missing or unexpected or mismatched:
-        problems = [f'{name}: {_first(keys)}' for name, keys in
-                    (('missing keys', missing), ('unexpected keys', unexpected),
-                     ('shape mismatches', mismatched)) if keys]
+        problems = [
+            f'{name}: {_first(keys)}'
+            for name, keys in (
+                ('missing keys', missing),
+                ('unexpected keys', unexpected),
+                ('shape mismatches', mismatched),
+            )
+            if keys
+        ]
         raise PretrainedMismatchError(
             f'{path}: does not fit trunk {type(vit).__name__}(embed_dim={vit.embed_dim}, '
-            f'depth={len(vit.blocks)}); ' + '; '.join(problems))
+            f'depth={len(vit.blocks)}); ' + '; '.join(problems)
+        )
     vit.load_state_dict(state_dict, strict=True)
 
 
 def load_trunk_tag(vit: nn.Module, model_name: str, tag: str, **timm_kwargs) -> None:
     """Load timm's pretrained weights ``model_name.tag`` (needs the model hub)."""
-    name = tag if '.' in tag or '/' in tag else f"{model_name.split('.')[0]}.{tag}"
+    name = tag if '.' in tag or '/' in tag else f'{model_name.split(".")[0]}.{tag}'
     try:
         src = timm.create_model(name, pretrained=True, num_classes=0, **timm_kwargs)
     except Exception as e:
-        raise RuntimeError(f"could not fetch timm pretrained weights '{name}' "
-                           f'(is the model hub reachable? pass a local file instead): {e}') from e
+        raise RuntimeError(
+            f"could not fetch timm pretrained weights '{name}' "
+            f'(is the model hub reachable? pass a local file instead): {e}'
+        ) from e
     state_dict = {k: v for k, v in src.state_dict().items() if not k.startswith(UNUSED_PREFIXES)}
     vit.load_state_dict(state_dict, strict=True)
 

@@ -1,4 +1,5 @@
 """Side Block: cross-attention to the trunk's meta/global tokens, fine-grained add, MLP."""
+
 from __future__ import annotations
 
 import torch
@@ -39,10 +40,14 @@ class SideBlock(nn.Module):
         x = x + DropPath(CrossAttn(LN1(x), kv))   # meta-global injection
         x = x + fg                                # fine-grained injection
         x = x + DropPath(MLP(LN2(x)))
+
+    Shapes: ``x`` and ``fg`` (B, N, C) side tokens and their fine-grained injection, ``kv``
+    (B, 2, C) the bridged meta and global tokens.
     """
 
-    def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 4.0,
-                 drop_path: float = 0.0) -> None:
+    def __init__(
+        self, dim: int, num_heads: int, mlp_ratio: float = 4.0, drop_path: float = 0.0
+    ) -> None:
         super().__init__()
         self.norm1 = nn.LayerNorm(dim, eps=1e-6)
         self.attn = CrossAttention(dim, num_heads)

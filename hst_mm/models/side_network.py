@@ -1,4 +1,5 @@
 """Hierarchical Side Network: a small pyramid at strides 4/8/16/32 fed by the trunk."""
+
 from __future__ import annotations
 
 from typing import List, Sequence, Tuple
@@ -19,9 +20,11 @@ def split_blocks(depth: int, num_stages: int) -> List[int]:
     [0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3]
     """
     if depth % num_stages:
-        raise ValueError(f'a trunk of {depth} blocks cannot be split evenly into {num_stages} '
-                         f'side stages (embed_dims has {num_stages} entries): choose a trunk '
-                         f'whose depth is a multiple of {num_stages}')
+        raise ValueError(
+            f'a trunk of {depth} blocks cannot be split evenly into {num_stages} '
+            f'side stages (embed_dims has {num_stages} entries): choose a trunk '
+            f'whose depth is a multiple of {num_stages}'
+        )
     return [b * num_stages // depth for b in range(depth)]
 
 
@@ -53,34 +56,52 @@ class HierarchicalSideNetwork(nn.Module):
             stores about as much for backward as the whole ViT-B trunk.
     """
 
-    def __init__(self, embed_dims: Sequence[int], num_heads: Sequence[int],
-                 stage_of_block: Sequence[int], drop_path_rate: float = 0.0,
-                 in_chans: int = 3, with_cp: bool = False) -> None:
+    def __init__(
+        self,
+        embed_dims: Sequence[int],
+        num_heads: Sequence[int],
+        stage_of_block: Sequence[int],
+        drop_path_rate: float = 0.0,
+        in_chans: int = 3,
+        with_cp: bool = False,
+    ) -> None:
         super().__init__()
         self.with_cp = with_cp
         if len(embed_dims) != len(num_heads):
-            raise ValueError(f'embed_dims {tuple(embed_dims)} and num_heads {tuple(num_heads)} '
-                             f'must have one entry per stage')
+            raise ValueError(
+                f'embed_dims {tuple(embed_dims)} and num_heads {tuple(num_heads)} '
+                f'must have one entry per stage'
+            )
         c1 = embed_dims[0]
         self.stage_of_block = tuple(stage_of_block)
-        self.stem = TokenConv(nn.Sequential(
-            nn.Conv2d(in_chans, c1, 3, stride=2, padding=1, bias=False),
-            nn.BatchNorm2d(c1),
-            nn.ReLU(inplace=True),
-            nn.Conv2d(c1, c1, 2, stride=2),
-        ), c1)
+        self.stem = TokenConv(
+            nn.Sequential(
+                nn.Conv2d(in_chans, c1, 3, stride=2, padding=1, bias=False),
+                nn.BatchNorm2d(c1),
+                nn.ReLU(inplace=True),
+                nn.Conv2d(c1, c1, 2, stride=2),
+            ),
+            c1,
+        )
         self.downsamples = nn.ModuleList(
             TokenConv(nn.Conv2d(c_in, c_out, 3, stride=2, padding=1), c_out)
-            for c_in, c_out in zip(embed_dims[:-1], embed_dims[1:]))
+            for c_in, c_out in zip(embed_dims[:-1], embed_dims[1:])
+        )
         rates = torch.linspace(0, drop_path_rate, len(self.stage_of_block)).tolist()
         self.blocks = nn.ModuleList(
             SideBlock(embed_dims[s], num_heads[s], drop_path=rate)
-            for s, rate in zip(self.stage_of_block, rates))
+            for s, rate in zip(self.stage_of_block, rates)
+        )
         self.norms = nn.ModuleList(nn.LayerNorm(c, eps=1e-6) for c in embed_dims)
         self.apply(init_side_weights)
 
-    def forward(self, img: torch.Tensor, metas: Sequence[torch.Tensor],
-                patches: Sequence[torch.Tensor], bridge: TBridge) -> List[torch.Tensor]:
+    def forward(
+        self,
+        img: torch.Tensor,
+        metas: Sequence[torch.Tensor],
+        patches: Sequence[torch.Tensor],
+        bridge: TBridge,
+    ) -> List[torch.Tensor]:
         """Build the pyramid.
 
         Args:
@@ -100,8 +121,11 @@ class HierarchicalSideNetwork(nn.Module):
                 if stage != s:
                     continue
                 args = (b, x, metas[b], patches[b], size, bridge)
-                x = checkpoint(self._step, *args, use_reentrant=False) \
-                    if self.with_cp and x.requires_grad else self._step(*args)
+                x = (
+                    checkpoint(self._step, *args, use_reentrant=False)
+                    if self.with_cp and x.requires_grad
+                    else self._step(*args)
+                )
             # contiguous: the transposed view is channels-last in memory, and mmcv's RoIAlign
             # (CPU and CUDA) reads its input as dense NCHW without checking: Mask R-CNN's RoI
             # heads would see scrambled features (convolutions and mmseg heads would not).
@@ -109,8 +133,15 @@ class HierarchicalSideNetwork(nn.Module):
             outs.append(feat)
         return outs
 
-    def _step(self, b: int, x: torch.Tensor, meta: torch.Tensor, patch_map: torch.Tensor,
-              size: Tuple[int, int], bridge: TBridge) -> torch.Tensor:
+    def _step(
+        self,
+        b: int,
+        x: torch.Tensor,
+        meta: torch.Tensor,
+        patch_map: torch.Tensor,
+        size: Tuple[int, int],
+        bridge: TBridge,
+    ) -> torch.Tensor:
         """Trunk block ``b`` through the bridge into its Side Block: (B, N, C) -> (B, N, C)."""
         kv, fg = bridge(b, meta, patch_map, size)
         return self.blocks[b](x, kv, fg)

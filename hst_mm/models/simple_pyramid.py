@@ -5,6 +5,7 @@ pyramid follows ViT-Adapter's ``ViTBaseline``: the outputs of four evenly spaced
 become stride 4 (two 2x transposed convs), 8 (one), 16 (as is) and 32 (max-pool) maps,
 all D channels wide.
 """
+
 from __future__ import annotations
 
 from typing import Optional, Sequence, Tuple
@@ -30,10 +31,16 @@ class ViTPyramid(nn.Module):
         trunk_kwargs: extra ``timm.create_model`` arguments.
     """
 
-    def __init__(self, trunk: str = 'vit_base_patch16_224', pretrained: Optional[str] = None,
-                 frozen: bool = False, drop_path_rate: float = 0.0,
-                 out_indices: Sequence[int] = (0, 1, 2, 3), with_cp: bool = False,
-                 trunk_kwargs: Optional[dict] = None) -> None:
+    def __init__(
+        self,
+        trunk: str = 'vit_base_patch16_224',
+        pretrained: Optional[str] = None,
+        frozen: bool = False,
+        drop_path_rate: float = 0.0,
+        out_indices: Sequence[int] = (0, 1, 2, 3),
+        with_cp: bool = False,
+        trunk_kwargs: Optional[dict] = None,
+    ) -> None:
         super().__init__()
         self.trunk_name = trunk
         self.trunk_kwargs = dict(trunk_kwargs or {})
@@ -41,18 +48,24 @@ class ViTPyramid(nn.Module):
         depth, dim = len(self.vit.blocks), self.vit.embed_dim
         if depth % 4:
             raise ValueError(f'a trunk of {depth} blocks cannot feed 4 pyramid levels evenly')
-        self.feature_blocks = tuple(depth * (i + 1) // 4 - 1 for i in range(4))   # 2, 5, 8, 11
+        self.feature_blocks = tuple(depth * (i + 1) // 4 - 1 for i in range(4))  # 2, 5, 8, 11
         self.out_indices = tuple(out_indices)
         self.frozen = frozen
         self.with_cp = with_cp
         self.vit.set_grad_checkpointing(bool(with_cp))
-        self.pyramid = nn.ModuleList([
-            nn.Sequential(nn.ConvTranspose2d(dim, dim, 2, 2), nn.BatchNorm2d(dim), nn.GELU(),
-                          nn.ConvTranspose2d(dim, dim, 2, 2)),
-            nn.ConvTranspose2d(dim, dim, 2, 2),
-            nn.Identity(),
-            nn.MaxPool2d(2),
-        ])
+        self.pyramid = nn.ModuleList(
+            [
+                nn.Sequential(
+                    nn.ConvTranspose2d(dim, dim, 2, 2),
+                    nn.BatchNorm2d(dim),
+                    nn.GELU(),
+                    nn.ConvTranspose2d(dim, dim, 2, 2),
+                ),
+                nn.ConvTranspose2d(dim, dim, 2, 2),
+                nn.Identity(),
+                nn.MaxPool2d(2),
+            ]
+        )
         if pretrained:
             self.load_pretrained(pretrained)
         self.vit.requires_grad_(not frozen)
@@ -89,11 +102,16 @@ class ViTPyramid(nn.Module):
         # timm's own intermediates: NCHW maps of the tapped blocks, dense (mmcv's compiled
         # RoIAlign reads dense NCHW; see HierarchicalSideNetwork.forward).
         feats = self.vit.forward_intermediates(
-            x, indices=list(self.feature_blocks), norm=False, output_fmt='NCHW',
-            intermediates_only=True)
+            x,
+            indices=list(self.feature_blocks),
+            norm=False,
+            output_fmt='NCHW',
+            intermediates_only=True,
+        )
         outs = [self.pyramid[i](feats[i]).contiguous() for i in self.out_indices]
-        return crop_to_input(outs, size, tuple(x.shape[-2:]),
-                             [self.strides[i] for i in self.out_indices])
+        return crop_to_input(
+            outs, size, tuple(x.shape[-2:]), [self.strides[i] for i in self.out_indices]
+        )
 
 
-ViTSimplePyramid = ViTPyramid        # the name before 0.2
+ViTSimplePyramid = ViTPyramid  # the name before 0.2

@@ -7,6 +7,7 @@ of stride ``s`` back to ``max(1, ceil(H / s))`` rows (and likewise columns), so 
 heads see maps aligned with the small image. A dimension that is large enough is neither
 padded nor cropped: such inputs are computed exactly as without this module.
 """
+
 from __future__ import annotations
 
 import math
@@ -27,12 +28,15 @@ def pad_small_input(x: torch.Tensor, min_size: int, pad_to: int) -> torch.Tensor
     pad_w = pad_to - W if W < min_size else 0
     if not (pad_h or pad_w):
         return x
-    return F.pad(x, (0, pad_w, 0, pad_h))       # zeros: the normalised image's mean colour
+    return F.pad(x, (0, pad_w, 0, pad_h))  # zeros: the normalised image's mean colour
 
 
-def crop_to_input(outs: Sequence[torch.Tensor], size: Tuple[int, int],
-                  padded_size: Tuple[int, int],
-                  strides: Sequence[float]) -> Tuple[torch.Tensor, ...]:
+def crop_to_input(
+    outs: Sequence[torch.Tensor],
+    size: Tuple[int, int],
+    padded_size: Tuple[int, int],
+    strides: Sequence[float],
+) -> Tuple[torch.Tensor, ...]:
     """Crop the maps of a padded input back to the input's extent.
 
     Args:
@@ -52,5 +56,5 @@ def crop_to_input(outs: Sequence[torch.Tensor], size: Tuple[int, int],
     for feat, s in zip(outs, strides):
         h = max(1, math.ceil(H / s)) if Hp != H else feat.shape[-2]
         w = max(1, math.ceil(W / s)) if Wp != W else feat.shape[-1]
-        cropped.append(feat[..., :h, :w].contiguous())    # dense NCHW, see side_network.py
+        cropped.append(feat[..., :h, :w].contiguous())  # dense NCHW, see side_network.py
     return tuple(cropped)

@@ -5,6 +5,7 @@ block's ``norm1`` / ``norm2`` (LN-tuning). Before block ``l`` a learnable meta t
 prepended, so the block sees ``[meta_l, cls, patches]``; afterwards the meta position is
 handed to the side network and dropped, so block ``l + 1`` gets its own fresh token.
 """
+
 from __future__ import annotations
 
 import math
@@ -34,11 +35,14 @@ def create_trunk(model_name: str, drop_path_rate: float = 0.0, **timm_kwargs) ->
     with torch.device('meta'):
         probe = timm.create_model(model_name, pretrained=False, num_classes=0, **timm_kwargs)
     if not isinstance(probe, VisionTransformer):
-        raise TypeError(f"trunk '{model_name}' is not a timm VisionTransformer (it builds "
-                        f'{type(probe).__name__}); HST needs its patch embedding, position '
-                        f'embedding and plain blocks')
-    vit = timm.create_model(model_name, pretrained=False, num_classes=0,
-                            drop_path_rate=drop_path_rate, **timm_kwargs)
+        raise TypeError(
+            f"trunk '{model_name}' is not a timm VisionTransformer (it builds "
+            f'{type(probe).__name__}); HST needs its patch embedding, position '
+            f'embedding and plain blocks'
+        )
+    vit = timm.create_model(
+        model_name, pretrained=False, num_classes=0, drop_path_rate=drop_path_rate, **timm_kwargs
+    )
     # The final norm and the head are unused by dense heads: dropped, so they neither hold
     # parameters nor appear as "missing" when weights are loaded.
     vit.norm, vit.fc_norm, vit.head = nn.Identity(), nn.Identity(), nn.Identity()
@@ -61,8 +65,13 @@ class MetaTokenViT(nn.Module):
         **timm_kwargs: passed to ``timm.create_model``.
     """
 
-    def __init__(self, model_name: str = 'vit_base_patch16_224', drop_path_rate: float = 0.0,
-                 with_cp: bool = False, **timm_kwargs) -> None:
+    def __init__(
+        self,
+        model_name: str = 'vit_base_patch16_224',
+        drop_path_rate: float = 0.0,
+        with_cp: bool = False,
+        **timm_kwargs,
+    ) -> None:
         super().__init__()
         self.vit = create_trunk(model_name, drop_path_rate, **timm_kwargs)
         self.with_cp = with_cp
@@ -103,12 +112,14 @@ class MetaTokenViT(nn.Module):
         """
         H, W = x.shape[-2:]
         if H < self.patch_size or W < self.patch_size:
-            raise ValueError(f'input of {H}x{W} is smaller than one trunk patch '
-                             f'({self.patch_size}x{self.patch_size})')
+            raise ValueError(
+                f'input of {H}x{W} is smaller than one trunk patch '
+                f'({self.patch_size}x{self.patch_size})'
+            )
         vit = self.vit
-        x = vit.patch_embed(x)                   # (B, h, w, D): dynamic_img_size gives NHWC
+        x = vit.patch_embed(x)  # (B, h, w, D): dynamic_img_size gives NHWC
         B, h, w, D = x.shape
-        x = vit._pos_embed(x)                    # (B, P + h*w, D), P prefix (cls/reg) tokens
+        x = vit._pos_embed(x)  # (B, P + h*w, D), P prefix (cls/reg) tokens
         x = vit.norm_pre(vit.patch_drop(x))
         prefix = vit.num_prefix_tokens
         metas, patches = [], []

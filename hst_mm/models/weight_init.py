@@ -1,4 +1,5 @@
 """Initialisation of the trainable side parts, as in the authors' code."""
+
 import torch.nn as nn
 
 
@@ -17,7 +18,7 @@ def init_side_weights(m: nn.Module) -> None:
     elif isinstance(m, nn.Conv2d):
         # The authors' normal(0, sqrt(2 / (k*k*out / groups))); the side network has no
         # grouped convolutions, so that is exactly He initialisation over fan_out.
-        assert m.groups == 1, 'grouped convolutions: fan_out would differ from the authors\''
+        assert m.groups == 1, "grouped convolutions: fan_out would differ from the authors'"
         nn.init.kaiming_normal_(m.weight, mode='fan_out', nonlinearity='relu')
         if m.bias is not None:
             nn.init.zeros_(m.bias)

@@ -7,6 +7,7 @@ The benchmark lives in :mod:`hst_mm.benchmark` (arguments and usage:
     python tools/analysis/benchmark.py --trunk vit_base_patch16_224 --img-size 512 \\
         --batch 2 --json bench.json
 """
+
 import sys
 from pathlib import Path
 

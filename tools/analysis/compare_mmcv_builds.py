@@ -12,6 +12,7 @@ build, alternating, and reads mmengine's per-iteration ``time`` from the log; th
 iterations of each run are dropped (warm-up). The report gives the median seconds per
 iteration of each build and their ratio.
 """
+
 import argparse
 import glob
 import json
@@ -38,21 +39,37 @@ def iteration_times(work_dir: str):
 
 def train(iters: int, work_dir: str, pythonpath: str = '') -> list:
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (pythonpath, str(ROOT)) if p))
-    cmd = [sys.executable, 'tools/train.py', CONFIG, '--work-dir', work_dir, '--cfg-options',
-           f'train_cfg.max_iters={iters}', f'train_cfg.val_interval={iters + 1}',
-           'default_hooks.logger.interval=1', f'default_hooks.checkpoint.interval={iters + 1}']
+    cmd = [
+        sys.executable,
+        'tools/train.py',
+        CONFIG,
+        '--work-dir',
+        work_dir,
+        '--cfg-options',
+        f'train_cfg.max_iters={iters}',
+        f'train_cfg.val_interval={iters + 1}',
+        'default_hooks.logger.interval=1',
+        f'default_hooks.checkpoint.interval={iters + 1}',
+    ]
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
     if proc.returncode:
-        sys.exit(f'training failed ({"compiled" if pythonpath else "installed"} mmcv):\n'
-                 + (proc.stdout + proc.stderr)[-3000:])
+        sys.exit(
+            f'training failed ({"compiled" if pythonpath else "installed"} mmcv):\n'
+            + (proc.stdout + proc.stderr)[-3000:]
+        )
     return iteration_times(work_dir)[WARMUP:]
 
 
 def mmcv_compiler(pythonpath: str = '') -> str:
     env = dict(os.environ, PYTHONPATH=pythonpath)
     code = 'from mmcv.utils import collect_env; print(collect_env()["MMCV Compiler"])'
-    return subprocess.run([sys.executable, '-c', code], env=env, capture_output=True,
-                          text=True, check=True).stdout.strip().splitlines()[-1]
+    return (
+        subprocess.run(
+            [sys.executable, '-c', code], env=env, capture_output=True, text=True, check=True
+        )
+        .stdout.strip()
+        .splitlines()[-1]
+    )
 
 
 def main(argv=None):
@@ -64,8 +81,9 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.iters <= WARMUP:
         parser.error(f'--iters must be more than the {WARMUP} warm-up iterations')
-    subprocess.run([sys.executable, 'tools/make_toy_data.py'], cwd=ROOT, check=True,
-                   capture_output=True)
+    subprocess.run(
+        [sys.executable, 'tools/make_toy_data.py'], cwd=ROOT, check=True, capture_output=True
+    )
     with tempfile.TemporaryDirectory() as tmp:
         site = os.path.join(tmp, 'compiled')
         with zipfile.ZipFile(args.compiled_wheel) as z:
@@ -77,13 +95,20 @@ def main(argv=None):
             for name, path in builds.items():
                 times[name] += train(args.iters, os.path.join(tmp, f'{name}{r}'), path)
     median = {name: statistics.median(t) for name, t in times.items()}
-    result = {'iters_per_run': args.iters, 'rounds': args.rounds, 'warmup_dropped': WARMUP,
-              'mmcv_compiler': compilers, 'median_s_per_iter': median,
-              'torchvision_over_compiled': median['torchvision'] / median['compiled'],
-              'samples': {name: len(t) for name, t in times.items()}}
+    result = {
+        'iters_per_run': args.iters,
+        'rounds': args.rounds,
+        'warmup_dropped': WARMUP,
+        'mmcv_compiler': compilers,
+        'median_s_per_iter': median,
+        'torchvision_over_compiled': median['torchvision'] / median['compiled'],
+        'samples': {name: len(t) for name, t in times.items()},
+    }
     for name in builds:
-        print(f'{name:12s} {median[name]:.3f} s/iter (median of {len(times[name])}; '
-              f'MMCV Compiler: {compilers[name]})')
+        print(
+            f'{name:12s} {median[name]:.3f} s/iter (median of {len(times[name])}; '
+            f'MMCV Compiler: {compilers[name]})'
+        )
     print(f'torchvision / compiled: {result["torchvision_over_compiled"]:.3f}')
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2))

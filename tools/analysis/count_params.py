@@ -6,6 +6,7 @@ The model is built from the config with the trunk's pretrained weights disabled 
 needs no weights). Parts: trunk frozen, trunk tuned (LN-tuning), meta tokens, bridge, side
 network (HST); pyramid (the baselines' simple pyramid); neck; heads.
 """
+
 import argparse
 import importlib
 import json
@@ -20,14 +21,23 @@ from mmengine.registry import init_default_scope  # noqa: E402
 
 import hst_mm  # noqa: E402,F401
 
-PARTS = ('trunk frozen', 'trunk tuned', 'meta tokens', 'bridge', 'side network', 'pyramid',
-         'backbone other', 'neck', 'heads')
+PARTS = (
+    'trunk frozen',
+    'trunk tuned',
+    'meta tokens',
+    'bridge',
+    'side network',
+    'pyramid',
+    'backbone other',
+    'neck',
+    'heads',
+)
 
 
 def part_of(name: str, trainable: bool) -> str:
     """Which part of the model a parameter name belongs to."""
     if name.startswith('backbone.'):
-        sub = name[len('backbone.'):]
+        sub = name[len('backbone.') :]
         if sub.startswith('trunk.meta_tokens'):
             return 'meta tokens'
         if sub.startswith(('trunk.', 'vit.')):
@@ -51,7 +61,7 @@ def build_model(cfg: Config):
     backbone = cfg.model.get('backbone', {})
     if 'pretrained' in backbone:
         backbone.pretrained = None
-    cfg.model.pop('pretrained', None)             # mmseg's EncoderDecoder-level pretrained
+    cfg.model.pop('pretrained', None)  # mmseg's EncoderDecoder-level pretrained
     if 'init_cfg' in backbone:
         backbone.init_cfg = None
     return importlib.import_module(f'{scope}.registry').MODELS.build(cfg.model)
@@ -82,12 +92,14 @@ def main(argv=None):
         cfg.merge_from_dict(args.cfg_options)
     rows = count(build_model(cfg))
     print(f'{osp.basename(args.config)}')
-    print(f"{'part':<16}{'total':>14}{'trainable':>14}")
+    print(f'{"part":<16}{"total":>14}{"trainable":>14}')
     for part, r in rows.items():
-        print(f"{part:<16}{r['total']:>14,}{r['trainable']:>14,}")
+        print(f'{part:<16}{r["total"]:>14,}{r["trainable"]:>14,}')
     a = rows['all']
-    print(f"total {a['total'] / 1e6:.2f}M, trainable {a['trainable'] / 1e6:.2f}M "
-          f"({100 * a['trainable'] / a['total']:.1f}%)")
+    print(
+        f'total {a["total"] / 1e6:.2f}M, trainable {a["trainable"] / 1e6:.2f}M '
+        f'({100 * a["trainable"] / a["total"]:.1f}%)'
+    )
     if args.json:
         with open(args.json, 'w') as f:
             json.dump({'config': args.config, 'parts': rows}, f, indent=2)

@@ -13,11 +13,18 @@
                     dict(type='CheckpointFitHook')]
     default_hooks = dict(checkpoint=dict(type='AtomicCheckpointHook', interval=...))
 """
+
 from .atomic_checkpoint import AtomicCheckpointHook, atomic_write_text
 from .checkpoint_fit import CheckpointFitHook, CheckpointMismatchError
 from .finite_loss import CheckFiniteLossHook, NonFiniteLossError
 from .rng_state import TorchRNGStateHook
 
-__all__ = ['AtomicCheckpointHook', 'CheckFiniteLossHook', 'CheckpointFitHook',
-           'CheckpointMismatchError', 'NonFiniteLossError',
-           'TorchRNGStateHook', 'atomic_write_text']
+__all__ = [
+    'AtomicCheckpointHook',
+    'CheckFiniteLossHook',
+    'CheckpointFitHook',
+    'CheckpointMismatchError',
+    'NonFiniteLossError',
+    'TorchRNGStateHook',
+    'atomic_write_text',
+]

@@ -1,4 +1,5 @@
 """Checkpoints saved so that a kill or a full disk never leaves a truncated or missing one."""
+
 from __future__ import annotations
 
 import os
@@ -53,8 +54,11 @@ class AtomicCheckpointHook(CheckpointHook):
     """
 
     def _save_checkpoint_with_step(self, runner, step, meta):
-        if (self.file_client_args is not None or type(self.file_backend) is not LocalBackend
-                or not isinstance(runner, Runner)):     # FlexibleRunner saves differently
+        if (
+            self.file_client_args is not None
+            or type(self.file_backend) is not LocalBackend
+            or not isinstance(runner, Runner)
+        ):  # FlexibleRunner saves differently
             return super()._save_checkpoint_with_step(runner, step, meta)
         # Bookkeeping as in mmengine (the message hub, saved in the checkpoint, must already
         # list this step), but the stale checkpoint is deleted only after the new one exists.
@@ -69,16 +73,22 @@ class AtomicCheckpointHook(CheckpointHook):
         runner.message_hub.update_info('last_ckpt', self.last_ckpt)
         tmp = f'{self.last_ckpt}.tmp'
         try:
-            runner.save_checkpoint(                     # saves on the main process only
-                self.out_dir, f'{name}.tmp', save_optimizer=self.save_optimizer,
-                save_param_scheduler=self.save_param_scheduler, meta=meta,
-                by_epoch=self.by_epoch, backend_args=self.backend_args, **self.args)
+            runner.save_checkpoint(  # saves on the main process only
+                self.out_dir,
+                f'{name}.tmp',
+                save_optimizer=self.save_optimizer,
+                save_param_scheduler=self.save_param_scheduler,
+                meta=meta,
+                by_epoch=self.by_epoch,
+                backend_args=self.backend_args,
+                **self.args,
+            )
             if not is_main_process():
                 return
-            _fsync(tmp)     # data on disk before the rename, so a power cut cannot empty it
+            _fsync(tmp)  # data on disk before the rename, so a power cut cannot empty it
         except BaseException:
             if is_main_process() and osp.exists(tmp):
-                os.remove(tmp)          # a partial file would keep a full disk full
+                os.remove(tmp)  # a partial file would keep a full disk full
             raise
         os.replace(tmp, self.last_ckpt)
         atomic_write_text(osp.join(runner.work_dir, 'last_checkpoint'), self.last_ckpt)

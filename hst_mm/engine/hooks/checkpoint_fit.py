@@ -9,6 +9,7 @@ fine-tuning from a detector with other classes::
 
     custom_hooks = [dict(type='CheckpointFitHook', allowed=['roi_head.bbox_head.fc_cls.*'])]
 """
+
 from __future__ import annotations
 
 import fnmatch
@@ -36,8 +37,9 @@ def _first(keys: List[str], n: int = 5) -> str:
     return ', '.join(keys[:n]) + (f' (+{len(keys) - n} more)' if len(keys) > n else '')
 
 
-def check_checkpoint_fits(model: torch.nn.Module, checkpoint: dict, path: Optional[str],
-                          allowed: Sequence[str] = ()) -> None:
+def check_checkpoint_fits(
+    model: torch.nn.Module, checkpoint: dict, path: Optional[str], allowed: Sequence[str] = ()
+) -> None:
     """Raise :class:`CheckpointMismatchError` unless every weight of ``model`` is in
     ``checkpoint`` with its shape and the checkpoint holds nothing else (keys matching an
     ``allowed`` pattern excepted)."""
@@ -51,18 +53,28 @@ def check_checkpoint_fits(model: torch.nn.Module, checkpoint: dict, path: Option
 
     missing = named(k for k in ours if k not in theirs)
     unexpected = named(k for k in theirs if k not in ours)
-    mismatched = [f'{k} {tuple(theirs[k].shape)} vs model {tuple(ours[k].shape)}'
-                  for k in named(k for k in theirs if k in ours)
-                  if torch.is_tensor(theirs[k]) and theirs[k].shape != ours[k].shape]
+    mismatched = [
+        f'{k} {tuple(theirs[k].shape)} vs model {tuple(ours[k].shape)}'
+        for k in named(k for k in theirs if k in ours)
+        if torch.is_tensor(theirs[k]) and theirs[k].shape != ours[k].shape
+    ]
     if not (missing or unexpected or mismatched):
         return
-    problems = [f'{what}: {_first(keys)}' for what, keys in
-                (('missing keys', missing), ('unexpected keys', unexpected),
-                 ('shape mismatches', mismatched)) if keys]
+    problems = [
+        f'{what}: {_first(keys)}'
+        for what, keys in (
+            ('missing keys', missing),
+            ('unexpected keys', unexpected),
+            ('shape mismatches', mismatched),
+        )
+        if keys
+    ]
     raise CheckpointMismatchError(
         f'{path or "the checkpoint"}: does not fit the {type(model).__name__} of this config; '
-        + '; '.join(problems) + '. If some keys differ on purpose (a new head), allow them by '
-        "name: custom_hooks=[dict(type='CheckpointFitHook', allowed=['PATTERN', ...])]")
+        + '; '.join(problems)
+        + '. If some keys differ on purpose (a new head), allow them by '
+        "name: custom_hooks=[dict(type='CheckpointFitHook', allowed=['PATTERN', ...])]"
+    )
 
 
 @HOOKS.register_module()
@@ -82,5 +94,6 @@ class CheckpointFitHook(Hook):
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
         # mmengine calls this before it copies the weights into the model
-        check_checkpoint_fits(runner.model, checkpoint, getattr(runner, '_load_from', None),
-                              self.allowed)
+        check_checkpoint_fits(
+            runner.model, checkpoint, getattr(runner, '_load_from', None), self.allowed
+        )

@@ -1,4 +1,5 @@
 """Stop training at the first non-finite loss or weight, before the state is saved."""
+
 from __future__ import annotations
 
 import math
@@ -41,12 +42,20 @@ class CheckFiniteLossHook(Hook):
             raise ValueError(f'CheckFiniteLossHook: interval must be >= 1, got {interval}')
         self.interval = interval
 
-    def after_train_iter(self, runner, batch_idx: int, data_batch=None,
-                         outputs: Optional[Dict[str, torch.Tensor]] = None) -> None:
+    def after_train_iter(
+        self,
+        runner,
+        batch_idx: int,
+        data_batch=None,
+        outputs: Optional[Dict[str, torch.Tensor]] = None,
+    ) -> None:
         if not self.every_n_train_iters(runner, self.interval):
             return
-        losses = {k: float(v.detach()) if torch.is_tensor(v) else float(v)
-                  for k, v in (outputs or {}).items() if 'loss' in k}
+        losses = {
+            k: float(v.detach()) if torch.is_tensor(v) else float(v)
+            for k, v in (outputs or {}).items()
+            if 'loss' in k
+        }
         bad = {k: v for k, v in losses.items() if not math.isfinite(v)}
         weights = [] if bad else non_finite_weights(runner.model)
         # In distributed runs each rank only sees its own values: agree on stopping, or the
@@ -55,21 +64,26 @@ class CheckFiniteLossHook(Hook):
         all_reduce(flag)
         if flag.item() == 0:
             return
-        iteration = runner.iter + 1                 # runner.iter counts finished iterations
+        iteration = runner.iter + 1  # runner.iter counts finished iterations
         if bad:
             kind = 'nan' if any(math.isnan(v) for v in bad.values()) else 'inf'
             what = 'loss is ' + kind
             detail = ', '.join(f'{k}={v}' for k, v in bad.items())
         elif weights:
             what = 'weights are not finite'
-            detail = 'after the optimizer step, e.g. ' + ', '.join(weights[:3]) + \
-                     (f' (+{len(weights) - 3} more)' if len(weights) > 3 else '') + \
-                     '; the gradients overflowed'
+            detail = (
+                'after the optimizer step, e.g. '
+                + ', '.join(weights[:3])
+                + (f' (+{len(weights) - 3} more)' if len(weights) > 3 else '')
+                + '; the gradients overflowed'
+            )
         else:
             what, detail = 'training is not finite', f'on another of the {get_world_size()} ranks'
-        raise NonFiniteLossError(f'{what} at iteration {iteration} ({detail}); training '
-                                 f'stopped, this state was not saved; '
-                                 f'{restart_advice(runner.work_dir)}')
+        raise NonFiniteLossError(
+            f'{what} at iteration {iteration} ({detail}); training '
+            f'stopped, this state was not saved; '
+            f'{restart_advice(runner.work_dir)}'
+        )
 
 
 def non_finite_weights(model: torch.nn.Module) -> List[str]:
@@ -77,7 +91,7 @@ def non_finite_weights(model: torch.nn.Module) -> List[str]:
     params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     if not params:
         return []
-    sums = torch.stack([p.detach().float().sum() for _, p in params])   # NaN/inf propagate
+    sums = torch.stack([p.detach().float().sum() for _, p in params])  # NaN/inf propagate
     if bool(torch.isfinite(sums).all()):
         return []
     return [n for (n, p) in params if not bool(torch.isfinite(p.detach()).all())]
@@ -88,12 +102,16 @@ def restart_advice(work_dir: str) -> str:
     schedule too, so a changed learning rate needs a new run that starts from the weights."""
     last = last_checkpoint(work_dir)
     if not last:
-        return 'no checkpoint was saved yet: fix the cause (learning rate, data, loss weights) ' \
-               'and start again'
-    return (f'the last checkpoint, {last}, was saved before it: fix the cause (data, loss '
-            f'weights: then --resume) or, to change the learning rate, start a new run from '
-            f'its weights with --cfg-options load_from={last} (--resume would restore the old '
-            f'learning rate)')
+        return (
+            'no checkpoint was saved yet: fix the cause (learning rate, data, loss weights) '
+            'and start again'
+        )
+    return (
+        f'the last checkpoint, {last}, was saved before it: fix the cause (data, loss '
+        f'weights: then --resume) or, to change the learning rate, start a new run from '
+        f'its weights with --cfg-options load_from={last} (--resume would restore the old '
+        f'learning rate)'
+    )
 
 
 def last_checkpoint(work_dir: str) -> Optional[str]:

@@ -1,4 +1,5 @@
 """torch's random state carried across a resume, and left untouched by validation."""
+
 from __future__ import annotations
 
 import random
@@ -46,7 +47,7 @@ class TorchRNGStateHook(Hook):
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
         state = {'cpu': torch.get_rng_state(), 'iter': checkpoint['meta'].get('iter')}
         if torch.cuda.is_available() and torch.cuda.is_initialized():
-            state['cuda'] = torch.cuda.get_rng_state()       # the current device's
+            state['cuda'] = torch.cuda.get_rng_state()  # the current device's
         checkpoint[self.KEY] = state
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
@@ -64,10 +65,12 @@ class TorchRNGStateHook(Hook):
             torch.cuda.set_rng_state(state['cuda'])
 
     def before_val(self, runner) -> None:
-        cuda = torch.cuda.get_rng_state() if torch.cuda.is_available() \
-            and torch.cuda.is_initialized() else None
-        self._before_val = (torch.get_rng_state(), cuda, np.random.get_state(),
-                            random.getstate())
+        cuda = (
+            torch.cuda.get_rng_state()
+            if torch.cuda.is_available() and torch.cuda.is_initialized()
+            else None
+        )
+        self._before_val = (torch.get_rng_state(), cuda, np.random.get_state(), random.getstate())
 
     def after_val(self, runner) -> None:
         if self._before_val is None:
