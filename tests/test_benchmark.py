@@ -40,8 +40,8 @@ TINY_ARGS = [
     '--device',
     'cpu',
 ]
-ROWS = ('hst', 'hst_cp', 'hst_cp_side', 'full_ft', 'full_ft_cp', 'frozen_probe')
-WITH_CP = {'hst_cp': True, 'hst_cp_side': 'side', 'full_ft_cp': True}
+ROWS = ('hst', 'hst_cp', 'hst_cp_side', 'full', 'full_cp', 'frozen')
+WITH_CP = {'hst_cp': True, 'hst_cp_side': 'side', 'full_cp': True}
 
 
 @pytest.fixture(scope='module')
@@ -83,7 +83,7 @@ def test_json_structure(bench):
 @pytest.mark.slow
 def test_parameter_counts(bench):
     data, _ = bench
-    hst, full, probe = data['hst'], data['full_ft'], data['frozen_probe']
+    hst, full, probe = data['hst'], data['full'], data['frozen']
     assert hst['trainable_params'] < full['trainable_params']
     assert probe['trainable_params'] < full['trainable_params']
     assert full['trainable_params'] == full['total_params']
@@ -109,14 +109,12 @@ def test_report_and_ratios(bench):
     for mode in ROWS:
         assert f'\n| {mode} | ' in stdout
     ratios = {(q['metric'], q['num'], q['den']): q for q in data['meta']['ratios']}
-    q = ratios[('train_step_s', 'hst', 'full_ft')]
-    assert q['value'] == pytest.approx(
-        data['hst']['train_step_s'] / data['full_ft']['train_step_s']
-    )
+    q = ratios[('train_step_s', 'hst', 'full')]
+    assert q['value'] == pytest.approx(data['hst']['train_step_s'] / data['full']['train_step_s'])
     assert q['target'] == '<= 0.8' and q['met'] == (q['value'] <= 0.8)
-    assert ratios[('peak_mem_mb', 'hst', 'full_ft')]['target'] == '<= 0.6'
-    assert ratios[('infer_img_per_s', 'hst', 'frozen_probe')]['target'] == '>= 0.95'
-    assert '| hst.train_step_s / full_ft.train_step_s |' in stdout
+    assert ratios[('peak_mem_mb', 'hst', 'full')]['target'] == '<= 0.6'
+    assert ratios[('infer_img_per_s', 'hst', 'frozen')]['target'] == '>= 0.95'
+    assert '| hst.train_step_s / full.train_step_s |' in stdout
     assert 'CPU share while timed' in stdout and 'multiply-add = 2 FLOPs' in stdout
     # Every target whose rows all ran is reported, in the order of targets.TARGETS.
     assert [(q['metric'], q['num'], q['den']) for q in data['meta']['ratios']] == [
@@ -129,21 +127,21 @@ def test_ratios_skip_missing_and_failed_rows():
     row = {'train_step_s': 2.0, 'peak_mem_mb': 300.0, 'model_mem_mb': 100.0, 'infer_img_per_s': 4.0}
     results = {
         'hst': dict(row, train_step_s=1.0, peak_mem_mb=150.0),
-        'full_ft': row,
+        'full': row,
         'hst_cp': row,
-        'full_ft_cp': {'error': 'exit 1: ...'},
+        'full_cp': {'error': 'exit 1: ...'},
     }
     ratios = {(q['metric'], q['num'], q['den']): q for q in report.compute_ratios(results)}
     assert set(ratios) == {
-        (m, n, 'full_ft')
+        (m, n, 'full')
         for n in ('hst', 'hst_cp')
         for m in ('train_step_s', 'peak_mem_mb', 'train_increment_mb')
     }
-    assert ratios[('train_step_s', 'hst', 'full_ft')]['value'] == 0.5
-    assert ratios[('train_step_s', 'hst', 'full_ft')]['met'] is True
+    assert ratios[('train_step_s', 'hst', 'full')]['value'] == 0.5
+    assert ratios[('train_step_s', 'hst', 'full')]['met'] is True
     # (150 - 100) / (300 - 100)
-    assert ratios[('train_increment_mb', 'hst', 'full_ft')]['value'] == 0.25
-    assert ratios[('peak_mem_mb', 'hst_cp', 'full_ft')]['met'] is False
+    assert ratios[('train_increment_mb', 'hst', 'full')]['value'] == 0.25
+    assert ratios[('peak_mem_mb', 'hst_cp', 'full')]['met'] is False
 
 
 def test_time_calls_counts_warmup_and_iters():
@@ -157,9 +155,9 @@ def test_time_calls_counts_warmup_and_iters():
     'cp, modes_, rows',
     [
         ('both', None, list(ROWS)),
-        ('off', None, ['hst', 'full_ft', 'frozen_probe']),
-        ('on', None, ['hst_cp', 'hst_cp_side', 'full_ft_cp', 'frozen_probe']),
-        ('both', ['frozen_probe', 'hst'], ['frozen_probe', 'hst', 'hst_cp', 'hst_cp_side']),
+        ('off', None, ['hst', 'full', 'frozen']),
+        ('on', None, ['hst_cp', 'hst_cp_side', 'full_cp', 'frozen']),
+        ('both', ['frozen', 'hst'], ['frozen', 'hst', 'hst_cp', 'hst_cp_side']),
     ],
 )
 def test_modes_to_run(cp, modes_, rows):
@@ -183,7 +181,7 @@ def test_backbones_build_without_mmdet():
         '    sys.modules[name] = None\n'  # makes `import name` fail
         'from hst_mm.benchmark import cli, workloads\n'
         f'args = cli.parse_args({TINY_ARGS!r})\n'
-        'for mode in ("hst", "full_ft"):\n'
+        'for mode in ("hst", "full"):\n'
         '    print(type(workloads.build_backbone(mode, args)).__name__)\n'
     )
     proc = subprocess.run(
@@ -230,7 +228,7 @@ def bench_detector(tmp_path_factory):
             'detector',
             '--modes',
             'hst',
-            'full_ft',
+            'full',
             '--cp',
             'off',
             '--json',
@@ -249,11 +247,11 @@ def bench_detector(tmp_path_factory):
 def test_detector_mode(bench_detector, bench):
     """The whole Mask R-CNN is measured: the heads' parameters and FLOPs are counted."""
     data, stdout = bench_detector
-    assert set(data) == {'hst', 'full_ft', 'meta'}
+    assert set(data) == {'hst', 'full', 'meta'}
     assert data['meta']['args']['model'] == 'detector'
     assert stdout.startswith('### Mask R-CNN, vit_tiny_patch16_224 at 64x64')
     backbone_rows, _ = bench
-    for mode in ('hst', 'full_ft'):
+    for mode in ('hst', 'full'):
         row = data[mode]
         for key in measure.METRICS:
             assert math.isfinite(row[key]) and row[key] > 0, (mode, key, row[key])
@@ -262,3 +260,8 @@ def test_detector_mode(bench_detector, bench):
         assert heads > 1e6, (mode, heads)
         assert row['total_params'] - backbone_rows[mode]['total_params'] == heads
         assert row['gflops'] > backbone_rows[mode]['gflops']
+
+
+def test_old_row_names_still_select_modes():
+    args = cli.parse_args(['--modes', 'full_ft', 'frozen_probe', 'hst', '--cp', 'off'])
+    assert args.modes == ['full', 'frozen', 'hst']

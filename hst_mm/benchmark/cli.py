@@ -45,7 +45,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
-from .modes import ALL_MODES, BASE_MODES, modes_to_run
+from .modes import ALL_MODES, BASE_MODES, modes_to_run, renamed
 from .report import compute_ratios, format_report
 
 __all__ = ['main', 'modes_to_run', 'parse_args', 'run_all', 'run_worker']
@@ -121,6 +121,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument(
         '--modes',
         nargs='+',
+        type=renamed,
         choices=BASE_MODES,
         default=list(BASE_MODES),
         help='which modes to run',
@@ -130,7 +131,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         choices=('off', 'on', 'both'),
         default='both',
         help='activation checkpointing: off, on (the checkpointed rows hst_cp, '
-        'hst_cp_side and full_ft_cp replace hst and full_ft), or both',
+        'hst_cp_side and full_cp replace hst and full), or both',
     )
     p.add_argument(
         '--device', choices=('cpu', 'cuda'), default=None, help='default: cuda if available'

@@ -1,9 +1,11 @@
 """The benchmark's rows: three base modes and their activation-checkpointed variants.
 
 * ``hst``: ``HST``, frozen trunk + meta tokens + T-Bridge + side network;
-* ``full_ft``: ``ViTPyramid(frozen=False)``, the whole ViT trained;
-* ``frozen_probe``: ``ViTPyramid(frozen=True)``, only the simple pyramid trained;
-* ``hst_cp``, ``full_ft_cp``: the same with ``with_cp=True`` (HST's trunk blocks and Side
+* ``full``: ``ViTPyramid(frozen=False)``, the whole ViT trained (full fine-tuning; the
+  configs' ``vit-b-full``);
+* ``frozen``: ``ViTPyramid(frozen=True)``, only the simple pyramid trained (the frozen-trunk
+  probe; the configs' ``vit-b-frozen``);
+* ``hst_cp``, ``full_cp``: the same with ``with_cp=True`` (HST's trunk blocks and Side
   Blocks, the ViT's blocks);
 * ``hst_cp_side``: HST checkpointing its Side Blocks only (``with_cp='side'``).
 
@@ -15,11 +17,18 @@ from __future__ import annotations
 import argparse
 from typing import List, Union
 
-BASE_MODES = ('hst', 'full_ft', 'frozen_probe')
+BASE_MODES = ('hst', 'full', 'frozen')
 # Each base mode's checkpointed rows, and the backbone's with_cp value in those rows.
-CP_MODES = {'hst': ('hst_cp', 'hst_cp_side'), 'full_ft': ('full_ft_cp',)}
-WITH_CP = {'hst_cp': True, 'hst_cp_side': 'side', 'full_ft_cp': True}
+CP_MODES = {'hst': ('hst_cp', 'hst_cp_side'), 'full': ('full_cp',)}
+WITH_CP = {'hst_cp': True, 'hst_cp_side': 'side', 'full_cp': True}
 ALL_MODES = BASE_MODES + tuple(WITH_CP)
+# The rows' names before 0.2, still accepted by --modes.
+OLD_NAMES = {'full_ft': 'full', 'frozen_probe': 'frozen'}
+
+
+def renamed(mode: str) -> str:
+    """``full_ft`` -> ``full``, ``frozen_probe`` -> ``frozen``; other names unchanged."""
+    return OLD_NAMES.get(mode, mode)
 
 
 def base_mode(mode: str) -> str:

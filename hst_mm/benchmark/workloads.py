@@ -28,8 +28,8 @@ ROOT = Path(__file__).resolve().parents[2]
 # Detector mode: each base mode's Mask R-CNN config (relative to the repository root).
 DETECTOR_CONFIGS = {
     'hst': 'configs/hst/mask-rcnn_hst-vit-b_fpn_1x_coco.py',
-    'full_ft': 'configs/baselines/mask-rcnn_vit-b-full_fpn_1x_coco.py',
-    'frozen_probe': 'configs/baselines/mask-rcnn_vit-b-frozen_fpn_1x_coco.py',
+    'full': 'configs/baselines/mask-rcnn_vit-b-full_fpn_1x_coco.py',
+    'frozen': 'configs/baselines/mask-rcnn_vit-b-frozen_fpn_1x_coco.py',
 }
 
 # A factory of the context to run the timed forward passes in (autocast or nothing).
@@ -55,7 +55,7 @@ class Workload:
 
 # ---- backbones alone ---------------------------------------------------------------------
 def build_backbone(mode: str, args: argparse.Namespace) -> torch.nn.Module:
-    """The backbone of ``mode`` (``hst``, ``full_ft``, ``frozen_probe`` or a ``*_cp*`` row).
+    """The backbone of ``mode`` (``hst``, ``full``, ``frozen`` or a ``*_cp*`` row).
 
     ``args``: ``trunk``, ``trunk_kwargs`` and, for HST, ``embed_dims`` and ``num_heads``.
     """
@@ -65,7 +65,7 @@ def build_backbone(mode: str, args: argparse.Namespace) -> torch.nn.Module:
     base = base_mode(mode)
     if base == 'hst':
         return HST(embed_dims=args.embed_dims, num_heads=args.num_heads, **common)
-    return ViTPyramid(frozen=base == 'frozen_probe', **common)
+    return ViTPyramid(frozen=base == 'frozen', **common)
 
 
 def backbone_workload(
