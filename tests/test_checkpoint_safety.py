@@ -65,18 +65,27 @@ def test_runner_checkpoint_loads_weights_only(runner_checkpoint):
     assert {'state_dict', 'optimizer', 'param_schedulers', 'message_hub'} <= set(ckpt)
 
 
-def test_without_hst_mm_torch_refuses_it(runner_checkpoint):
-    """The allow-list is what makes it load (so the test above can fail)."""
+@pytest.mark.parametrize('import_hst_mm', [False, True])
+def test_the_allow_list_is_what_makes_it_load(runner_checkpoint, import_hst_mm):
+    """In a fresh process, with torch's global switch-off (TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD)
+    removed from the environment: refused without hst_mm, loaded with it."""
     code = (
-        'import torch, sys\n'
+        f'import torch, sys{", hst_mm" if import_hst_mm else ""}\n'
         'try:\n    torch.load(sys.argv[1], weights_only=True)\n'
         'except Exception as e:\n    print(type(e).__name__, e); sys.exit(3)\n'
     )
+    env = {k: v for k, v in os.environ.items() if k != 'TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD'}
     r = subprocess.run(
-        [sys.executable, '-c', code, str(runner_checkpoint)], capture_output=True, text=True
+        [sys.executable, '-c', code, str(runner_checkpoint)],
+        capture_output=True,
+        text=True,
+        env=env,
     )
-    assert r.returncode == 3, r.stdout + r.stderr
-    assert 'Unsupported global' in r.stdout or 'weights_only' in r.stdout
+    if import_hst_mm:
+        assert r.returncode == 0, r.stdout + r.stderr
+    else:
+        assert r.returncode == 3, r.stdout + r.stderr
+        assert 'Unsupported global' in r.stdout or 'weights_only' in r.stdout
 
 
 def test_mmengine_load_checkpoint_resumes_state(runner_checkpoint):
@@ -108,9 +117,3 @@ def test_pickled_callable_is_refused(tmp_path):
         torch.load(path)  # the default on torch >= 2.6: weights_only
     with pytest.raises(pickle.UnpicklingError, match='system'):
         _load_checkpoint(str(path), map_location='cpu')
-
-
-def test_no_global_switch_off():
-    # torch's global switch that turns weights_only off for every file must not be needed
-    switch = 'TORCH_FORCE_NO_' + 'WEIGHTS_ONLY_LOAD'  # spelled apart: not set anywhere
-    assert switch not in os.environ

@@ -145,10 +145,15 @@ def test_seg_labels(data):
     assert all(frac[k] > 0.01 for k in range(1, 5))
 
 
-def test_constants():
-    assert toy.COCO_CLASSES == ('circle', 'square', 'triangle')
-    assert toy.SEG_CLASSES == ('background', 'circle', 'square', 'triangle')
-    assert len(toy.SEG_PALETTE) == len(toy.SEG_CLASSES)
+def test_toy_configs_name_the_generated_classes():
+    """The toy configs train on what the generator draws: same classes, in the same order."""
+    from mmengine.config import Config
+
+    det = Config.fromfile(str(REPO / 'configs/toy/mask-rcnn_hst-vit-ti_fpn_toy.py'))
+    seg = Config.fromfile(str(REPO / 'configs/toy/upernet_hst-vit-ti_toy.py'))
+    assert tuple(det.train_dataloader.dataset.metainfo.classes) == toy.COCO_CLASSES
+    assert tuple(seg.toy_classes) == toy.SEG_CLASSES
+    assert seg.model.decode_head.num_classes == len(toy.SEG_CLASSES) == len(toy.SEG_PALETTE)
 
 
 def _mtimes(root):
@@ -344,8 +349,20 @@ def test_cli(tmp_path):
     assert r.returncode == 0 and 'up to date' in r.stdout
 
 
-def test_default_out_is_repo_relative():
-    assert toy.DEFAULT_OUT == REPO / 'data' / 'toy'
+@pytest.mark.slow
+def test_default_out_is_the_checkouts_data_folder(tmp_path):
+    """Run from any directory, the tool writes (here: finds up to date) <repo>/data/toy."""
+    from tool_runner import ensure_toy_data
+
+    ensure_toy_data()
+    r = subprocess.run(
+        [sys.executable, str(REPO / 'tools' / 'make_toy_data.py')],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert str(REPO / 'data' / 'toy') in r.stdout and not list(tmp_path.iterdir())
 
 
 def test_mmdet_coco_dataset(data):
