@@ -135,3 +135,19 @@ def test_runner_type_is_honoured():
 
     assert cli.build_runner(Config(dict(runner_type='RecordingRunnerForTest'))) == 'runner'
     assert built == [RecordingRunner]
+
+
+@pytest.mark.parametrize(
+    'config',
+    [
+        'configs/hst/upernet_hst-vit-b_8xb2-160k_ade20k-512x512.py',
+        'configs/hst/fpn_hst-vit-b_8xb2-80k_ade20k-512x512.py',
+        'configs/baselines/upernet_vit-b-full_8xb2-160k_ade20k-512x512.py',
+        'configs/hst/mask-rcnn_hst-vit-b_fpn_1x_coco.py',
+    ],
+)
+def test_auto_scale_lr_works_on_every_paper_config(config, monkeypatch):
+    """mmseg's bases define no auto_scale_lr: --auto-scale-lr failed on the ADE20K configs."""
+    monkeypatch.setenv('LOCAL_RANK', '0')
+    cfg = train_py.build_config(train_py.parse_args([str(ROOT / config), '--auto-scale-lr']))
+    assert cfg.auto_scale_lr.enable and cfg.auto_scale_lr.base_batch_size == 16

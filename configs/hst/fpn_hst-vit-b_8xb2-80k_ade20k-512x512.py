@@ -33,3 +33,6 @@ tta_pipeline = {{_base_.ade_tta_pipeline}}
 train_dataloader = dict(batch_size=2, dataset=dict(pipeline=train_pipeline))
 val_dataloader = dict(batch_size=1, dataset=dict(pipeline=test_pipeline))
 test_dataloader = val_dataloader
+# mmseg's bases define no auto_scale_lr: this makes `tools/train.py --auto-scale-lr` scale the
+# learning rate from the recipe's total batch (8 GPUs x 2).
+auto_scale_lr = dict(enable=False, base_batch_size=16)
