@@ -27,6 +27,25 @@ def test_fitting_checkpoints_pass():
     check_checkpoint_fits(net, {'state_dict': wrapped}, 'a.pth')
 
 
+def test_test_time_augmentation_wrapper_is_looked_through():
+    """tools/test.py --tta loads a plain checkpoint into mmengine's TTA wrapper."""
+    from mmengine.model import BaseTTAModel
+
+    class TTA(BaseTTAModel):
+        def merge_preds(self, data_samples_list):
+            return data_samples_list
+
+    class TestableNet(Net):
+        def test_step(self, data):
+            return data
+
+    tta = TTA(module=TestableNet())
+    assert all(k.startswith('module.') for k in tta.state_dict())
+    check_checkpoint_fits(tta, {'state_dict': Net().state_dict()}, 'a.pth')
+    with pytest.raises(CheckpointMismatchError, match='head.weight'):
+        check_checkpoint_fits(tta, {'state_dict': Net(width=8).state_dict()}, 'a.pth')
+
+
 def test_mismatches_are_named():
     other = {'conv.weight': torch.zeros(1), **Net(width=8).state_dict()}
     del other['head.bias']

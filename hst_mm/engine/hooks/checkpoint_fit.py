@@ -18,7 +18,7 @@ from typing import Dict, List, Optional, Sequence
 
 import torch
 from mmengine.hooks import Hook
-from mmengine.model import is_model_wrapper
+from mmengine.model import BaseTTAModel, is_model_wrapper
 from mmengine.registry import HOOKS
 
 
@@ -43,7 +43,9 @@ def check_checkpoint_fits(
     """Raise :class:`CheckpointMismatchError` unless every weight of ``model`` is in
     ``checkpoint`` with its shape and the checkpoint holds nothing else (keys matching an
     ``allowed`` pattern excepted)."""
-    if is_model_wrapper(model):
+    # mmengine loads into the wrapped model of DDP wrappers and of test-time augmentation
+    # (tools/test.py --tta), whose own keys carry a 'module.' prefix
+    while is_model_wrapper(model) or isinstance(model, BaseTTAModel):
         model = model.module
     theirs = checkpoint_state_dict(checkpoint)
     ours = model.state_dict()
