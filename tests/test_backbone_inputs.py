@@ -146,7 +146,7 @@ def _reference(model, x):
             output_fmt='NCHW',
             intermediates_only=True,
         )
-        outs = [model.pyramid[i](f) for i, f in enumerate(feats)]
+        outs = [model.pyramid[i](model.normalize_tap(i, f)) for i, f in enumerate(feats)]
     return [outs[i] for i in model.out_indices]
 
 

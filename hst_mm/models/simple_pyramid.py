@@ -2,8 +2,9 @@
 
 The ViT is either fully fine-tuned or completely frozen (the "frozen-trunk probe"); the
 pyramid follows ViT-Adapter's ``ViTBaseline``: the outputs of four evenly spaced blocks
-become stride 4 (two 2x transposed convs), 8 (one), 16 (as is) and 32 (max-pool) maps,
-all D channels wide.
+(3, 6, 9, 12 of 12) are each layer-normalised by a LayerNorm of their own (eps 1e-6), then
+become stride 4 (ConvT 2x2 -> GroupNorm(32) -> GELU -> ConvT 2x2), 8 (ConvT 2x2), 16 (as is)
+and 32 (max-pool 2x2) maps, all D channels wide.
 """
 
 from __future__ import annotations
@@ -48,16 +49,25 @@ class ViTPyramid(nn.Module):
         depth, dim = len(self.vit.blocks), self.vit.embed_dim
         if depth % 4:
             raise ValueError(f'a trunk of {depth} blocks cannot feed 4 pyramid levels evenly')
+        if dim % 32:
+            raise ValueError(f'trunk width {dim} is not divisible by the 32 groups of the pyramid')
         self.feature_blocks = tuple(depth * (i + 1) // 4 - 1 for i in range(4))  # 2, 5, 8, 11
         self.out_indices = tuple(out_indices)
         self.frozen = frozen
         self.with_cp = with_cp
         self.vit.set_grad_checkpointing(bool(with_cp))
+        # One LayerNorm per tapped block: the raw residual stream of a ViT grows in scale with
+        # depth, and ViTBaseline normalises each tap before its pyramid branch. The norms are
+        # part of the pyramid, not of the trunk, so they train even in the frozen-trunk probe
+        # (as in ViTBaseline, where only the ViT's own weights are pretrained).
+        self.norms = nn.ModuleList([nn.LayerNorm(dim, eps=1e-6) for _ in range(4)])
         self.pyramid = nn.ModuleList(
             [
                 nn.Sequential(
                     nn.ConvTranspose2d(dim, dim, 2, 2),
-                    nn.BatchNorm2d(dim),
+                    # GroupNorm, as ViTBaseline: batch-size independent (detection trains
+                    # with 2 images per GPU), no running statistics.
+                    nn.GroupNorm(32, dim),
                     nn.GELU(),
                     nn.ConvTranspose2d(dim, dim, 2, 2),
                 ),
@@ -108,10 +118,19 @@ class ViTPyramid(nn.Module):
             output_fmt='NCHW',
             intermediates_only=True,
         )
-        outs = [self.pyramid[i](feats[i]).contiguous() for i in self.out_indices]
+        outs = [
+            self.pyramid[i](self.normalize_tap(i, feats[i])).contiguous() for i in self.out_indices
+        ]
         return crop_to_input(
             outs, size, tuple(x.shape[-2:]), [self.strides[i] for i in self.out_indices]
         )
+
+    def normalize_tap(self, level: int, feat: torch.Tensor) -> torch.Tensor:
+        """LayerNorm over channels of one tapped block: (B, D, h, w) -> (B, D, h, w).
+
+        timm returns NCHW maps; the norm runs on the (B, h, w, D) view, no copy.
+        """
+        return self.norms[level](feat.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
 
 
 ViTSimplePyramid = ViTPyramid  # the name before 0.2
