@@ -58,7 +58,7 @@ class HST(models.HST, PretrainedOnInit):
 class ViTPyramid(models.ViTPyramid, PretrainedOnInit):
     """:class:`hst_mm.models.ViTPyramid`, the paper's baselines, for OpenMMLab configs: a timm
     ViT fully fine-tuned (``frozen=False``) or frozen (``frozen=True``, the frozen-trunk
-    probe), with a simple feature pyramid."""
+    probe; with ``petl``: a PETL method on it), with a simple feature pyramid."""
 
     def __init__(
         self,
@@ -69,3 +69,11 @@ class ViTPyramid(models.ViTPyramid, PretrainedOnInit):
         super().__init__(pretrained=None, **kwargs)
         self.pretrained = pretrained
         self.init_cfg = init_cfg
+
+    def init_weights(self) -> None:
+        first_call = not self._is_init
+        super().init_weights()
+        # mmengine called the timm ViT's own init_weights(), which re-draws every Linear in
+        # it, LoRA's A and B included (B would no longer start at zero): re-initialise them.
+        if first_call and self.petl is not None:
+            self.petl.reset_trunk_parameters(self.vit)

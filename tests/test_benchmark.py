@@ -265,3 +265,23 @@ def test_detector_mode(bench_detector, bench):
 def test_old_row_names_still_select_modes():
     args = cli.parse_args(['--modes', 'full_ft', 'frozen_probe', 'hst', '--cp', 'off'])
     assert args.modes == ['full', 'frozen', 'hst']
+
+
+def test_petl_rows_are_the_configs_backbones():
+    """The PETL rows are chosen by --modes only and build the probe with the configs' method
+    settings (configs/_base_/petl.py)."""
+    from hst_mm.benchmark import workloads
+
+    args = cli.parse_args([*TINY_ARGS, '--modes', 'frozen', 'lora', 'ssf'])
+    assert modes.modes_to_run(args) == ['frozen', 'lora', 'ssf']
+    assert not set(modes.PETL_MODES) & set(modes.modes_to_run(cli.parse_args(TINY_ARGS)))
+    assert workloads.petl_settings('lora') == dict(
+        method='lora', rank=16, alpha=16, targets=['qkv'], dropout=0.0
+    )
+    for mode in modes.PETL_MODES:
+        model = workloads.build_backbone(mode, args)
+        assert model.frozen and type(model.petl).__name__.lower().startswith(mode[:3])
+        assert (
+            workloads.DETECTOR_CONFIGS[mode]
+            == f'configs/petl/mask-rcnn_vit-b-{mode}_fpn_1x_coco.py'
+        )

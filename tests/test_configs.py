@@ -39,8 +39,12 @@ def test_config_builds(config):
     if config in PAPER:
         expected, which, tol = PAPER[config]
         assert abs(n[which] - expected) / expected < tol, (config, n)
-    if '/hst/' in config or '/toy/' in config:
+    if '/hst/' in config or '_hst-' in config:
         # HST: the trunk is frozen but for its LayerNorms
         assert rows['trunk frozen']['trainable'] == 0 and rows['trunk tuned']['trainable'] > 0
     if 'frozen' in config:
         assert rows['trunk frozen']['trainable'] == 0 and 'trunk tuned' not in rows
+    if 'petl' in config:
+        # PETL rows: the trunk is frozen, only the method's parameters train inside it
+        assert rows['trunk frozen']['trainable'] == 0 and 'trunk tuned' not in rows
+        assert rows['petl']['trainable'] == rows['petl']['total'] > 0

@@ -52,6 +52,8 @@ log "installing mmengine $(pin mmengine), mmdet $(pin mmdet), mmsegmentation $(p
 "${PIP[@]}" mmengine addict packaging pillow pyyaml yapf opencv-python numpy \
   mmdet mmsegmentation timm \
   pycocotools shapely scipy terminaltables ftfy regex matplotlib pytest safetensors fvcore ruff
+log "installing peft $(pin peft) (LoRA of the PETL rows)"
+"${PIP[@]}" peft transformers accelerate
 # openmim's own dependency chain downgrades setuptools, requests and rich: install what
 # `mim train/test` needs first, then openmim itself without dependencies.
 "${PIP[@]}" click colorama model-index pandas requests rich tabulate

@@ -7,7 +7,10 @@
   probe; the configs' ``vit-b-frozen``);
 * ``hst_cp``, ``full_cp``: the same with ``with_cp=True`` (HST's trunk blocks and Side
   Blocks, the ViT's blocks);
-* ``hst_cp_side``: HST checkpointing its Side Blocks only (``with_cp='side'``).
+* ``hst_cp_side``: HST checkpointing its Side Blocks only (``with_cp='side'``);
+* ``lora``, ``vpt``, ``adaptformer``, ``ssf``: the paper's PETL rows, the frozen probe with
+  that method on its trunk (``configs/_base_/petl.py``'s settings; ``--modes`` picks them,
+  they are not in the default set).
 
 The probe has no checkpointed row: no gradient flows through its trunk.
 """
@@ -18,10 +21,12 @@ import argparse
 from typing import List, Union
 
 BASE_MODES = ('hst', 'full', 'frozen')
+PETL_MODES = ('lora', 'vpt', 'adaptformer', 'ssf')
+MODE_CHOICES = BASE_MODES + PETL_MODES
 # Each base mode's checkpointed rows, and the backbone's with_cp value in those rows.
 CP_MODES = {'hst': ('hst_cp', 'hst_cp_side'), 'full': ('full_cp',)}
 WITH_CP = {'hst_cp': True, 'hst_cp_side': 'side', 'full_cp': True}
-ALL_MODES = BASE_MODES + tuple(WITH_CP)
+ALL_MODES = MODE_CHOICES + tuple(WITH_CP)
 # The rows' names before 0.2, still accepted by --modes.
 OLD_NAMES = {'full_ft': 'full', 'frozen_probe': 'frozen'}
 

@@ -20,7 +20,7 @@ from typing import Callable, Dict, Tuple
 
 import torch
 
-from .modes import base_mode, with_cp
+from .modes import PETL_MODES, base_mode, with_cp
 
 # The repository checkout this package lives in: the detector configs are read from it.
 ROOT = Path(__file__).resolve().parents[2]
@@ -30,7 +30,18 @@ DETECTOR_CONFIGS = {
     'hst': 'configs/hst/mask-rcnn_hst-vit-b_fpn_1x_coco.py',
     'full': 'configs/baselines/mask-rcnn_vit-b-full_fpn_1x_coco.py',
     'frozen': 'configs/baselines/mask-rcnn_vit-b-frozen_fpn_1x_coco.py',
+    **{m: f'configs/petl/mask-rcnn_vit-b-{m}_fpn_1x_coco.py' for m in PETL_MODES},
 }
+# Backbone mode: the PETL rows' method settings, from the configs (one source).
+PETL_CONFIG = 'configs/_base_/petl.py'
+
+
+def petl_settings(mode: str) -> dict:
+    """``mode``'s ``petl`` argument of ``ViTPyramid``, as the configs set it."""
+    from mmengine.config import Config
+
+    return Config.fromfile(str(ROOT / PETL_CONFIG))[f'petl_{mode}_backbone']['petl'].to_dict()
+
 
 # A factory of the context to run the timed forward passes in (autocast or nothing).
 AmpContext = Callable[[], AbstractContextManager]
@@ -65,6 +76,8 @@ def build_backbone(mode: str, args: argparse.Namespace) -> torch.nn.Module:
     base = base_mode(mode)
     if base == 'hst':
         return HST(embed_dims=args.embed_dims, num_heads=args.num_heads, **common)
+    if base in PETL_MODES:
+        return ViTPyramid(frozen=True, petl=petl_settings(base), **common)
     return ViTPyramid(frozen=base == 'frozen', **common)
 
 

@@ -5,6 +5,10 @@ pyramid follows ViT-Adapter's ``ViTBaseline``: the outputs of four evenly spaced
 (3, 6, 9, 12 of 12) are each layer-normalised by a LayerNorm of their own (eps 1e-6), then
 become stride 4 (ConvT 2x2 -> GroupNorm(32) -> GELU -> ConvT 2x2), 8 (ConvT 2x2), 16 (as is)
 and 32 (max-pool 2x2) maps, all D channels wide.
+
+``petl`` turns the frozen probe into one of the paper's PETL rows (:mod:`.petl`: LoRA,
+VPT-deep, AdaptFormer, SSF): the ViT stays frozen and in eval mode, the method's modules and
+the pyramid train.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from typing import Optional, Sequence, Tuple
 import torch
 import torch.nn as nn
 
+from .petl import build_petl, load_plain_state_dict
 from .pretrained import load_trunk_weights
 from .small_inputs import crop_to_input, pad_small_input
 from .trunk import create_trunk
@@ -30,6 +35,9 @@ class ViTPyramid(nn.Module):
         out_indices: which pyramid levels to return.
         with_cp: activation checkpointing of the ViT blocks.
         trunk_kwargs: extra ``timm.create_model`` arguments.
+        petl: a parameter-efficient method on the frozen ViT, ``dict(method='lora' |
+            'vpt' | 'adaptformer' | 'ssf', **its arguments)`` (:mod:`.petl`); needs
+            ``frozen=True``.
     """
 
     def __init__(
@@ -41,6 +49,7 @@ class ViTPyramid(nn.Module):
         out_indices: Sequence[int] = (0, 1, 2, 3),
         with_cp: bool = False,
         trunk_kwargs: Optional[dict] = None,
+        petl: Optional[dict] = None,
     ) -> None:
         super().__init__()
         self.trunk_name = trunk
@@ -76,12 +85,30 @@ class ViTPyramid(nn.Module):
                 nn.MaxPool2d(2),
             ]
         )
+        self.vit.requires_grad_(not frozen)
+        self.petl = None
+        if petl is not None:
+            if not frozen:
+                raise ValueError(f'petl={petl} adapts a frozen trunk: set frozen=True')
+            self.petl = build_petl(self.vit, petl)
+            # Only the method's own parameters inside the trunk (LoRA) train there.
+            tuned = self.petl.trunk_parameter_names(self.vit)
+            for name, param in self.vit.named_parameters():
+                param.requires_grad_(name in tuned)
         if pretrained:
             self.load_pretrained(pretrained)
-        self.vit.requires_grad_(not frozen)
 
     def load_pretrained(self, source: str) -> None:
-        load_trunk_weights(self.vit, self.trunk_name, source, **self.trunk_kwargs)
+        if self.petl is None:
+            load_trunk_weights(self.vit, self.trunk_name, source, **self.trunk_kwargs)
+            return
+        # A PETL trunk's keys differ from a plain ViT's (LoRA renames the layers it wraps)
+        # and hold the method's parameters: the weights go through a plain trunk first (timm's
+        # loaders, position-embedding resampling and named errors as for any trunk), then are
+        # copied over key by key. The plain copy lives only for this call.
+        plain = create_trunk(self.trunk_name, **self.trunk_kwargs)
+        load_trunk_weights(plain, self.trunk_name, source, **self.trunk_kwargs)
+        load_plain_state_dict(self.vit, self.petl, plain.state_dict(), source)
 
     def train(self, mode: bool = True) -> 'ViTPyramid':
         super().train(mode)

@@ -4,7 +4,8 @@
 
 The model is built from the config with the trunk's pretrained weights disabled (counting
 needs no weights). Parts: trunk frozen, trunk tuned (LN-tuning), meta tokens, bridge, side
-network (HST); pyramid (the baselines' simple pyramid); neck; heads.
+network (HST); pyramid (the baselines' simple pyramid and its norms); petl (the PETL rows'
+LoRA, prompts, adapters or scale/shift vectors); neck; heads.
 """
 
 import argparse
@@ -28,6 +29,7 @@ PARTS = (
     'bridge',
     'side network',
     'pyramid',
+    'petl',
     'backbone other',
     'neck',
     'heads',
@@ -38,6 +40,8 @@ def part_of(name: str, trainable: bool) -> str:
     """Which part of the model a parameter name belongs to."""
     if name.startswith('backbone.'):
         sub = name[len('backbone.') :]
+        if sub.startswith('petl.') or '.lora_' in sub:
+            return 'petl'
         if sub.startswith('trunk.meta_tokens'):
             return 'meta tokens'
         if sub.startswith(('trunk.', 'vit.')):
@@ -46,7 +50,7 @@ def part_of(name: str, trainable: bool) -> str:
             return 'bridge'
         if sub.startswith('side.'):
             return 'side network'
-        if sub.startswith('pyramid.'):
+        if sub.startswith(('pyramid.', 'norms.')):
             return 'pyramid'
         return 'backbone other'
     if name.startswith('neck.'):
