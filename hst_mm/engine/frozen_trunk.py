@@ -125,16 +125,14 @@ def check_export_fits(model: nn.Module, info: dict, path: Optional[str]) -> List
     return omitted
 
 
-def restore_frozen_trunk(
-    model: nn.Module, checkpoint: dict, path: Optional[str], loaded: bool = False
-) -> None:
+def restore_frozen_trunk(model: nn.Module, checkpoint: dict, path: Optional[str]) -> None:
     """Give ``model`` the frozen trunk weights a trainable-only export left out.
 
-    Each backbone's ``pretrained`` source is loaded unless ``loaded`` (or the backbone's
-    ``init_weights()`` already ran), the export's own weights inside that trunk (the tuned
-    LayerNorms) are copied back over it, and every left-out weight is compared with the
-    digest the export recorded: a different trunk is refused, since it would not reproduce
-    the exported model's outputs.
+    Each backbone's ``pretrained`` source is loaded unless its ``init_weights()`` already
+    ran (training: the Runner calls it before loading ``load_from``), the export's own
+    weights inside that trunk (the tuned LayerNorms) are copied back over it, and every
+    left-out weight is compared with the digest the export recorded: a different trunk is
+    refused, since it would not reproduce the exported model's outputs.
     """
     model = unwrap(model)
     info = export_info(checkpoint)
@@ -144,21 +142,21 @@ def restore_frozen_trunk(
     theirs = checkpoint_state_dict(checkpoint)
     for prefix, trunk in pretrained_trunks(model).items():
         backbone = model.get_submodule(trunk['module']) if trunk['module'] else model
-        if not (loaded or backbone.is_init):
+        if not backbone.is_init:
             backbone.load_pretrained(trunk['source'])
         vit = model.get_submodule(prefix)
         own = {k[len(prefix) + 1 :]: v for k, v in theirs.items() if k.startswith(prefix + '.')}
-        if own:
-            missing, unexpected = vit.load_state_dict(own, strict=False)[:2]
-            assert not unexpected, unexpected  # check_export_fits guarantees it
+        # the export's own weights in this trunk (tuned LayerNorms); the hook's caller
+        # copies them again afterwards, tools/demo.py has copied them already
+        vit.load_state_dict(own, strict=False)
     state = model.state_dict()
     differ = [k for k in omitted if tensor_digest(state[k]) != info['omitted'][k]]
     if differ:
         sources = ', '.join(sorted({t['source'] for t in pretrained_trunks(model).values()}))
         raise CheckpointMismatchError(
-            f'{path or "the checkpoint"}: a trainable-only export made with other trunk '
-            f'weights than {sources} gives ({len(differ)} of {len(omitted)} left-out weights '
-            f'differ, e.g. {", ".join(differ[:3])}; the export was made with '
-            f'{info.get("pretrained")}). Point model.backbone.pretrained at the weights the '
-            f'model was trained with.'
+            f'{path or "the checkpoint"}: the trunk weights from {sources} are not the ones '
+            f'this trainable-only export was made with ({len(differ)} of {len(omitted)} '
+            f'left-out weights differ, e.g. {", ".join(differ[:3])}), so it would not '
+            f'reproduce the exported model; the export names {info.get("pretrained")}. Point '
+            f'model.backbone.pretrained at the weights the model was trained with.'
         )
