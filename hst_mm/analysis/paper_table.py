@@ -196,27 +196,29 @@ def read_run(work_dir: str) -> Run:
             f'{work_dir}: several config copies ({copies}) and none equal to the newest '
             f"run's vis_data/config.py: config not recognised"
         )
-    scalars_seen = []
+    read, unreadable = [], []  # scalars.json files
     for run_dir in run_dirs:
         scalars = osp.join(run_dir, 'vis_data', 'scalars.json')
         readers = [(test_result, run_dir)]
         if osp.isfile(scalars):
-            scalars_seen.append(scalars)
             readers.append((last_validation, scalars))
         for reader, path in readers:
             try:
                 evaluation = reader(path)
-            except PaperTableError as e:
-                run.messages.append(f'{e}; skipped')
+            except (PaperTableError, OSError, UnicodeDecodeError) as e:
+                text = str(e) if isinstance(e, PaperTableError) else f'{path}: unreadable ({e})'
+                run.messages.append(f'{text}; skipped')
+                unreadable.append(path)
                 continue
-            except (OSError, UnicodeDecodeError) as e:
-                run.messages.append(f'{path}: unreadable ({e}); skipped')
-                continue
+            if reader is last_validation:
+                read.append(path)
             if evaluation is not None:  # a later run replaces an earlier one
                 run.evaluations[evaluation.kind] = evaluation
     if not run.evaluations:
-        if scalars_seen:
-            where = f'no validation metrics in {", ".join(scalars_seen)} and no test results'
+        if read:
+            where = f'no validation metrics in {", ".join(read)} and no test results'
+        elif unreadable:
+            where = f'unreadable: {", ".join(unreadable)}'
         else:
             where = 'no <timestamp>/vis_data/scalars.json or <timestamp>/<timestamp>.json in it'
         run.messages.append(f'{work_dir}: no evaluation found ({where})')
