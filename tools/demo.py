@@ -20,14 +20,22 @@ from mmengine.runner.checkpoint import _load_checkpoint  # noqa: E402
 
 import hst_mm  # noqa: E402,F401  registers HST, allow-lists checkpoint types
 from hst_mm.engine.errors import user_error_message  # noqa: E402
+from hst_mm.engine.frozen_trunk import restore_frozen_trunk  # noqa: E402
 from hst_mm.engine.hooks.checkpoint_fit import check_checkpoint_fits  # noqa: E402
 
 
-def refuse_unfitting(init, config: str, checkpoint: str) -> None:
-    """mmdet's / mmseg's init functions load with strict=False and only warn (mmseg's fails
-    on a checkpoint without meta): check the checkpoint against the config's model first."""
-    model = init(config, None, device='cpu')
-    check_checkpoint_fits(model, _load_checkpoint(checkpoint, map_location='cpu'), checkpoint)
+def init_fitting(init, config: str, checkpoint: str, device: str):
+    """The model of ``config`` with ``checkpoint`` loaded by mmdet's / mmseg's ``init``.
+
+    Those load with strict=False and only warn (mmseg's fails on a checkpoint without meta):
+    the checkpoint is checked against the config's model first. A trainable-only export
+    (``tools/export_trainable.py``) gets its frozen trunk from ``model.backbone.pretrained``.
+    """
+    weights = _load_checkpoint(checkpoint, map_location='cpu')
+    check_checkpoint_fits(init(config, None, device='cpu'), weights, checkpoint)
+    model = init(config, checkpoint, device=device)
+    restore_frozen_trunk(model, weights, checkpoint)  # nothing to do for a full checkpoint
+    return model
 
 
 def draw_detection(image, config, checkpoint, out, score_thr=0.3, device='cpu'):
@@ -35,8 +43,7 @@ def draw_detection(image, config, checkpoint, out, score_thr=0.3, device='cpu'):
     from mmdet.apis import inference_detector, init_detector
     from mmdet.registry import VISUALIZERS
 
-    refuse_unfitting(init_detector, config, checkpoint)
-    model = init_detector(config, checkpoint, device=device)
+    model = init_fitting(init_detector, config, checkpoint, device)
     result = inference_detector(model, image)
     visualizer = VISUALIZERS.build(dict(model.cfg.visualizer, name='hst_mm_demo_det'))
     visualizer.dataset_meta = model.dataset_meta
@@ -55,8 +62,7 @@ def draw_segmentation(image, config, checkpoint, out, device='cpu'):
     """Segmentation overlay of an mmseg model on ``image`` -> ``out``; returns the SegDataSample."""
     from mmseg.apis import inference_model, init_model, show_result_pyplot
 
-    refuse_unfitting(init_model, config, checkpoint)
-    model = init_model(config, checkpoint, device=device)
+    model = init_fitting(init_model, config, checkpoint, device)
     result = inference_model(model, image)
     show_result_pyplot(model, image, result, show=False, draw_gt=False, out_file=out)
     return result

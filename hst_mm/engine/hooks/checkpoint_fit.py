@@ -8,6 +8,11 @@ silently trains from scratch). Keys that legitimately differ are allowed *by nam
 fine-tuning from a detector with other classes::
 
     custom_hooks = [dict(type='CheckpointFitHook', allowed=['roi_head.bbox_head.fc_cls.*'])]
+
+A trainable-only export (``tools/export_trainable.py``, marked in ``meta['trainable_only']``)
+may lack exactly the frozen trunk weights it lists, each of which the model must restore from
+its ``pretrained`` source; the hook then loads that source where ``init_weights()`` has not
+(``tools/test.py``) and checks it against the export's digests.
 """
 
 from __future__ import annotations
@@ -18,7 +23,6 @@ from typing import Dict, List, Optional, Sequence
 
 import torch
 from mmengine.hooks import Hook
-from mmengine.model import BaseTTAModel, is_model_wrapper
 from mmengine.registry import HOOKS
 
 
@@ -45,15 +49,20 @@ def check_checkpoint_fits(
     ``allowed`` pattern excepted)."""
     # mmengine loads into the wrapped model of DDP wrappers and of test-time augmentation
     # (tools/test.py --tta), whose own keys carry a 'module.' prefix
-    while is_model_wrapper(model) or isinstance(model, BaseTTAModel):
-        model = model.module
+    # frozen_trunk raises this module's error: imported here, not at the top
+    from ..frozen_trunk import check_export_fits, export_info, unwrap
+
+    model = unwrap(model)
     theirs = checkpoint_state_dict(checkpoint)
     ours = model.state_dict()
+    info = export_info(checkpoint)
+    # a trainable-only export lacks exactly the frozen trunk weights it lists
+    left_out = set(check_export_fits(model, info, path)) if info is not None else set()
 
     def named(keys):
         return [k for k in keys if not any(fnmatch.fnmatchcase(k, p) for p in allowed)]
 
-    missing = named(k for k in ours if k not in theirs)
+    missing = named(k for k in ours if k not in theirs and k not in left_out)
     unexpected = named(k for k in theirs if k not in ours)
     mismatched = [
         f'{k} {tuple(theirs[k].shape)} vs model {tuple(ours[k].shape)}'
@@ -95,7 +104,18 @@ class CheckpointFitHook(Hook):
         self.allowed = tuple(allowed)
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
+        from ..frozen_trunk import export_info, restore_frozen_trunk
+
         # mmengine calls this before it copies the weights into the model
-        check_checkpoint_fits(
-            runner.model, checkpoint, getattr(runner, '_load_from', None), self.allowed
-        )
+        path = getattr(runner, '_load_from', None)
+        check_checkpoint_fits(runner.model, checkpoint, path, self.allowed)
+        if export_info(checkpoint) is None:
+            return
+        if getattr(runner, '_resume', False):
+            raise CheckpointMismatchError(
+                f'{path or "the checkpoint"}: a trainable-only export holds no optimizer '
+                f'or scheduler state and cannot resume training; start a new run from it '
+                f'with load_from instead'
+            )
+        # training has run init_weights() (trunk loaded); tools/test.py has not
+        restore_frozen_trunk(runner.model, checkpoint, path)

@@ -1,0 +1,263 @@
+"""Trainable-only checkpoints (hst_mm.engine.trainable_export, tools/export_trainable.py):
+what is kept, exact reloading through CheckpointFitHook, refusals."""
+
+import os
+import pickle
+from types import SimpleNamespace
+
+import pytest
+import torch
+from mmengine.config import Config
+from mmengine.runner.checkpoint import _load_checkpoint_to_model
+
+import hst_mm  # noqa: F401  (registers HST, allow-lists checkpoint types)
+from hst_mm.analysis.paper_table import read_run
+from hst_mm.engine.frozen_trunk import restorable_frozen_keys
+from hst_mm.engine.hooks import CheckpointFitHook, CheckpointMismatchError
+from hst_mm.engine.trainable_export import (
+    ExportError,
+    build_model,
+    export_trainable,
+    main,
+    save_atomically,
+)
+
+from conftest import ROOT, TOY_DET_CONFIG
+from tool_runner import ensure_toy_data, run
+
+TRUNK = 'data/toy/vit_tiny_patch16_224.random.pth'
+# the baselines with a 4-block, 32-wide ViT
+TINY_BASELINE = {
+    'model.backbone.trunk_kwargs': dict(depth=4, embed_dim=32, num_heads=2),
+    'model.neck.in_channels': [32] * 4,
+}
+
+
+def toy_config(pretrained=TRUNK) -> Config:
+    cfg = Config.fromfile(str(ROOT / TOY_DET_CONFIG))
+    cfg.model.backbone.pretrained = str(ROOT / pretrained) if pretrained else None
+    return cfg
+
+
+@pytest.fixture(scope='module')
+def full_checkpoint(tmp_path_factory):
+    """A toy Mask R-CNN checkpoint as the Runner saves one, with every trainable weight and
+    the side stem's BatchNorm statistics moved away from their initial values."""
+    ensure_toy_data()
+    cfg = toy_config()
+    torch.manual_seed(0)
+    model = build_model(cfg)
+    model.init_weights()  # loads the trunk file
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.requires_grad:
+                p.add_(torch.randn_like(p) * 0.01)
+        for name, b in model.named_buffers():
+            if name.endswith(('running_mean', 'running_var')):
+                b.add_(0.5)
+    path = tmp_path_factory.mktemp('export') / 'iter_4.pth'
+    torch.save(
+        dict(
+            meta=dict(cfg=cfg.pretty_text, iter=4, dataset_meta=dict(classes=('a', 'b', 'c'))),
+            state_dict=model.state_dict(),
+            optimizer=dict(state={0: dict(step=torch.tensor(4.0))}, param_groups=[]),
+            message_hub=dict(log_scalars={}),
+        ),
+        path,
+    )
+    return path, model.eval()
+
+
+@pytest.fixture
+def exported(full_checkpoint, tmp_path):
+    path, model = full_checkpoint
+    out = tmp_path / 'trainable.pth'
+    summary = export_trainable(str(path), str(out))
+    return out, torch.load(out, weights_only=True), summary, model
+
+
+def test_export_holds_exactly_the_trainable_weights(exported):
+    out, ckpt, summary, model = exported
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    params = dict(model.named_parameters())
+    kept_params = [k for k in ckpt['state_dict'] if k in params]
+    assert set(kept_params) == trainable
+    assert (
+        summary['kept_params']
+        == summary['trainable_params']
+        == sum(p.numel() for p in model.parameters() if p.requires_grad)
+    )
+    # the trainable side stem's BatchNorm statistics travel with it
+    assert 'backbone.side.stem.conv.1.running_mean' in ckpt['state_dict']
+    # tuned trunk LayerNorms and meta tokens are kept, frozen trunk weights are not
+    assert 'backbone.trunk.vit.blocks.0.norm1.weight' in ckpt['state_dict']
+    assert 'backbone.trunk.meta_tokens' in ckpt['state_dict']
+    assert 'backbone.trunk.vit.blocks.0.attn.qkv.weight' not in ckpt['state_dict']
+    assert set(ckpt) == {'meta', 'state_dict'}  # no optimizer or message hub
+    info = ckpt['meta']['trainable_only']
+    assert set(info['omitted']) == set(model.state_dict()) - set(ckpt['state_dict'])
+    assert info['pretrained'] == {'backbone': str(ROOT / TRUNK)}
+    assert info['trunk'] == {'backbone': 'vit_tiny_patch16_224'}
+    assert ckpt['meta']['dataset_meta'] == dict(classes=('a', 'b', 'c'))
+    assert summary['export_mb'] < summary['checkpoint_mb']
+
+
+def fake_runner(model, path, resume=False):
+    return SimpleNamespace(model=model, _load_from=str(path), _resume=resume)
+
+
+def load_like_the_runner(model, ckpt, path, allowed=()):
+    """What mmengine's Runner.load_checkpoint does: the hook, then a non-strict copy."""
+    CheckpointFitHook(allowed).after_load_checkpoint(fake_runner(model, path), ckpt)
+    _load_checkpoint_to_model(model, ckpt, strict=False)
+    return model.eval()
+
+
+@pytest.mark.parametrize('init', [True, False], ids=['load_from', 'test_tool'])
+def test_reload_reproduces_the_full_model_exactly(exported, init):
+    """load_from (init_weights ran: the trunk is loaded) and tools/test.py (it did not)."""
+    out, ckpt, _, full = exported
+    torch.manual_seed(1)  # other random initial weights than the exported model's
+    model = build_model(toy_config())
+    if init:
+        model.init_weights()
+    load_like_the_runner(model, ckpt, out)
+    ours, theirs = model.state_dict(), full.state_dict()
+    assert ours.keys() == theirs.keys()
+    assert all(torch.equal(ours[k], theirs[k]) for k in theirs)
+    x = torch.rand(2, 3, 128, 96)
+    with torch.no_grad():
+        for a, b in zip(model.extract_feat(x), full.extract_feat(x)):
+            assert torch.equal(a, b)
+
+
+def test_hook_accepts_only_the_listed_frozen_trunk_keys(exported):
+    out, ckpt, _, _ = exported
+    lacking = dict(ckpt, state_dict=dict(ckpt['state_dict']))
+    del lacking['state_dict']['neck.lateral_convs.0.conv.weight']
+    with pytest.raises(CheckpointMismatchError, match=r'missing keys: neck\.lateral_convs\.0'):
+        load_like_the_runner(build_model(toy_config()), lacking, out)
+    # a full checkpoint without the marker may lack nothing
+    unmarked = dict(meta={}, state_dict=ckpt['state_dict'])
+    with pytest.raises(CheckpointMismatchError, match='missing keys: backbone.trunk.vit'):
+        load_like_the_runner(build_model(toy_config()), unmarked, out)
+    # an export that claims to have left out a trained weight
+    info = dict(ckpt['meta']['trainable_only'])
+    info['omitted'] = {**info['omitted'], 'backbone.trunk.vit.blocks.0.norm1.weight': '0'}
+    state = {
+        k: v
+        for k, v in ckpt['state_dict'].items()
+        if k != 'backbone.trunk.vit.blocks.0.norm1.weight'
+    }
+    claims = dict(meta=dict(ckpt['meta'], trainable_only=info), state_dict=state)
+    with pytest.raises(CheckpointMismatchError, match='blocks.0.norm1.weight'):
+        load_like_the_runner(build_model(toy_config()), claims, out)
+
+
+def test_hook_refuses_an_export_without_its_trunk(exported, tmp_path):
+    out, ckpt, _, _ = exported
+    with pytest.raises(CheckpointMismatchError, match='pretrained is not set'):
+        load_like_the_runner(build_model(toy_config(pretrained=None)), ckpt, out)
+    # another trunk file: the digests differ, the outputs would not be reproduced
+    import timm
+
+    torch.manual_seed(5)
+    other = tmp_path / 'other_vit.pth'
+    torch.save(timm.create_model('vit_tiny_patch16_224').state_dict(), other)
+    with pytest.raises(
+        CheckpointMismatchError, match='trunk weights from .*other_vit.pth are not the ones'
+    ):
+        load_like_the_runner(build_model(toy_config(pretrained=str(other))), ckpt, out)
+    with pytest.raises(CheckpointMismatchError, match='cannot resume training'):
+        CheckpointFitHook().after_load_checkpoint(
+            fake_runner(build_model(toy_config()), out, resume=True), ckpt
+        )
+
+
+def test_refuses_to_overwrite_and_never_leaves_a_partial_file(full_checkpoint, tmp_path):
+    path, _ = full_checkpoint
+    out = tmp_path / 'out.pth'
+    out.write_bytes(b'mine')
+    with pytest.raises(ExportError, match='exists; pass --force'):
+        export_trainable(str(path), str(out))
+    assert out.read_bytes() == b'mine'
+    export_trainable(str(path), str(out), force=True)
+    assert 'trainable_only' in torch.load(out, weights_only=True)['meta']
+    with pytest.raises(ExportError, match='already a trainable-only export'):
+        export_trainable(str(out), str(tmp_path / 'again.pth'))
+
+    def dies_half_way(obj, f):
+        with open(f, 'wb') as fh:
+            fh.write(b'half')
+        raise OSError('No space left on device')
+
+    target = tmp_path / 'full_disk.pth'
+    saver = torch.save
+    torch.save = dies_half_way
+    try:
+        with pytest.raises(OSError, match='No space left'):
+            save_atomically({'a': 1}, str(target))
+    finally:
+        torch.save = saver
+    assert not [p for p in os.listdir(tmp_path) if p.startswith('full_disk')]
+
+
+class Payload:
+    def __reduce__(self):
+        return (print, ('ran',))
+
+
+def test_foreign_checkpoints_are_refused_with_a_clear_message(tmp_path, capsys):
+    classifier = tmp_path / 'resnet.pth'
+    torch.save({'state_dict': {'conv1.weight': torch.zeros(8, 3, 7, 7)}}, classifier)
+    with pytest.raises(SystemExit) as e:
+        main([str(classifier), str(tmp_path / 'a.pth')])
+    assert "no config in meta['cfg']" in str(e.value) and str(classifier) in str(e.value)
+    with pytest.raises(SystemExit) as e:
+        main([str(classifier), str(tmp_path / 'a.pth'), '--config', str(ROOT / TOY_DET_CONFIG)])
+    assert f'{classifier}: does not fit' in str(e.value)
+    assert 'unexpected keys: conv1.weight' in str(e.value)
+    crafted = tmp_path / 'crafted.pth'
+    with open(crafted, 'wb') as f:
+        pickle.dump({'state_dict': Payload()}, f)
+    with pytest.raises(SystemExit) as e:
+        main([str(crafted), str(tmp_path / 'a.pth')])
+    assert 'refused by the safe checkpoint loader' in str(e.value)
+    assert 'ran' not in capsys.readouterr().out
+    assert not (tmp_path / 'a.pth').exists()
+
+
+def test_only_frozen_trunk_weights_are_left_out_of_the_baselines():
+    """Full fine-tuning trains its whole ViT: nothing to leave out; the frozen probe leaves out
+    its whole ViT but not its pyramid's BatchNorm statistics."""
+
+    def tiny(config):
+        cfg = Config.fromfile(str(ROOT / 'configs/baselines' / config))
+        cfg.merge_from_dict(TINY_BASELINE)
+        return build_model(cfg)
+
+    assert restorable_frozen_keys(tiny('mask-rcnn_vit-b-full_fpn_1x_coco.py')) == []
+    frozen = tiny('mask-rcnn_vit-b-frozen_fpn_1x_coco.py')
+    keys = restorable_frozen_keys(frozen)
+    assert keys and all(k.startswith('backbone.vit.') for k in keys)
+    assert set(keys) == {n for n, p in frozen.named_parameters() if not p.requires_grad}
+
+
+@pytest.mark.slow
+def test_tools_evaluate_and_draw_with_an_export(toy_det_run, tmp_path):
+    """tools/export_trainable.py on a trained toy checkpoint, then tools/test.py and
+    tools/demo.py with the export: the same metrics as the full checkpoint."""
+    out = tmp_path / 'trainable.pth'
+    proc = run(['tools/export_trainable.py', toy_det_run / 'iter_4.pth', out])
+    assert 'frozen trunk tensors left out' in proc.stdout
+    again = run(['tools/export_trainable.py', toy_det_run / 'iter_4.pth', out], check=False)
+    assert again.returncode == 1 and 'exists; pass --force' in again.stderr
+    metrics = {}
+    for name, ckpt in (('full', toy_det_run / 'iter_4.pth'), ('export', out)):
+        run(['tools/test.py', TOY_DET_CONFIG, ckpt, '--work-dir', tmp_path / name])
+        logged = read_run(str(tmp_path / name)).evaluations['test'].metrics
+        metrics[name] = {k: v for k, v in logged.items() if k.startswith('coco/')}
+    assert len(metrics['full']) == 12 and metrics['export'] == metrics['full']
+    image = ROOT / 'data/toy/coco/val/000002.png'
+    run(['tools/demo.py', image, TOY_DET_CONFIG, out, '--out', tmp_path / 'det.png'])
+    assert (tmp_path / 'det.png').stat().st_size > 1000
