@@ -7,10 +7,10 @@
 * :mod:`hst_mm.benchmark`, :mod:`hst_mm.toy_data`: the benchmark and the toy data sets.
 
 ``import hst_mm`` (what ``custom_imports=dict(imports=['hst_mm'])`` does) registers the two
-backbones, the hooks and the ``CheckSegLabels`` transform in mmengine's root registries (seen
-by mmdet and mmseg; neither is imported) and installs the ``weights_only`` allow-list for
-mmengine checkpoints. Without mmengine installed it does none of that, and ``hst_mm.models``
-works with torch and timm alone.
+backbones, the hooks, the ``CheckSegLabels`` transform and the layer-decay optimizer
+constructor in mmengine's root registries (seen by mmdet and mmseg; neither is imported) and
+installs the ``weights_only`` allow-list for mmengine checkpoints. Without mmengine installed
+it does none of that, and ``hst_mm.models`` works with torch and timm alone.
 """
 
 from .version import __version__

@@ -117,7 +117,18 @@ def seg_batch(num_classes):
     return {'inputs': inputs, 'data_samples': samples}
 
 
+RCNN = {'nms', 'roi_align_forward', 'roi_align_backward'}
 CONFIGS = {
+    'configs/hst/atss_hst-vit-b_fpn_ms-3x_coco.py': {'nms'},
+    'configs/baselines/atss_vit-b-full_fpn_ms-3x_coco.py': {'nms'},
+    'configs/hst/mask-rcnn_hst-vit-b-mae_fpn_1x_coco.py': RCNN,
+    'configs/hst/mask-rcnn_hst-vit-l_fpn_1x_coco.py': RCNN,
+    'configs/baselines/mask-rcnn_vit-l-full_fpn_1x_coco.py': RCNN,
+    'configs/baselines/mask-rcnn_vit-l-frozen_fpn_1x_coco.py': RCNN,
+    'configs/baselines/mask-rcnn_vit-b-full_fpn_ms-3x_coco.py': RCNN,
+    'configs/baselines/cascade-mask-rcnn_vit-b-full_fpn_ms-3x_coco.py': RCNN,
+    'configs/hst/upernet_hst-vit-b-mae_8xb2-160k_ade20k-512x512.py': set(),
+    'configs/baselines/fpn_vit-b-full_8xb2-80k_ade20k-512x512.py': set(),
     'configs/hst/mask-rcnn_hst-vit-b_fpn_1x_coco.py': {
         'nms',
         'roi_align_forward',
@@ -153,7 +164,27 @@ CONFIGS = {
     'configs/baselines/upernet_vit-b-full_8xb2-160k_ade20k-512x512.py': set(),
     'configs/baselines/upernet_vit-b-frozen_8xb2-160k_ade20k-512x512.py': set(),
     'configs/toy/upernet_hst-vit-ti_toy.py': set(),
+    'configs/toy/mask-rcnn_vit-ti-petl_fpn_toy.py': RCNN,
 }
+# The PETL rows change only the backbone of their family's config.
+for method in ('lora', 'vpt', 'adaptformer', 'ssf'):
+    CONFIGS.update(
+        {
+            f'configs/petl/mask-rcnn_vit-b-{method}_fpn_1x_coco.py': RCNN,
+            f'configs/petl/mask-rcnn_vit-b-{method}_fpn_ms-3x_coco.py': RCNN,
+            f'configs/petl/cascade-mask-rcnn_vit-b-{method}_fpn_ms-3x_coco.py': RCNN,
+            f'configs/petl/upernet_vit-b-{method}_8xb2-160k_ade20k-512x512.py': set(),
+        }
+    )
+
+
+def test_every_shipped_config_is_listed():
+    shipped = {
+        p.relative_to(ROOT).as_posix()
+        for p in (ROOT / 'configs').rglob('*.py')
+        if '_base_' not in p.parts
+    }
+    assert shipped <= set(CONFIGS), sorted(shipped - set(CONFIGS))
 
 
 @pytest.mark.parametrize('config', sorted(CONFIGS))

@@ -11,6 +11,8 @@ sys.path.insert(0, str(ROOT / 'tools' / 'analysis'))
 METHODS = ('lora', 'vpt', 'adaptformer', 'ssf')
 PROBE = 27_779_568  # the frozen-trunk probe's Mask R-CNN 1x: pyramid + FPN + heads
 PROBE_UPERNET = 41_229_356
+# the same frozen ViT-B and pyramid under the Cascade 3x heads (ViT-Adapter's 4conv1fc)
+PROBE_CASCADE = 65_614_770
 
 # Mask R-CNN 1x, trainable parameters: (expected, relative tolerance). LoRA, VPT and SSF are
 # the paper's; AdaptFormer (not reported there) is this project's bottleneck-64 figure.
@@ -49,6 +51,13 @@ def test_upernet_trainable_parameters(method):
     n = _count(f'configs/petl/upernet_vit-b-{method}_8xb2-160k_ade20k-512x512.py')['all']
     assert n['trainable'] == PROBE_UPERNET + PETL_PARAMS[method]
     assert 41.4e6 <= round(n['trainable'], -5) <= 42.4e6, n
+
+
+@pytest.mark.parametrize('method', METHODS)
+def test_cascade_trainable_parameters(method):
+    """This project's figures (the paper gives no count for its Cascade PETL rows)."""
+    n = _count(f'configs/petl/cascade-mask-rcnn_vit-b-{method}_fpn_ms-3x_coco.py')['all']
+    assert n['trainable'] == PROBE_CASCADE + PETL_PARAMS[method], n
 
 
 def test_every_row_has_its_configs():

@@ -39,6 +39,11 @@ ms3x_train_pipeline = [
     ),
     dict(type='PackDetInputs'),
 ]
+# Box-only detectors (ATSS): the same pipeline without loading the instance masks.
+ms3x_box_train_pipeline = [
+    dict(step, with_mask=False) if step['type'] == 'LoadAnnotations' else step
+    for step in ms3x_train_pipeline
+]
 ms3x_max_epochs = 36
 ms3x_param_scheduler = [
     dict(type='LinearLR', start_factor=0.001, by_epoch=False, begin=0, end=1000),

@@ -21,6 +21,10 @@ hst_in_channels = [64, 128, 256, 384]
 # AugReg ViTs were trained on images scaled to [-1, 1].
 hst_mean = [127.5, 127.5, 127.5]
 hst_std = [127.5, 127.5, 127.5]
+# MAE ViTs (timm `vit_base_patch16_224.mae`) on ImageNet's mean / std, as timm's
+# pretrained config says.
+hst_mae_mean = [123.675, 116.28, 103.53]
+hst_mae_std = [58.395, 57.12, 57.375]
 
 # AdamW 1e-4, wd 0.05; no weight decay on norms, meta tokens and position embeddings.
 hst_paramwise_cfg = dict(
@@ -50,3 +54,13 @@ hst_optim_wrapper_fp16 = dict(
 hst_optim_wrapper_bf16 = dict(
     hst_optim_wrapper, type='AmpOptimWrapper', dtype='bfloat16', loss_scale=1.0
 )
+
+# Checkpoints (default_hooks.checkpoint): the last 3 plus the best on the validation metric.
+# Every checkpoint holds the whole model, frozen trunk included (~86M parameters for ViT-B):
+# with the optimiser state a Mask R-CNN checkpoint is about 0.7 GB (README: Configs and model
+# zoo), so keeping all 36 of a 3x run would take ~25 GB.
+hst_det_checkpoint = dict(max_keep_ckpts=3, save_best='coco/bbox_mAP')
+hst_seg_checkpoint = dict(max_keep_ckpts=3, save_best='mIoU')
+# ADE20K evaluation as in ViT-Adapter and mmseg's BEiT / MAE UperNet configs: sliding 512x512
+# windows, stride 341 (overlapping by a third).
+hst_ade_test_cfg = dict(mode='slide', crop_size=(512, 512), stride=(341, 341))

@@ -1,5 +1,8 @@
 # Baseline (frozen-trunk probe): the ViT-B/16 IN-21K is frozen, only the simple pyramid, FPN
-# and heads train; the HST 1x recipe otherwise.
-_base_ = ['./mask-rcnn_vit-b-full_fpn_1x_coco.py']
+# and heads train; the HST 1x recipe (no layer decay: nothing in the trunk trains).
+_base_ = ['../hst/mask-rcnn_hst-vit-b_fpn_1x_coco.py', '../_base_/vit-b-pyramid.py']
 
-model = dict(backbone=dict(frozen=True, drop_path_rate=0.0))
+model = dict(
+    backbone={{_base_.vitb_frozen_backbone}},
+    neck=dict(in_channels={{_base_.vitb_pyramid_channels}}),
+)

@@ -18,6 +18,7 @@ model = dict(
     backbone={{_base_.hst_backbone}},
     neck=dict(in_channels={{_base_.hst_in_channels}}),
     decode_head=dict(num_classes=150),
+    test_cfg={{_base_.hst_ade_test_cfg}},  # sliding 512x512 windows, stride 341
 )
 
 optim_wrapper = {{_base_.hst_optim_wrapper_bf16}}
@@ -36,3 +37,8 @@ test_dataloader = val_dataloader
 # mmseg's bases define no auto_scale_lr: this makes `tools/train.py --auto-scale-lr` scale the
 # learning rate from the recipe's total batch (8 GPUs x 2).
 auto_scale_lr = dict(enable=False, base_batch_size=16)
+
+# The side network's stem BatchNorm sees 2 images per GPU: synchronised across GPUs (mmengine
+# converts BN to SyncBN in distributed runs only; a single process keeps plain BN).
+sync_bn = 'torch'
+default_hooks = dict(checkpoint={{_base_.hst_seg_checkpoint}})

@@ -12,3 +12,8 @@ model = dict(
 )
 
 optim_wrapper = {{_base_.hst_optim_wrapper_fp16}}
+
+# The side network's stem BatchNorm sees 2 images per GPU: synchronised across GPUs (mmengine
+# converts BN to SyncBN in distributed runs only; a single process keeps plain BN).
+sync_bn = 'torch'
+default_hooks = dict(checkpoint={{_base_.hst_det_checkpoint}})

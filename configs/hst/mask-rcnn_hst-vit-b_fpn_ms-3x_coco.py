@@ -16,3 +16,8 @@ train_dataloader = dict(dataset=dict(pipeline={{_base_.ms3x_train_pipeline}}))
 train_cfg = dict(max_epochs={{_base_.ms3x_max_epochs}})
 param_scheduler = {{_base_.ms3x_param_scheduler}}
 optim_wrapper = {{_base_.hst_optim_wrapper_fp16}}
+
+# The side network's stem BatchNorm sees 2 images per GPU: synchronised across GPUs (mmengine
+# converts BN to SyncBN in distributed runs only; a single process keeps plain BN).
+sync_bn = 'torch'
+default_hooks = dict(checkpoint={{_base_.hst_det_checkpoint}})

@@ -99,7 +99,11 @@ optim_wrapper = dict(
     clip_grad=dict(max_norm=10.0, norm_type=2),
 )
 default_hooks = dict(
-    logger=dict(interval=10), checkpoint=dict(by_epoch=False, interval=300, max_keep_ckpts=2)
+    logger=dict(interval=10),
+    checkpoint=dict(by_epoch=False, interval=300, max_keep_ckpts=2, save_best=None),
 )
+# torch's SyncBatchNorm runs on GPUs only: two CPU processes (tools/dist_train.sh on the toy
+# data) keep per-process BatchNorm.
+sync_bn = None
 log_processor = dict(by_epoch=False)
 auto_scale_lr = dict(enable=False, base_batch_size=4)

@@ -21,6 +21,8 @@ model = dict(
     ),
     decode_head=dict(num_classes=len(toy_classes), channels=128, norm_cfg=norm_cfg),
     auxiliary_head=dict(num_classes=len(toy_classes), channels=64, norm_cfg=norm_cfg),
+    # Whole-image inference: the toy images (about 256x128) fit one window anyway.
+    test_cfg=dict(_delete_=True, mode='whole'),
 )
 
 train_pipeline = [
@@ -83,5 +85,9 @@ optim_wrapper = dict(  # float32: a CPU config
     paramwise_cfg={{_base_.hst_paramwise_cfg}},
 )
 default_hooks = dict(
-    logger=dict(interval=10), checkpoint=dict(by_epoch=False, interval=200, max_keep_ckpts=2)
+    logger=dict(interval=10),
+    checkpoint=dict(by_epoch=False, interval=200, max_keep_ckpts=2, save_best=None),
 )
+# torch's SyncBatchNorm runs on GPUs only: two CPU processes (tools/dist_train.sh on the toy
+# data) keep per-process BatchNorm.
+sync_bn = None

@@ -5,12 +5,14 @@
 * :mod:`.launch`: what ``tools/train.py`` adds to a config (hooks, gloo without CUDA, the
   work-dir guard, the resumed run's seed);
 * :mod:`.cli`: the argument handling ``tools/train.py`` and ``tools/test.py`` share;
-* :mod:`.precision`, :mod:`.errors`: float32 without a GPU; errors reported as diagnoses.
+* :mod:`.precision`, :mod:`.errors`: float32 without a GPU; errors reported as diagnoses;
+* :mod:`.layer_decay`: ``ViTLayerDecayOptimizerConstructor``, layer-wise lr decay over a timm
+  ViT's blocks (the fully fine-tuned baselines).
 
-Importing it registers the hooks and installs the allow-list.
+Importing it registers the hooks and the optimizer constructor and installs the allow-list.
 """
 
-from . import hooks  # noqa: F401  (registers the hooks)
+from . import hooks, layer_decay  # noqa: F401  (register the hooks, the lr-decay constructor)
 from .checkpoint_safety import allow_mmengine_checkpoints
 
 allow_mmengine_checkpoints()

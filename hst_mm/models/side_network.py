@@ -87,7 +87,9 @@ class HierarchicalSideNetwork(nn.Module):
             TokenConv(nn.Conv2d(c_in, c_out, 3, stride=2, padding=1), c_out)
             for c_in, c_out in zip(embed_dims[:-1], embed_dims[1:])
         )
-        rates = torch.linspace(0, drop_path_rate, len(self.stage_of_block)).tolist()
+        # device='cpu': the rates are Python floats, so the model also builds under
+        # `with torch.device('meta')` (tools/analysis/count_params.py --meta).
+        rates = torch.linspace(0, drop_path_rate, len(self.stage_of_block), device='cpu').tolist()
         self.blocks = nn.ModuleList(
             SideBlock(embed_dims[s], num_heads[s], drop_path=rate)
             for s, rate in zip(self.stage_of_block, rates)

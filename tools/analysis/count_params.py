@@ -1,11 +1,13 @@
 """Count a config's model parameters, total and trainable, split by part.
 
-    python tools/analysis/count_params.py CONFIG [--cfg-options k=v ...] [--json OUT]
+    python tools/analysis/count_params.py CONFIG [--meta] [--cfg-options k=v ...] [--json OUT]
 
 The model is built from the config with the trunk's pretrained weights disabled (counting
-needs no weights). Parts: trunk frozen, trunk tuned (LN-tuning), meta tokens, bridge, side
-network (HST); pyramid (the baselines' simple pyramid and its norms); petl (the PETL rows'
-LoRA, prompts, adapters or scale/shift vectors); neck; heads.
+needs no weights). ``--meta`` builds it on PyTorch's meta device: the same modules and
+parameter shapes, no memory and no random initialisation (the ViT-L HST Mask R-CNN in 3 s
+instead of 19 s on a 2-core CPU). Parts: trunk frozen, trunk tuned (LN-tuning), meta
+tokens, bridge, side network (HST); pyramid (the baselines' simple pyramid and its norms);
+petl (the PETL rows' LoRA, prompts, adapters or scale/shift vectors); neck; heads.
 """
 
 import argparse
@@ -17,6 +19,7 @@ from collections import OrderedDict
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
+import torch  # noqa: E402
 from mmengine.config import Config, DictAction  # noqa: E402
 from mmengine.registry import init_default_scope  # noqa: E402
 
@@ -58,8 +61,9 @@ def part_of(name: str, trainable: bool) -> str:
     return 'heads'
 
 
-def build_model(cfg: Config):
-    """Build ``cfg.model`` in its framework's registry, without pretrained weights."""
+def build_model(cfg: Config, meta: bool = False):
+    """Build ``cfg.model`` in its framework's registry, without pretrained weights; on the
+    meta device (shapes only) if ``meta``."""
     scope = cfg.get('default_scope', 'mmdet')
     init_default_scope(scope)
     backbone = cfg.model.get('backbone', {})
@@ -68,7 +72,11 @@ def build_model(cfg: Config):
     cfg.model.pop('pretrained', None)  # mmseg's EncoderDecoder-level pretrained
     if 'init_cfg' in backbone:
         backbone.init_cfg = None
-    return importlib.import_module(f'{scope}.registry').MODELS.build(cfg.model)
+    models = importlib.import_module(f'{scope}.registry').MODELS
+    if meta:
+        with torch.device('meta'):
+            return models.build(cfg.model)
+    return models.build(cfg.model)
 
 
 def count(model) -> 'OrderedDict[str, dict]':
@@ -86,6 +94,9 @@ def count(model) -> 'OrderedDict[str, dict]':
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('config')
+    parser.add_argument(
+        '--meta', action='store_true', help='build on the meta device (same counts, faster)'
+    )
     parser.add_argument('--cfg-options', nargs='+', action=DictAction)
     parser.add_argument('--json', help='also write the counts to this JSON file')
     args = parser.parse_args(argv)
@@ -94,7 +105,7 @@ def main(argv=None):
     cfg = Config.fromfile(args.config)
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
-    rows = count(build_model(cfg))
+    rows = count(build_model(cfg, meta=args.meta))
     print(f'{osp.basename(args.config)}')
     print(f'{"part":<16}{"total":>14}{"trainable":>14}')
     for part, r in rows.items():
