@@ -28,12 +28,33 @@ class PretrainedOnInit(BaseModule):
     """
 
     pretrained: Optional[str] = None
+    # where the ViT that ``load_pretrained`` fills lives in the module
+    trunk_path: str = 'vit'
 
     def init_weights(self) -> None:
         first_call = not self._is_init
         super().init_weights()  # applies init_cfg, if any
         if first_call and self.pretrained:
             self.load_pretrained(self.pretrained)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
+        """A state dict without the frozen trunk (a trainable-only export of
+        ``tools/export_trainable.py``) gets the trunk from ``pretrained`` first: whatever
+        loads it (the Runner, mmdet's / mmseg's Inferencers, ``load_checkpoint``), the model
+        never runs on an untrained trunk. The state dict's own trunk weights (the tuned
+        LayerNorms) are copied over it afterwards, as torch loads children after parents."""
+        ours = [k for k in state_dict if k.startswith(prefix)]
+        trunk_key = f'{prefix}{self.trunk_path}.patch_embed.proj.weight'
+        if ours and trunk_key not in state_dict and not self._is_init:
+            if not self.pretrained:
+                raise models.PretrainedMismatchError(
+                    f'the checkpoint holds this backbone without its frozen trunk (no '
+                    f"'{trunk_key}'; a trainable-only export?) and {prefix}pretrained is not "
+                    f"set: point model.backbone.pretrained at the trunk's weights"
+                )
+            self.load_pretrained(self.pretrained)
+            self._is_init = True  # the trunk is loaded: init_weights() must not redo it
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
 
 @MODELS.register_module()
@@ -52,6 +73,8 @@ class HST(models.HST, PretrainedOnInit):
         super().__init__(pretrained=None, **kwargs)
         self.pretrained = pretrained
         self.init_cfg = init_cfg
+
+    trunk_path = 'trunk.vit'
 
 
 @MODELS.register_module()
