@@ -11,6 +11,7 @@ import argparse
 import os
 import os.path as osp
 import sys
+import warnings
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from a checkout
 
@@ -21,12 +22,17 @@ from mmengine.runner.checkpoint import _load_checkpoint  # noqa: E402
 import hst_mm  # noqa: E402,F401  registers HST, allow-lists checkpoint types
 from hst_mm.engine.errors import user_error_message  # noqa: E402
 from hst_mm.engine.hooks.checkpoint_fit import check_checkpoint_fits  # noqa: E402
+from hst_mm.engine.quiet import quiet_upstream_warnings  # noqa: E402
 
 
 def refuse_unfitting(init, config: str, checkpoint: str) -> None:
     """mmdet's / mmseg's init functions load with strict=False and only warn (mmseg's fails
     on a checkpoint without meta): check the checkpoint against the config's model first."""
-    model = init(config, None, device='cpu')
+    with warnings.catch_warnings():
+        # mmdet's init_detector without a checkpoint says it falls back to COCO's class
+        # names: this model only serves the check, the one drawn loads the checkpoint.
+        warnings.filterwarnings('ignore', 'checkpoint is None, use COCO classes', UserWarning)
+        model = init(config, None, device='cpu')
     check_checkpoint_fits(model, _load_checkpoint(checkpoint, map_location='cpu'), checkpoint)
 
 
@@ -38,7 +44,10 @@ def draw_detection(image, config, checkpoint, out, score_thr=0.3, device='cpu'):
     refuse_unfitting(init_detector, config, checkpoint)
     model = init_detector(config, checkpoint, device=device)
     result = inference_detector(model, image)
-    visualizer = VISUALIZERS.build(dict(model.cfg.visualizer, name='hst_mm_demo_det'))
+    # No storage back-ends: the picture goes to ``out``.
+    visualizer = VISUALIZERS.build(
+        dict(model.cfg.visualizer, vis_backends=None, name='hst_mm_demo_det')
+    )
     visualizer.dataset_meta = model.dataset_meta
     visualizer.add_datasample(
         'prediction',
@@ -63,6 +72,7 @@ def draw_segmentation(image, config, checkpoint, out, device='cpu'):
 
 
 def main(argv=None):
+    quiet_upstream_warnings()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('image')
     parser.add_argument('config')
