@@ -51,7 +51,8 @@ log "installing torch $(pin torch), torchvision $(pin torchvision), setuptools $
 log "installing mmengine $(pin mmengine), mmdet $(pin mmdet), mmsegmentation $(pin mmsegmentation), timm $(pin timm)"
 "${PIP[@]}" mmengine addict packaging pillow pyyaml yapf opencv-python numpy \
   mmdet mmsegmentation timm \
-  pycocotools shapely scipy terminaltables ftfy regex matplotlib pytest safetensors fvcore ruff
+  pycocotools shapely scipy terminaltables ftfy regex matplotlib pytest safetensors fvcore ruff \
+  tensorboard seaborn
 # openmim's own dependency chain downgrades setuptools, requests and rich: install what
 # `mim train/test` needs first, then openmim itself without dependencies.
 "${PIP[@]}" click colorama model-index pandas requests rich tabulate
