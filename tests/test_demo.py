@@ -8,7 +8,8 @@ import pytest
 
 from hst_mm.engine.quiet import UPSTREAM_WARNINGS
 
-from tool_runner import ROOT, run
+from conftest import TOY_SEG_CONFIG
+from tool_runner import ROOT, ensure_toy_data, run
 
 pytestmark = pytest.mark.slow  # subprocess training through the tools
 
@@ -85,3 +86,45 @@ def test_demo_draws_one_image(tmp_path, toy_det_run):
         check=False,
     )
     assert proc.returncode != 0 and 'image not found' in proc.stderr
+
+
+def test_overview_of_a_segmentor(tmp_path, toy_seg_run):
+    """Ground truth | prediction, both drawn over the 3x upscaled test image."""
+    import mmcv
+
+    from tools.draw_overview import draw_overview
+
+    out = tmp_path / 'seg.png'
+    rows = draw_overview(TOY_SEG_CONFIG, str(toy_seg_run / 'iter_4.pth'), str(out), num=2, scale=3)
+    assert [name for name, _, _ in rows] == ['000001.png', '000002.png']
+    image = mmcv.imread(ROOT / 'data/toy/ade/images/validation/000001.png', channel_order='rgb')
+    _, truth, pred = rows[0]
+    assert truth.shape == pred.shape == (384, 384, 3)
+    big = mmcv.imrescale(image, 3, interpolation='bilinear')
+    assert (truth != big).any(axis=-1).mean() > 0.1  # the class map is drawn over the image
+    assert (pred != big).any(axis=-1).mean() > 0.1
+    h, w = iio.imread(out).shape[:2]
+    assert w >= 2 * 384 and h >= 2 * 384
+
+
+def test_ground_truth_alone_without_a_checkpoint(tmp_path):
+    """The data-set view (where mmseg's browse_dataset fails): training split, no model."""
+    ensure_toy_data()
+    out = tmp_path / 'train_gt.png'
+    proc = run(
+        [
+            'tools/draw_overview.py',
+            TOY_SEG_CONFIG,
+            '--split',
+            'train',
+            '--num',
+            '3',
+            '--scale',
+            '2',
+            '--out',
+            out,
+        ]
+    )
+    assert '3 train images, ground truth' in proc.stdout
+    h, w = iio.imread(out).shape[:2]
+    assert w >= 2 * 256 and h >= 2 * 256  # 3 panels, two to a row
