@@ -85,7 +85,10 @@ def run(
             before()
         runner = build_runner(cfg)
         quiet_console_log(runner.logger)  # the log file in the work dir keeps every line
-        return job(runner)
+        result = job(runner)
+        log_file = osp.join(runner.log_dir, f'{runner.timestamp}.log')
+        runner.logger.info(f'done: work dir {runner.work_dir}, full log {log_file}')
+        return result
     except Exception as e:
         message = user_error_message(e, checkpoint() if callable(checkpoint) else checkpoint)
         if message is None:
