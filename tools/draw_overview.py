@@ -43,12 +43,20 @@ def _dataset(cfg, registry, split: str):
     return dataset
 
 
-def _visualizer(cfg, registry, meta: dict):
-    """The config's visualizer without storage back-ends (the grid is saved by matplotlib)."""
+def _visualizer(cfg, registry, meta: dict, text_zoom: float = 1.0):
+    """The config's visualizer without storage back-ends (the grid is saved by matplotlib).
+
+    ``text_zoom``: mmengine draws on a matplotlib figure one pixel per image pixel, with text
+    sizes in points; a higher figure dpi keeps the pixels and enlarges the text (mmdet labels
+    every box under about 175x175 px with 6.5-point text).
+    """
     visualizer = registry.build(
         dict(cfg.visualizer, vis_backends=None, name=f'hst_mm_overview_{id(meta)}')
     )
     visualizer.dataset_meta = meta
+    if text_zoom != 1.0:
+        visualizer.dpi = visualizer.fig_save.get_dpi() * text_zoom
+        visualizer.fig_save.set_dpi(visualizer.dpi)
     return visualizer
 
 
@@ -91,7 +99,8 @@ def detection_rows(
     if checkpoint:
         refuse_unfitting(init_detector, config, checkpoint)
         model = init_detector(cfg, checkpoint, device=device)
-    visualizer = _visualizer(cfg, VISUALIZERS, model.dataset_meta if model else dataset.metainfo)
+    meta = model.dataset_meta if model else dataset.metainfo
+    visualizer = _visualizer(cfg, VISUALIZERS, meta, text_zoom=2.0)
     load_gt = LoadAnnotations(with_bbox=True, with_mask=True)
     rows = []
     for i in range(min(num, len(dataset))):
