@@ -120,9 +120,9 @@ def plot_losses(work_dir, out_file, title):
     keys = [k for k in rows[0] if k.startswith('loss') or k.endswith('loss_ce')]
     fig, ax = plt.subplots(figsize=(7, 4))
     for k in keys:  # the total loss bold, its terms thin
-        ax.plot(
-            [r['step'] for r in rows], [r[k] for r in rows], label=k, lw=2 if k == 'loss' else 1
-        )
+        steps, values = [r['step'] for r in rows], [r[k] for r in rows]
+        marker = 'o' if len(steps) < 20 else None  # a short run: points, not a line
+        ax.plot(steps, values, label=k, lw=2 if k == 'loss' else 1, marker=marker)
     ax.set_xlabel('iteration')
     ax.set_ylabel('loss')
     ax.set_title(title)
