@@ -28,11 +28,16 @@ from hst_mm.engine.quiet import quiet_upstream_warnings  # noqa: E402
 def refuse_unfitting(init, config: str, checkpoint: str) -> None:
     """mmdet's / mmseg's init functions load with strict=False and only warn (mmseg's fails
     on a checkpoint without meta): check the checkpoint against the config's model first."""
-    with warnings.catch_warnings():
-        # mmdet's init_detector without a checkpoint says it falls back to COCO's class
-        # names: this model only serves the check, the one drawn loads the checkpoint.
-        warnings.filterwarnings('ignore', 'checkpoint is None, use COCO classes', UserWarning)
+    # mmdet's init_detector without a checkpoint says it falls back to COCO's class names
+    # (after its own warnings.simplefilter('once'), which overrides an ignore filter): this
+    # model only serves the check, the one drawn loads the checkpoint. Other warnings are
+    # passed on.
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter('always')
         model = init(config, None, device='cpu')
+    for w in caught:
+        if not str(w.message).startswith('checkpoint is None, use COCO classes'):
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     check_checkpoint_fits(model, _load_checkpoint(checkpoint, map_location='cpu'), checkpoint)
 
 

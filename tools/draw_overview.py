@@ -15,6 +15,8 @@ matplotlib lays out the grid.
 """
 
 import argparse
+import contextlib
+import io
 import os
 import os.path as osp
 import sys
@@ -37,7 +39,9 @@ def _dataset(cfg, registry, split: str):
     if split not in SPLITS:
         raise ValueError(f'split must be one of {SPLITS}, got {split!r}')
     init_default_scope(cfg.get('default_scope'))
-    dataset = registry.build(cfg[f'{split}_dataloader'].dataset)
+    # pycocotools prints its progress ('loading annotations into memory...') to stdout.
+    with contextlib.redirect_stdout(io.StringIO()):
+        dataset = registry.build(cfg[f'{split}_dataloader'].dataset)
     if len(dataset) == 0:
         raise ValueError(f'{cfg.filename}: {split}_dataloader.dataset has no images')
     return dataset

@@ -93,6 +93,9 @@ UPSTREAM_LOG_LINES: Tuple[Tuple[int, str], ...] = (
     # mmdet's and mmseg's image loading calls mmengine's deprecated FileClient.
     (logging.WARNING, r'"FileClient" will be deprecated in future'),
     (logging.WARNING, r'"HardDiskBackend" is the alias of "LocalBackend"'),
+    # mmengine's IterBasedTrainLoop at each pass over a data set with a finite sampler (the
+    # configs keep mmdet's DefaultSampler): the loader restarts, as the message says.
+    (logging.WARNING, r'Reach the end of the dataloader, it will be restarted'),
     # mmengine's BaseMetric: mmseg's IoUMetric has no default prefix; its keys (mIoU, aAcc,
     # mAcc) are unique without one.
     (logging.WARNING, r'The prefix is not set in metric class IoUMetric\.'),
