@@ -13,10 +13,17 @@ installs the ``weights_only`` allow-list for mmengine checkpoints. Without mmeng
 it does none of that, and ``hst_mm.models`` works with torch and timm alone.
 """
 
+import warnings
+
 from .version import __version__
 
 try:
-    import mmengine  # noqa: F401
+    with warnings.catch_warnings():
+        # mmengine imports pkg_resources, deprecated by setuptools, which the project pins
+        # < 81 on purpose; the notice is ignored for this import only (the other known
+        # upstream notices: hst_mm.engine.quiet, which the tools apply).
+        warnings.filterwarnings('ignore', 'pkg_resources is deprecated as an API', UserWarning)
+        import mmengine  # noqa: F401
 except ImportError:  # plain PyTorch use of hst_mm.models
     pass
 else:

@@ -11,6 +11,7 @@ import argparse
 import os
 import os.path as osp
 import sys
+import warnings
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from a checkout
 
@@ -22,6 +23,7 @@ import hst_mm  # noqa: E402,F401  registers HST, allow-lists checkpoint types
 from hst_mm.engine.errors import user_error_message  # noqa: E402
 from hst_mm.engine.frozen_trunk import restore_frozen_trunk  # noqa: E402
 from hst_mm.engine.hooks.checkpoint_fit import check_checkpoint_fits  # noqa: E402
+from hst_mm.engine.quiet import quiet_upstream_warnings  # noqa: E402
 
 
 def init_fitting(init, config: str, checkpoint: str, device: str):
@@ -31,8 +33,18 @@ def init_fitting(init, config: str, checkpoint: str, device: str):
     the checkpoint is checked against the config's model first. A trainable-only export
     (``tools/export_trainable.py``) gets its frozen trunk from ``model.backbone.pretrained``.
     """
+    # mmdet's init_detector without a checkpoint says it falls back to COCO's class names
+    # (after its own warnings.simplefilter('once'), which overrides an ignore filter): this
+    # model only serves the check, the one drawn loads the checkpoint. Other warnings are
+    # passed on.
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter('always')
+        unloaded = init(config, None, device='cpu')
+    for w in caught:
+        if not str(w.message).startswith('checkpoint is None, use COCO classes'):
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     weights = _load_checkpoint(checkpoint, map_location='cpu')
-    check_checkpoint_fits(init(config, None, device='cpu'), weights, checkpoint)
+    check_checkpoint_fits(unloaded, weights, checkpoint)
     model = init(config, checkpoint, device=device)
     restore_frozen_trunk(model, weights, checkpoint)  # nothing to do for a full checkpoint
     return model
@@ -45,7 +57,10 @@ def draw_detection(image, config, checkpoint, out, score_thr=0.3, device='cpu'):
 
     model = init_fitting(init_detector, config, checkpoint, device)
     result = inference_detector(model, image)
-    visualizer = VISUALIZERS.build(dict(model.cfg.visualizer, name='hst_mm_demo_det'))
+    # No storage back-ends: the picture goes to ``out``.
+    visualizer = VISUALIZERS.build(
+        dict(model.cfg.visualizer, vis_backends=None, name='hst_mm_demo_det')
+    )
     visualizer.dataset_meta = model.dataset_meta
     visualizer.add_datasample(
         'prediction',
@@ -69,6 +84,7 @@ def draw_segmentation(image, config, checkpoint, out, device='cpu'):
 
 
 def main(argv=None):
+    quiet_upstream_warnings()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('image')
     parser.add_argument('config')

@@ -4,8 +4,11 @@
 
 Trains HST (ViT-Ti/16 trunk) Mask R-CNN and UperNet on the generated toy sets on the CPU
 through the real tools (tools/train.py, tools/test.py), evaluates both on the held-out
-split, prints the metrics and writes pictures to the output folder: predicted boxes and
-masks on validation images, segmentation overlays and loss curves.
+split, prints the metrics and writes to the output folder one overview picture per task
+(validation images upscaled, ground truth beside prediction: tools/draw_overview.py) and the
+loss curves. The console shows the stage lines and mmengine's progress lines; each tool's
+whole console output is in ``<out>/<task>_{train,test}.log``, mmengine's full log in the
+work dir (``<out>/<task>/<timestamp>/<timestamp>.log``).
 """
 
 import argparse
@@ -23,12 +26,16 @@ ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, ROOT)
 sys.path.insert(0, osp.join(ROOT, 'tools'))
 
+from hst_mm.engine.quiet import quiet_upstream_warnings  # noqa: E402
+
 DET_CONFIG = 'configs/toy/mask-rcnn_hst-vit-ti_fpn_toy.py'
 SEG_CONFIG = 'configs/toy/upernet_hst-vit-ti_toy.py'
-# Progress lines worth showing from the tools' logs (the rest goes to the log files).
+# Progress lines worth showing from the tools' logs (the rest goes to the log files), and
+# every warning that is left: the tools filter the known-harmless upstream ones
+# (hst_mm.engine.quiet), so what remains deserves a look.
 SHOW = re.compile(
     r'Iter\(train\)|Iter\(val\)|Epoch\(val\)|Iter\(test\)|Epoch\(test\)|'
-    r'Error|error:|Traceback|Saving checkpoint'
+    r'Error|error:|Traceback|Saving checkpoint|- WARNING -|Warning|^warning:|^note:'
 )
 METRIC = re.compile(r'((?:coco|mIoU|aAcc|mAcc)[\w/]*): (-?[0-9.]+)')
 
@@ -104,15 +111,18 @@ def plot_losses(work_dir, out_file, title):
     import matplotlib.pyplot as plt
 
     runs = sorted(glob(osp.join(work_dir, '*', 'vis_data', 'scalars.json')))
-    rows = [json.loads(line) for line in open(runs[-1]) if line.strip()]
+    with open(runs[-1]) as f:
+        rows = [json.loads(line) for line in f if line.strip()]
     rows = [r for r in rows if 'loss' in r]
     if not rows:
         print(f'   no losses logged in {work_dir}: no loss curve drawn')
         return
     keys = [k for k in rows[0] if k.startswith('loss') or k.endswith('loss_ce')]
     fig, ax = plt.subplots(figsize=(7, 4))
-    for k in keys:
-        ax.plot([r['step'] for r in rows], [r[k] for r in rows], label=k)
+    for k in keys:  # the total loss bold, its terms thin
+        steps, values = [r['step'] for r in rows], [r[k] for r in rows]
+        marker = 'o' if len(steps) < 20 else None  # a short run: points, not a line
+        ax.plot(steps, values, label=k, lw=2 if k == 'loss' else 1, marker=marker)
     ax.set_xlabel('iteration')
     ax.set_ylabel('loss')
     ax.set_title(title)
@@ -145,13 +155,17 @@ def main(argv=None):
     parser.add_argument(
         '--seg-iters', type=int, default=None, help="UperNet iterations (default: the toy config's)"
     )
-    parser.add_argument('--num-pictures', type=int, default=4)
+    parser.add_argument(
+        '--num-pictures', type=int, default=4, help='validation images in each overview picture'
+    )
     args = parser.parse_args(argv)
+    quiet_upstream_warnings()
     from mmengine.config import Config
 
     det_iters = args.det_iters or Config.fromfile(osp.join(ROOT, DET_CONFIG)).train_cfg.max_iters
     seg_iters = args.seg_iters or Config.fromfile(osp.join(ROOT, SEG_CONFIG)).train_cfg.max_iters
     out_dir = osp.join(ROOT, args.out) if not osp.isabs(args.out) else args.out
+    os.chdir(ROOT)  # the toy configs name their data relative to the repository root
     prepare_out_dir(out_dir)
     t_start = time.time()
 
@@ -164,29 +178,22 @@ def main(argv=None):
     det_ckpt, det_metrics, det_s = train_and_test('det', DET_CONFIG, det_iters, out_dir)
     seg_ckpt, seg_metrics, seg_s = train_and_test('seg', SEG_CONFIG, seg_iters, out_dir)
 
-    step(f'drawing predictions on validation images and loss curves -> {out_dir}')
-    import demo
+    step(f'drawing ground truth | prediction on validation images, and loss curves -> {out_dir}')
+    from draw_overview import draw_overview
 
-    vals = sorted(glob(osp.join(ROOT, 'data/toy/coco/val/*.png')))[: args.num_pictures]
-    for img in vals:
-        demo.draw_detection(
-            img, osp.join(ROOT, DET_CONFIG), det_ckpt, osp.join(out_dir, f'det_{osp.basename(img)}')
-        )
-    vals = sorted(glob(osp.join(ROOT, 'data/toy/ade/images/validation/*.png')))[: args.num_pictures]
-    for img in vals:
-        demo.draw_segmentation(
-            img, osp.join(ROOT, SEG_CONFIG), seg_ckpt, osp.join(out_dir, f'seg_{osp.basename(img)}')
-        )
-    plot_losses(
-        osp.join(out_dir, 'det'),
-        osp.join(out_dir, 'det_loss.png'),
-        'Mask R-CNN + HST (ViT-Ti), toy COCO',
-    )
-    plot_losses(
-        osp.join(out_dir, 'seg'),
-        osp.join(out_dir, 'seg_loss.png'),
-        'UperNet + HST (ViT-Ti), toy ADE20K',
-    )
+    pictures = [
+        ('det_overview.png', DET_CONFIG, det_ckpt, 'Mask R-CNN + HST (ViT-Ti), toy COCO val'),
+        ('seg_overview.png', SEG_CONFIG, seg_ckpt, 'UperNet + HST (ViT-Ti), toy ADE20K val'),
+    ]
+    for name, config, ckpt, title in pictures:
+        draw_overview(config, ckpt, osp.join(out_dir, name), num=args.num_pictures, title=title)
+        print(f'   {osp.join(out_dir, name)}')
+    for task, title in (
+        ('det', 'Mask R-CNN + HST (ViT-Ti), toy COCO'),
+        ('seg', 'UperNet + HST (ViT-Ti), toy ADE20K'),
+    ):
+        plot_losses(osp.join(out_dir, task), osp.join(out_dir, f'{task}_loss.png'), title)
+        print(f'   {osp.join(out_dir, f"{task}_loss.png")}')
 
     bbox, segm, miou = (
         det_metrics.get('coco/bbox_mAP'),
@@ -211,7 +218,9 @@ def main(argv=None):
         f'   training time: det {det_s / 60:.1f} min, seg {seg_s / 60:.1f} min; '
         f'demo total {(time.time() - t_start) / 60:.1f} min'
     )
-    print(f'   pictures, loss curves, logs and checkpoints: {out_dir}')
+    print(f'   pictures: {out_dir}/{{det,seg}}_overview.png')
+    print(f'   loss curves: {out_dir}/{{det,seg}}_loss.png')
+    print(f'   logs and checkpoints: {out_dir}/{{det,seg}}/, tool output: {out_dir}/*.log')
 
 
 if __name__ == '__main__':

@@ -51,7 +51,8 @@ log "installing torch $(pin torch), torchvision $(pin torchvision), setuptools $
 log "installing mmengine $(pin mmengine), mmdet $(pin mmdet), mmsegmentation $(pin mmsegmentation), timm $(pin timm)"
 "${PIP[@]}" mmengine addict packaging pillow pyyaml yapf opencv-python numpy \
   mmdet mmsegmentation timm \
-  pycocotools shapely scipy terminaltables ftfy regex matplotlib pytest safetensors fvcore ruff
+  pycocotools shapely scipy terminaltables ftfy regex matplotlib pytest safetensors fvcore ruff \
+  tensorboard seaborn
 log "installing peft $(pin peft) (LoRA of the PETL rows)"
 "${PIP[@]}" peft transformers accelerate
 # openmim's own dependency chain downgrades setuptools, requests and rich: install what

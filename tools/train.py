@@ -1,7 +1,7 @@
 """Train an MMDetection or MMSegmentation config (HST or any other) with mmengine's Runner.
 
     python tools/train.py CONFIG [--work-dir DIR] [--resume [CKPT]] [--amp] [--auto-scale-lr]
-                                 [--overwrite] [--no-nan-check] [--no-data-check]
+                                 [--overwrite] [--no-nan-check] [--no-data-check] [--tensorboard]
                                  [--cfg-options k=v ...] [--launcher pytorch]
 
 The config's ``default_scope`` (``mmdet`` or ``mmseg``) decides which framework runs it.
@@ -56,6 +56,12 @@ def parse_args(argv=None):
         help='train without checking the COCO annotation files first '
         '(mmdet then drops broken annotations silently)',
     )
+    parser.add_argument(
+        '--tensorboard',
+        action='store_true',
+        help='also log to TensorBoard (mmengine TensorboardVisBackend; events in '
+        '<work_dir>/<timestamp>/vis_data/)',
+    )
     return cli.parse(parser, argv)
 
 
@@ -82,6 +88,8 @@ def build_config(args):
     note = float32_without_gpu(cfg.optim_wrapper)
     if note:
         print(f'note: {note}')
+    if args.tensorboard:
+        launch.add_tensorboard(cfg)
     launch.add_reliability_hooks(cfg, nan_check=not args.no_nan_check)
     launch.use_gloo_without_cuda(cfg)
     return cfg

@@ -13,6 +13,7 @@ from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
 from .errors import user_error_message
+from .quiet import quiet_console_log, quiet_upstream_warnings
 
 
 def base_parser(description: str) -> argparse.ArgumentParser:
@@ -37,6 +38,9 @@ def base_parser(description: str) -> argparse.ArgumentParser:
 
 
 def parse(parser: argparse.ArgumentParser, argv=None) -> argparse.Namespace:
+    """The tool's arguments; also the tool's start-up: the known-harmless upstream warnings
+    (:mod:`hst_mm.engine.quiet`) are filtered from here on."""
+    quiet_upstream_warnings()
     args = parser.parse_args(argv)
     os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
     return args
@@ -80,7 +84,11 @@ def run(
         if before is not None:
             before()
         runner = build_runner(cfg)
-        return job(runner)
+        quiet_console_log(runner.logger)  # the log file in the work dir keeps every line
+        result = job(runner)
+        log_file = osp.join(runner.log_dir, f'{runner.timestamp}.log')
+        runner.logger.info(f'done: work dir {runner.work_dir}, full log {log_file}')
+        return result
     except Exception as e:
         message = user_error_message(e, checkpoint() if callable(checkpoint) else checkpoint)
         if message is None:

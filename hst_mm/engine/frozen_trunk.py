@@ -144,6 +144,7 @@ def restore_frozen_trunk(model: nn.Module, checkpoint: dict, path: Optional[str]
         backbone = model.get_submodule(trunk['module']) if trunk['module'] else model
         if not backbone.is_init:
             backbone.load_pretrained(trunk['source'])
+            backbone._is_init = True  # loaded: the backbone's own load must not redo it
         vit = model.get_submodule(prefix)
         own = {k[len(prefix) + 1 :]: v for k, v in theirs.items() if k.startswith(prefix + '.')}
         # the export's own weights in this trunk (tuned LayerNorms); the hook's caller

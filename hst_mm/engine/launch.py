@@ -48,6 +48,22 @@ def add_reliability_hooks(cfg: Config, nan_check: bool = True) -> None:
         checkpoint.type = 'AtomicCheckpointHook'
 
 
+TENSORBOARD = dict(type='TensorboardVisBackend')
+
+
+def add_tensorboard(cfg: Config) -> None:
+    """Log to TensorBoard as well: append mmengine's ``TensorboardVisBackend`` to
+    ``cfg.visualizer.vis_backends`` (the local back-end, whose ``scalars.json`` the log tools
+    read, stays). Events go to ``<work_dir>/<timestamp>/vis_data/``."""
+    visualizer = cfg.get('visualizer', None)
+    if visualizer is None:
+        raise KeyError(f'{cfg.filename}: --tensorboard needs a visualizer in the config')
+    backends = list(visualizer.get('vis_backends', None) or [])
+    if not any(str(b.get('type', '')).endswith('TensorboardVisBackend') for b in backends):
+        backends.append(dict(TENSORBOARD))
+    visualizer.vis_backends = backends
+
+
 def use_gloo_without_cuda(cfg: Config) -> None:
     """:func:`use_gloo` for a distributed launch on a machine without CUDA."""
     if cfg.launcher != 'none' and not torch.cuda.is_available():
