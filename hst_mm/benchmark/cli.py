@@ -6,7 +6,8 @@ rows are those of :mod:`hst_mm.benchmark.modes` (``--modes``, ``--cp``), all on 
 timm ViT trunk.
 
 Per row: trainable / total parameters, GFLOPs of a batch-1 forward, inference images/s,
-seconds per training step (forward + loss + backward + optimizer step) and memory. Each
+seconds per training step (forward + loss + backward + optimizer step), memory, and what
+autograd saves for backward per part of the model (:mod:`hst_mm.benchmark.saved`). Each
 row runs in its own process (this module re-run with a hidden ``--_worker MODE``), so the
 memory peaks are independent of each other and of the order of the rows.
 
@@ -45,7 +46,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
-from .modes import ALL_MODES, BASE_MODES, modes_to_run, renamed
+from .modes import ALL_MODES, BASE_MODES, HST_OPTIONS, modes_to_run, renamed
 from .report import compute_ratios, format_report
 
 __all__ = ['main', 'modes_to_run', 'parse_args', 'run_all', 'run_worker']
@@ -122,9 +123,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         '--modes',
         nargs='+',
         type=renamed,
-        choices=BASE_MODES,
+        choices=BASE_MODES + tuple(HST_OPTIONS),
         default=list(BASE_MODES),
-        help='which modes to run',
+        help='which modes to run (a lever row, e.g. hst_lean, runs on its own)',
     )
     p.add_argument(
         '--cp',
@@ -132,6 +133,13 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         default='both',
         help='activation checkpointing: off, on (the checkpointed rows hst_cp, '
         'hst_cp_side and full_cp replace hst and full), or both',
+    )
+    p.add_argument(
+        '--levers',
+        choices=('off', 'on'),
+        default='on',
+        help='on: with hst, its lever rows (hst_ref, hst_fold, hst_rc_side, hst_lean), each '
+        'adding one optimisation to the row before',
     )
     p.add_argument(
         '--device', choices=('cpu', 'cuda'), default=None, help='default: cuda if available'

@@ -17,9 +17,10 @@ from typing import Callable, Dict, List, Optional
 
 import torch
 
-from .modes import with_cp
+from .modes import hst_options, with_cp
 
-# The numbers every successful row holds (besides with_cp, cpu_share and the raw times).
+# The numbers every successful row holds (besides with_cp, cpu_share, the raw times and,
+# for rows that train, saved_mb); train_step_s is None in a row without training (trunk).
 METRICS = (
     'trainable_params',
     'total_params',
@@ -178,7 +179,11 @@ def measure_mode(mode: str, args: argparse.Namespace) -> Dict[str, object]:
     # Memory held once the model exists: the baseline the training run adds to.
     # CUDA: tensors allocated; CPU: the process's RSS (interpreter + libraries + weights).
     model_mem_mb = model_memory_mb(device)
-    row: Dict[str, object] = {'with_cp': with_cp(mode), **count_params(model)}
+    row: Dict[str, object] = {
+        'with_cp': with_cp(mode),
+        'options': hst_options(mode),
+        **count_params(model),
+    }
 
     model.eval()
     row['gflops'] = count_gflops(work.flops)
@@ -190,17 +195,25 @@ def measure_mode(mode: str, args: argparse.Namespace) -> Dict[str, object]:
     model.train()
     if cuda:
         torch.cuda.reset_peak_memory_stats(device)
-    train_times = time_calls(work.train_step, args.warmup, args.iters, clock)
+    # A row without training (the bare trunk): its peak is that of inference.
+    train_times = (
+        time_calls(work.train_step, args.warmup, args.iters, clock) if work.train_step else []
+    )
     cpu_share = (time.process_time() - cpu_start) / (
         (time.perf_counter() - wall_start) * torch.get_num_threads()
     )
     # CPU: the peak over the whole process, which the training steps set (they hold the
     # activations, gradients and AdamW state on top of everything inference needs).
     peak_mem_mb = peak_memory_mb(device)
+    # After the peak is read: one more training forward + backward, with hooks.
+    if work.loss is not None:
+        from .saved import saved_activation_mb
+
+        row['saved_mb'] = saved_activation_mb(model, work.loss)
 
     row.update(
         infer_img_per_s=args.batch / statistics.median(infer_times),
-        train_step_s=statistics.median(train_times),
+        train_step_s=statistics.median(train_times) if train_times else None,
         peak_mem_mb=peak_mem_mb,
         model_mem_mb=model_mem_mb,
         # On CUDA the CPU mostly waits for the GPU: no contention measure there.
