@@ -178,6 +178,7 @@ def test_recommended_configuration_is_the_configs_default():
     from mmengine.config import Config
 
     from hst_mm.benchmark.modes import HST_OPTIONS
+
     from tool_runner import ROOT
 
     backbone = Config.fromfile(str(ROOT / 'configs/_base_/hst-vit-b.py')).hst_backbone
