@@ -149,6 +149,61 @@ def time_calls(
     return times
 
 
+# ---- all rows in one process, interleaved ------------------------------------------------
+def _device_and_amp(args: argparse.Namespace):
+    """The device and the autocast factory of a run (``--device``, ``--amp``, ``--threads``)."""
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device or ('cuda' if torch.cuda.is_available() else 'cpu'))
+    if device.type == 'cuda' and not torch.cuda.is_available():
+        raise SystemExit('--device cuda: no CUDA device is available')
+    amp = (
+        (lambda: torch.autocast(device.type, dtype=torch.bfloat16))
+        if args.amp == 'bf16'
+        else nullcontext
+    )
+    return device, amp
+
+
+def interleaved_times(modes: List[str], args: argparse.Namespace) -> Dict[str, Dict]:
+    """Every row's inference and training step timed in one process, round-robin.
+
+    All rows' models are built, each is run once untimed, then ``args.interleave`` rounds
+    time one inference batch and one training step of each row in turn: a change of load
+    on a shared machine hits every row alike, so their ratios stay comparable (rows timed
+    in their own processes one after another are not, when the load drifts). Memory is not
+    measured here (the models share the process). Returns ``{mode: {'infer_times_s': [...],
+    'train_times_s': [...]}}`` (no training times for a row without training).
+    """
+    from .workloads import WORKLOADS
+
+    device, amp = _device_and_amp(args)
+    clock = clock_for(device)
+    torch.manual_seed(0)
+    works = {m: WORKLOADS[args.model](m, args, device, amp) for m in modes}
+    times = {m: {'infer_times_s': [], 'train_times_s': []} for m in modes}
+
+    def run_once(mode, work, record: bool) -> None:
+        work.model.eval()
+        steps = [('infer_times_s', work.infer)]
+        if work.train_step:
+            steps.append(('train_times_s', work.train_step))
+        for key, fn in steps:
+            if key == 'train_times_s':
+                work.model.train()
+            start = clock()
+            fn()
+            if record:
+                times[mode][key].append(clock() - start)
+
+    for mode, work in works.items():
+        run_once(mode, work, record=False)
+    for _ in range(args.interleave):
+        for mode, work in works.items():
+            run_once(mode, work, record=True)
+    return times
+
+
 # ---- one row -----------------------------------------------------------------------------
 def measure_mode(mode: str, args: argparse.Namespace) -> Dict[str, object]:
     """Build ``mode``'s backbone or detector and measure it.
@@ -160,18 +215,9 @@ def measure_mode(mode: str, args: argparse.Namespace) -> Dict[str, object]:
 
     from .workloads import WORKLOADS
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = torch.device(args.device or ('cuda' if torch.cuda.is_available() else 'cpu'))
-    if device.type == 'cuda' and not torch.cuda.is_available():
-        raise SystemExit('--device cuda: no CUDA device is available')
+    device, amp = _device_and_amp(args)
     cuda = device.type == 'cuda'
     clock = clock_for(device)
-    amp = (
-        (lambda: torch.autocast(device.type, dtype=torch.bfloat16))
-        if args.amp == 'bf16'
-        else nullcontext
-    )
     torch.manual_seed(0)
 
     work = WORKLOADS[args.model](mode, args, device, amp)

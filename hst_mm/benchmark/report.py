@@ -158,8 +158,15 @@ def _notes(results: Dict[str, dict], meta: dict) -> List[str]:
         f'GFLOPs: one batch-1 forward at {a["img_size"]}x{a["img_size"]} counted by '
         'torch.utils.flop_counter.FlopCounterMode (multiply-add = 2 FLOPs; matmuls, '
         'convolutions and attention only).',
-        f'Speed: median over {a["iters"]} iterations after {a["warmup"]} warm-up, '
-        f'batch {a["batch"]}; '
+        (
+            f'Speed: median over {a["interleave"]} rounds in one process, the rows '
+            'interleaved (one call of each row per round, after one untimed call each), '
+            f"batch {a['batch']}; each row's own-process median over {a['iters']} "
+            f'iterations after {a["warmup"]} warm-up is in the JSON (*_alone); '
+            if a.get('interleave')
+            else f'Speed: median over {a["iters"]} iterations after {a["warmup"]} warm-up, '
+            f'batch {a["batch"]}; '
+        )
         + (
             'a train step is model.train_step on a synthetic batch (4 random boxes and '
             "masks per image): forward + the detector's losses + backward + the "

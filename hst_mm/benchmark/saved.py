@@ -37,8 +37,8 @@ def part_modules(model: nn.Module) -> List[Tuple[str, nn.Module]]:
             parts.append((name, norm))
         parts += [(f'side stage {s + 1}', b) for s, b in zip(side.stage_of_block, side.blocks)]
     elif isinstance(backbone, ViTPyramid):
-        # timm's forward_intermediates calls the ViT's children, not the ViT itself.
-        parts += [('trunk', child) for child in backbone.vit.children()]
+        # timm's forward_intermediates calls the ViT's blocks one by one, not the ViT.
+        parts += [('trunk', m) for m in backbone.vit.modules() if m is not backbone.vit]
         parts.append(('pyramid', backbone.pyramid))
     elif isinstance(backbone, VisionTransformer):
         parts.append(('trunk', backbone))
