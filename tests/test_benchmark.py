@@ -60,13 +60,14 @@ HST_PARTS = ['trunk', 'bridge', 'side stage 1', 'side stage 2', 'side stage 3', 
 
 @pytest.fixture(scope='module')
 def bench(tmp_path_factory):
-    """One run of every mode (default --cp both) through the tool: (the JSON, stdout)."""
+    """One run of every mode (default --cp both), with one interleaved round, through the
+    tool: (the JSON, stdout)."""
     out = tmp_path_factory.mktemp('bench') / 'bench.json'
     proc = subprocess.run(
-        [sys.executable, str(TOOL), *TINY_ARGS, '--json', str(out)],
+        [sys.executable, str(TOOL), *TINY_ARGS, '--interleave', '1', '--json', str(out)],
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=1200,  # 11 rows, each in its own process, on a possibly busy machine
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return json.loads(out.read_text()), proc.stdout
@@ -92,6 +93,14 @@ def test_json_structure(bench):
         # --warmup 1 --iters 1: exactly one timed call of each.
         assert len(row['infer_times_s']) == 1, mode
         assert len(row['train_times_s']) == (0 if mode == 'trunk' else 1), mode
+        # --interleave 1: the reported speeds are those of the one interleaved round
+        times = row['interleaved_times_s']
+        assert len(times['infer_times_s']) == 1, mode
+        assert row['infer_img_per_s'] == pytest.approx(2 / times['infer_times_s'][0])
+        assert row['infer_img_per_s_alone'] == pytest.approx(2 / row['infer_times_s'][0])
+        if mode != 'trunk':
+            assert row['train_step_s'] == times['train_times_s'][0], mode
+            assert row['train_step_s_alone'] == row['train_times_s'][0], mode
     meta = data['meta']
     assert meta['device'] == 'cpu'
     for key in ('torch', 'timm', 'cpu_count', 'torch_threads', 'date', 'args', 'ratios'):
