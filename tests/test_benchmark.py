@@ -80,11 +80,14 @@ def test_json_structure(bench):
     for mode in ROWS:
         row = data[mode]
         assert row['with_cp'] == WITH_CP.get(mode, False)
-        assert row['options'] == modes.hst_options(mode)
+        assert row['options'] == json.loads(json.dumps(modes.hst_options(mode)))
         for key in measure.METRICS:
             value = row[key]
             if mode == 'trunk' and key == 'train_step_s':
                 assert value is None  # the bare trunk does not train
+                continue
+            if mode == 'trunk' and key == 'trainable_params':
+                assert value == 0
                 continue
             assert isinstance(value, (int, float)) and not isinstance(value, bool), (mode, key)
             assert math.isfinite(value) and value > 0, (mode, key, value)
@@ -178,7 +181,7 @@ def test_saved_activation_breakdown(bench):
         assert saved['total'] == pytest.approx(sum(saved['parts'].values()), abs=0.2)
         if mode.startswith('hst') and not mode.startswith('hst_cp'):
             assert list(saved['parts']) == HST_PARTS, mode
-    assert list(data['full']['saved_mb']['parts']) == ['trunk', 'pyramid']
+    assert list(data['full']['saved_mb']['parts'])[:2] == ['trunk', 'pyramid']
     total = {m: data[m]['saved_mb']['total'] for m in ROWS if m != 'trunk'}
     assert total['hst_ref'] > total['hst_fold'] > total['hst'] > total['hst_rc_side']
     assert total['hst_rc_side'] > total['hst_lean']

@@ -47,7 +47,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
-from .modes import ALL_MODES, BASE_MODES, HST_OPTIONS, modes_to_run, renamed
+from .modes import ALL_MODES, BASE_MODES, modes_to_run, renamed
 from .report import compute_ratios, format_report
 
 __all__ = ['main', 'modes_to_run', 'parse_args', 'run_all', 'run_worker']
@@ -126,7 +126,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         '--modes',
         nargs='+',
         type=renamed,
-        choices=BASE_MODES + tuple(HST_OPTIONS),
+        choices=ALL_MODES,
         default=list(BASE_MODES),
         help='which modes to run (a lever row, e.g. hst_lean, runs on its own)',
     )

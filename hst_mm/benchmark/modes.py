@@ -32,6 +32,8 @@ WITH_CP = {'hst_cp': True, 'hst_cp_side': 'side', 'full_cp': True}
 LEVER_MODES = {'hst': ('hst_ref', 'hst_fold', 'hst_rc_side', 'hst_lean')}
 # The HST arguments of each lever row (besides with_cp).
 HST_OPTIONS = {
+    # 'hst' as HST's class default, also in detector runs (the configs recompute by default)
+    'hst': dict(recompute=()),
     'hst_ref': dict(fold_attention=False, lean_trunk=False),
     'hst_fold': dict(lean_trunk=False),
     'hst_rc_side': dict(recompute=('side',)),
@@ -45,7 +47,7 @@ LEVERS = {
     'hst_rc_side': "+ recompute 'side'",
     'hst_lean': "+ recompute 'trunk_mlp' (recommended)",
 }
-ALL_MODES = BASE_MODES + tuple(WITH_CP) + tuple(HST_OPTIONS)
+ALL_MODES = BASE_MODES + tuple(WITH_CP) + tuple(m for m in HST_OPTIONS if m != 'hst')
 # The rows' names before 0.2, still accepted by --modes.
 OLD_NAMES = {'full_ft': 'full', 'frozen_probe': 'frozen'}
 

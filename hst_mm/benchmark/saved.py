@@ -39,7 +39,8 @@ def part_modules(model: nn.Module) -> List[Tuple[str, nn.Module]]:
     elif isinstance(backbone, ViTPyramid):
         # timm's forward_intermediates calls the ViT's blocks one by one, not the ViT.
         parts += [('trunk', m) for m in backbone.vit.modules() if m is not backbone.vit]
-        parts.append(('pyramid', backbone.pyramid))
+        # its levels are called one by one, not the ModuleList
+        parts += [('pyramid', m) for m in backbone.pyramid.modules()]
     elif isinstance(backbone, VisionTransformer):
         parts.append(('trunk', backbone))
     else:
