@@ -183,8 +183,10 @@ def test_saved_activation_breakdown(bench):
             assert list(saved['parts']) == HST_PARTS, mode
     assert list(data['full']['saved_mb']['parts'])[:2] == ['trunk', 'pyramid']
     total = {m: data[m]['saved_mb']['total'] for m in ROWS if m != 'trunk'}
-    assert total['hst_ref'] > total['hst_fold'] > total['hst'] > total['hst_rc_side']
-    assert total['hst_rc_side'] > total['hst_lean']
+    # MB rounded to 0.1 at 64x64: non-increasing here (strictly falling per lever at 128x128
+    # in tests/test_exact_levers.py)
+    assert total['hst_ref'] >= total['hst_fold'] >= total['hst'] >= total['hst_rc_side']
+    assert total['hst_rc_side'] >= total['hst_lean'] and total['hst_ref'] > total['hst_lean']
     assert total['hst_lean'] < total['full']
     assert '| mode | trunk | bridge | side stage 1 |' in stdout
 
