@@ -6,7 +6,8 @@ rows are those of :mod:`hst_mm.benchmark.modes` (``--modes``, ``--cp``), all on 
 timm ViT trunk.
 
 Per row: trainable / total parameters, GFLOPs of a batch-1 forward, inference images/s,
-seconds per training step (forward + loss + backward + optimizer step) and memory. Each
+seconds per training step (forward + loss + backward + optimizer step), memory, and what
+autograd saves for backward per part of the model (:mod:`hst_mm.benchmark.saved`). Each
 row runs in its own process (this module re-run with a hidden ``--_worker MODE``), so the
 memory peaks are independent of each other and of the order of the rows.
 
@@ -38,6 +39,7 @@ import argparse
 import importlib.metadata
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -45,12 +47,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
-from .modes import ALL_MODES, BASE_MODES, MODE_CHOICES, modes_to_run, renamed
+from .modes import ALL_MODES, BASE_MODES, modes_to_run, renamed
 from .report import compute_ratios, format_report
 
 __all__ = ['main', 'modes_to_run', 'parse_args', 'run_all', 'run_worker']
 
 WORKER_MODULE = 'hst_mm.benchmark.cli'
+# The worker that times every row in one process (--interleave).
+INTERLEAVE_WORKER = 'interleave'
 
 
 # ---- command line ------------------------------------------------------------------------
@@ -122,9 +126,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         '--modes',
         nargs='+',
         type=renamed,
-        choices=MODE_CHOICES,
+        choices=ALL_MODES,
         default=list(BASE_MODES),
-        help='which modes to run',
+        help='which modes to run (a lever row, e.g. hst_lean, runs on its own)',
     )
     p.add_argument(
         '--cp',
@@ -132,6 +136,13 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         default='both',
         help='activation checkpointing: off, on (the checkpointed rows hst_cp, '
         'hst_cp_side and full_cp replace hst and full), or both',
+    )
+    p.add_argument(
+        '--levers',
+        choices=('off', 'on'),
+        default='on',
+        help='on: with hst, its lever rows (hst_ref, hst_fold, hst_rc_side, hst_lean), each '
+        'adding one optimisation to the row before',
     )
     p.add_argument(
         '--device', choices=('cpu', 'cuda'), default=None, help='default: cuda if available'
@@ -147,6 +158,14 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         type=_positive_int,
         default=None,
         help="torch.set_num_threads in every mode (default: torch's own)",
+    )
+    p.add_argument(
+        '--interleave',
+        type=_non_negative_int,
+        default=0,
+        help='N > 0: time the rows again in one process, N rounds round-robin, and report '
+        "those medians (each row's own-process times stay in the JSON as *_alone); for "
+        'shared machines whose load drifts during a run',
     )
     p.add_argument('--json', default=None, help='write the results here')
     p.add_argument('--_worker', default=None, help=argparse.SUPPRESS)
@@ -208,6 +227,30 @@ def _version(package: str) -> Optional[str]:
         return None
 
 
+def _apply_interleaved(results: Dict[str, dict], argv: Sequence[str]) -> None:
+    """Replace the rows' speeds by those of one interleaved worker (``--interleave``).
+
+    The own-process medians move to ``train_step_s_alone`` / ``infer_img_per_s_alone``.
+    """
+    print('[benchmark] interleaved timing ...', file=sys.stderr, flush=True)
+    out = run_worker(INTERLEAVE_WORKER, argv)
+    if 'error' in out['row']:
+        for r in results.values():
+            r.setdefault('interleave_error', out['row']['error'])
+        return
+    batch = parse_args(argv).batch
+    for mode, times in out['row'].items():
+        r = results.get(mode)
+        if not r or 'error' in r:
+            continue
+        r['infer_img_per_s_alone'] = r['infer_img_per_s']
+        r['train_step_s_alone'] = r['train_step_s']
+        r['interleaved_times_s'] = times
+        r['infer_img_per_s'] = batch / statistics.median(times['infer_times_s'])
+        if times['train_times_s']:
+            r['train_step_s'] = statistics.median(times['train_times_s'])
+
+
 def run_all(args: argparse.Namespace, argv: Sequence[str]) -> int:
     """Run every row in its own worker, write the JSON, print the report.
 
@@ -233,6 +276,8 @@ def run_all(args: argparse.Namespace, argv: Sequence[str]) -> int:
             file=sys.stderr,
             flush=True,
         )
+    if args.interleave:
+        _apply_interleaved(results, argv)
     # Placeholders where every worker failed before reporting its environment.
     meta.update(
         {
@@ -268,6 +313,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
     if args._worker:
+        if args._worker == INTERLEAVE_WORKER:
+            from .measure import interleaved_times
+
+            result = {'row': interleaved_times(modes_to_run(args), args), 'env': {}}
+            print(json.dumps(result), flush=True)
+            return 0
         if args._worker not in ALL_MODES:
             raise SystemExit(f'unknown worker mode {args._worker!r}')
         from .measure import measure_mode

@@ -17,9 +17,10 @@ from typing import Callable, Dict, List, Optional
 
 import torch
 
-from .modes import with_cp
+from .modes import hst_options, with_cp
 
-# The numbers every successful row holds (besides with_cp, cpu_share and the raw times).
+# The numbers every successful row holds (besides with_cp, cpu_share, the raw times and,
+# for rows that train, saved_mb); train_step_s is None in a row without training (trunk).
 METRICS = (
     'trainable_params',
     'total_params',
@@ -148,6 +149,61 @@ def time_calls(
     return times
 
 
+# ---- all rows in one process, interleaved ------------------------------------------------
+def _device_and_amp(args: argparse.Namespace):
+    """The device and the autocast factory of a run (``--device``, ``--amp``, ``--threads``)."""
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device or ('cuda' if torch.cuda.is_available() else 'cpu'))
+    if device.type == 'cuda' and not torch.cuda.is_available():
+        raise SystemExit('--device cuda: no CUDA device is available')
+    amp = (
+        (lambda: torch.autocast(device.type, dtype=torch.bfloat16))
+        if args.amp == 'bf16'
+        else nullcontext
+    )
+    return device, amp
+
+
+def interleaved_times(modes: List[str], args: argparse.Namespace) -> Dict[str, Dict]:
+    """Every row's inference and training step timed in one process, round-robin.
+
+    All rows' models are built, each is run once untimed, then ``args.interleave`` rounds
+    time one inference batch and one training step of each row in turn: a change of load
+    on a shared machine hits every row alike, so their ratios stay comparable (rows timed
+    in their own processes one after another are not, when the load drifts). Memory is not
+    measured here (the models share the process). Returns ``{mode: {'infer_times_s': [...],
+    'train_times_s': [...]}}`` (no training times for a row without training).
+    """
+    from .workloads import WORKLOADS
+
+    device, amp = _device_and_amp(args)
+    clock = clock_for(device)
+    torch.manual_seed(0)
+    works = {m: WORKLOADS[args.model](m, args, device, amp) for m in modes}
+    times = {m: {'infer_times_s': [], 'train_times_s': []} for m in modes}
+
+    def run_once(mode, work, record: bool) -> None:
+        work.model.eval()
+        steps = [('infer_times_s', work.infer)]
+        if work.train_step:
+            steps.append(('train_times_s', work.train_step))
+        for key, fn in steps:
+            if key == 'train_times_s':
+                work.model.train()
+            start = clock()
+            fn()
+            if record:
+                times[mode][key].append(clock() - start)
+
+    for mode, work in works.items():
+        run_once(mode, work, record=False)
+    for _ in range(args.interleave):
+        for mode, work in works.items():
+            run_once(mode, work, record=True)
+    return times
+
+
 # ---- one row -----------------------------------------------------------------------------
 def measure_mode(mode: str, args: argparse.Namespace) -> Dict[str, object]:
     """Build ``mode``'s backbone or detector and measure it.
@@ -159,18 +215,9 @@ def measure_mode(mode: str, args: argparse.Namespace) -> Dict[str, object]:
 
     from .workloads import WORKLOADS
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = torch.device(args.device or ('cuda' if torch.cuda.is_available() else 'cpu'))
-    if device.type == 'cuda' and not torch.cuda.is_available():
-        raise SystemExit('--device cuda: no CUDA device is available')
+    device, amp = _device_and_amp(args)
     cuda = device.type == 'cuda'
     clock = clock_for(device)
-    amp = (
-        (lambda: torch.autocast(device.type, dtype=torch.bfloat16))
-        if args.amp == 'bf16'
-        else nullcontext
-    )
     torch.manual_seed(0)
 
     work = WORKLOADS[args.model](mode, args, device, amp)
@@ -178,7 +225,11 @@ def measure_mode(mode: str, args: argparse.Namespace) -> Dict[str, object]:
     # Memory held once the model exists: the baseline the training run adds to.
     # CUDA: tensors allocated; CPU: the process's RSS (interpreter + libraries + weights).
     model_mem_mb = model_memory_mb(device)
-    row: Dict[str, object] = {'with_cp': with_cp(mode), **count_params(model)}
+    row: Dict[str, object] = {
+        'with_cp': with_cp(mode),
+        'options': hst_options(mode),
+        **count_params(model),
+    }
 
     model.eval()
     row['gflops'] = count_gflops(work.flops)
@@ -190,17 +241,25 @@ def measure_mode(mode: str, args: argparse.Namespace) -> Dict[str, object]:
     model.train()
     if cuda:
         torch.cuda.reset_peak_memory_stats(device)
-    train_times = time_calls(work.train_step, args.warmup, args.iters, clock)
+    # A row without training (the bare trunk): its peak is that of inference.
+    train_times = (
+        time_calls(work.train_step, args.warmup, args.iters, clock) if work.train_step else []
+    )
     cpu_share = (time.process_time() - cpu_start) / (
         (time.perf_counter() - wall_start) * torch.get_num_threads()
     )
     # CPU: the peak over the whole process, which the training steps set (they hold the
     # activations, gradients and AdamW state on top of everything inference needs).
     peak_mem_mb = peak_memory_mb(device)
+    # After the peak is read: one more training forward + backward, with hooks.
+    if work.loss is not None:
+        from .saved import saved_activation_mb
+
+        row['saved_mb'] = saved_activation_mb(model, work.loss)
 
     row.update(
         infer_img_per_s=args.batch / statistics.median(infer_times),
-        train_step_s=statistics.median(train_times),
+        train_step_s=statistics.median(train_times) if train_times else None,
         peak_mem_mb=peak_mem_mb,
         model_mem_mb=model_mem_mb,
         # On CUDA the CPU mostly waits for the GPU: no contention measure there.

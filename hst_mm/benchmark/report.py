@@ -23,6 +23,8 @@ def compute_ratios(results: Dict[str, dict], targets: Sequence[Target] = TARGETS
         a, b = results.get(t.num), results.get(t.den)
         if not a or not b or 'error' in a or 'error' in b:
             continue
+        if t.metric != 'infer_img_per_s' and None in (a['train_step_s'], b['train_step_s']):
+            continue  # a row without training (trunk)
         get = train_increment_mb if t.metric == 'train_increment_mb' else (lambda r: r[t.metric])
         value = get(a) / get(b)
         out.append(
@@ -63,12 +65,65 @@ def _rows_table(results: Dict[str, dict]) -> List[str]:
         if 'error' in r:
             lines.append(f'| {mode} | failed (see stderr) | | | | | | | |')
             continue
+        trains = r['train_step_s'] is not None
         lines.append(
             f'| {mode} | {r["trainable_params"] / 1e6:.2f} | '
             f'{r["total_params"] / 1e6:.2f} | {r["gflops"]:.4g} | '
-            f'{r["infer_img_per_s"]:.3g} | {r["train_step_s"]:.3g} | '
-            f'{r["peak_mem_mb"]:.0f} | {r["model_mem_mb"]:.0f} | '
-            f'{train_increment_mb(r):.0f} |'
+            f'{r["infer_img_per_s"]:.3g} | '
+            + (
+                f'{r["train_step_s"]:.3g} | {r["peak_mem_mb"]:.0f} | '
+                f'{r["model_mem_mb"]:.0f} | {train_increment_mb(r):.0f} |'
+                if trains
+                else f'- | ({r["peak_mem_mb"]:.0f}, inference) | {r["model_mem_mb"]:.0f} | - |'
+            )
+        )
+    return lines
+
+
+def _saved_table(results: Dict[str, dict]) -> List[str]:
+    """MB saved for backward per part of the model, one line per row that trains."""
+    rows = {m: r['saved_mb'] for m, r in results.items() if 'error' not in r and 'saved_mb' in r}
+    if not rows:
+        return []
+    parts = list(dict.fromkeys(p for saved in rows.values() for p in saved['parts']))
+    lines = [
+        '',
+        'Saved for backward (MB, one training forward):',
+        '',
+        '| mode | ' + ' | '.join(parts) + ' | total |',
+        '|---|' + '---:|' * (len(parts) + 1),
+    ]
+    for mode, saved in rows.items():
+        cells = [f'{saved["parts"][p]:.0f}' if p in saved['parts'] else '-' for p in parts]
+        lines.append(f'| {mode} | ' + ' | '.join(cells) + f' | {saved["total"]:.0f} |')
+    return lines
+
+
+def _levers_table(results: Dict[str, dict]) -> List[str]:
+    """What each of HST's levers bought: its row against full fine-tuning and the trunk."""
+    from .modes import LEVERS
+
+    ok = {m: r for m, r in results.items() if 'error' not in r}
+    rows = [m for m in LEVERS if m in ok]
+    if len(rows) < 2:
+        return []
+    full, trunk = ok.get('full'), ok.get('trunk')
+    lines = [
+        '',
+        'Levers, each row adding one to the row above:',
+        '',
+        '| row | lever | train step / full | peak mem / full | saved (MB) | infer / trunk |',
+        '|---|---|---:|---:|---:|---:|',
+    ]
+    ratio = lambda a, b: f'{a / b:.3f}' if a is not None and b else '-'  # noqa: E731
+    for m in rows:
+        r = ok[m]
+        lines.append(
+            f'| {m} | {LEVERS[m]} | '
+            f'{ratio(r["train_step_s"], full and full["train_step_s"])} | '
+            f'{ratio(r["peak_mem_mb"], full and full["peak_mem_mb"])} | '
+            f'{r["saved_mb"]["total"]:.0f} | '
+            f'{ratio(r["infer_img_per_s"], trunk and trunk["infer_img_per_s"])} |'
         )
     return lines
 
@@ -103,8 +158,15 @@ def _notes(results: Dict[str, dict], meta: dict) -> List[str]:
         f'GFLOPs: one batch-1 forward at {a["img_size"]}x{a["img_size"]} counted by '
         'torch.utils.flop_counter.FlopCounterMode (multiply-add = 2 FLOPs; matmuls, '
         'convolutions and attention only).',
-        f'Speed: median over {a["iters"]} iterations after {a["warmup"]} warm-up, '
-        f'batch {a["batch"]}; '
+        (
+            f'Speed: median over {a["interleave"]} rounds in one process, the rows '
+            'interleaved (one call of each row per round, after one untimed call each), '
+            f"batch {a['batch']}; each row's own-process median over {a['iters']} "
+            f'iterations after {a["warmup"]} warm-up is in the JSON (*_alone); '
+            if a.get('interleave')
+            else f'Speed: median over {a["iters"]} iterations after {a["warmup"]} warm-up, '
+            f'batch {a["batch"]}; '
+        )
         + (
             'a train step is model.train_step on a synthetic batch (4 random boxes and '
             "masks per image): forward + the detector's losses + backward + the "
@@ -143,6 +205,8 @@ def format_report(results: Dict[str, dict], ratios: List[dict], meta: dict) -> s
         '',
         *_rows_table(results),
         *_ratios_table(ratios),
+        *_levers_table(results),
+        *_saved_table(results),
         *_notes(results, meta),
     ]
     return '\n'.join(lines)

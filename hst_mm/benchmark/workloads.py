@@ -16,11 +16,11 @@ from __future__ import annotations
 import argparse
 from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Callable, Dict, Tuple
+from typing import Callable, Dict, Optional, Tuple
 
 import torch
 
-from .modes import PETL_MODES, base_mode, with_cp
+from .modes import PETL_MODES, base_mode, hst_options, with_cp
 
 # The repository checkout this package lives in: the detector configs are read from it.
 ROOT = Path(__file__).resolve().parents[2]
@@ -48,10 +48,12 @@ AmpContext = Callable[[], AbstractContextManager]
 
 
 class Workload:
-    """What the measurement runs for one row: a model and three callables.
+    """What the measurement runs for one row: a model and four callables.
 
     ``flops()`` runs one batch-1 forward (counted by the caller), ``infer()`` one inference
-    batch, ``train_step()`` forward + loss + backward + optimizer step on one batch.
+    batch, ``train_step()`` forward + loss + backward + optimizer step on one batch, and
+    ``loss()`` the training forward alone, returning the loss (for the saved-activation
+    breakdown). ``train_step`` and ``loss`` are None for a row without training (``trunk``).
     """
 
     def __init__(
@@ -59,23 +61,31 @@ class Workload:
         model: torch.nn.Module,
         flops: Callable[[], None],
         infer: Callable[[], None],
-        train_step: Callable[[], None],
+        train_step: Optional[Callable[[], None]],
+        loss: Optional[Callable[[], torch.Tensor]] = None,
     ) -> None:
         self.model, self.flops, self.infer, self.train_step = model, flops, infer, train_step
+        self.loss = loss
 
 
 # ---- backbones alone ---------------------------------------------------------------------
 def build_backbone(mode: str, args: argparse.Namespace) -> torch.nn.Module:
-    """The backbone of ``mode`` (``hst``, ``full``, ``frozen`` or a ``*_cp*`` row).
+    """The backbone of ``mode`` (``hst``, ``full``, ``frozen``, ``trunk``, a ``*_cp*`` or
+    lever row).
 
     ``args``: ``trunk``, ``trunk_kwargs`` and, for HST, ``embed_dims`` and ``num_heads``.
+    ``trunk``: the timm ViT of :func:`hst_mm.models.create_trunk`, all frozen.
     """
-    from hst_mm.models import HST, ViTPyramid
+    from hst_mm.models import HST, ViTPyramid, create_trunk
 
-    common = dict(trunk=args.trunk, trunk_kwargs=args.trunk_kwargs, with_cp=with_cp(mode))
     base = base_mode(mode)
+    if base == 'trunk':
+        return create_trunk(args.trunk, **args.trunk_kwargs).requires_grad_(False)
+    common = dict(trunk=args.trunk, trunk_kwargs=args.trunk_kwargs, with_cp=with_cp(mode))
     if base == 'hst':
-        return HST(embed_dims=args.embed_dims, num_heads=args.num_heads, **common)
+        return HST(
+            embed_dims=args.embed_dims, num_heads=args.num_heads, **hst_options(mode), **common
+        )
     if base in PETL_MODES:
         return ViTPyramid(frozen=True, petl=petl_settings(base), **common)
     return ViTPyramid(frozen=base == 'frozen', **common)
@@ -87,9 +97,19 @@ def backbone_workload(
     """The backbone alone; the loss is the sum of every output level's mean.
 
     Inputs: noise of shape ``(B, 3, S, S)`` with ``B = args.batch`` and
-    ``S = args.img_size``; the FLOPs are counted on a ``(1, 3, S, S)`` batch.
+    ``S = args.img_size``; the FLOPs are counted on a ``(1, 3, S, S)`` batch. The ``trunk``
+    row runs ``forward_features`` (its (B, T, D) tokens) and has no training step.
     """
     model = build_backbone(mode, args).to(device)
+    if base_mode(mode) == 'trunk':
+        x = torch.randn(args.batch, 3, args.img_size, args.img_size, device=device)
+        x1 = torch.randn(1, 3, args.img_size, args.img_size, device=device)
+
+        def trunk_infer() -> None:
+            with torch.inference_mode(), amp():
+                model.forward_features(x)
+
+        return Workload(model, lambda: model.forward_features(x1), trunk_infer, None)
     x = torch.randn(args.batch, 3, args.img_size, args.img_size, device=device)
     x1 = torch.randn(1, 3, args.img_size, args.img_size, device=device)
     # Built here, not in the first timed step, so that its creation is not timed.
@@ -102,15 +122,17 @@ def backbone_workload(
         with torch.inference_mode(), amp():
             model(x)
 
-    def train_step() -> None:
+    def loss() -> torch.Tensor:
         with amp():
             outs = model(x)
-        loss = sum(o.float().mean() for o in outs)  # touches every output level
-        loss.backward()
+        return sum(o.float().mean() for o in outs)  # touches every output level
+
+    def train_step() -> None:
+        loss().backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
-    return Workload(model, flops, infer, train_step)
+    return Workload(model, flops, infer, train_step, loss)
 
 
 # ---- whole detectors ---------------------------------------------------------------------
@@ -131,6 +153,7 @@ def build_detector(mode: str, args: argparse.Namespace) -> Tuple[torch.nn.Module
     backbone.update(
         trunk=args.trunk, trunk_kwargs=args.trunk_kwargs, pretrained=None, with_cp=with_cp(mode)
     )
+    backbone.update(hst_options(mode))
     if backbone.type == 'HST':
         backbone.update(embed_dims=tuple(args.embed_dims), num_heads=tuple(args.num_heads))
         cfg.model.neck.in_channels = list(args.embed_dims)
@@ -216,7 +239,12 @@ def detector_workload(
         with amp():
             model.train_step(data, optim_wrapper)
 
-    return Workload(model, flops, infer, train_step)
+    def loss() -> torch.Tensor:
+        with amp():
+            batch = model.data_preprocessor(data, True)
+            return model.parse_losses(model(**batch, mode='loss'))[0]
+
+    return Workload(model, flops, infer, train_step, loss)
 
 
 WORKLOADS = {'backbone': backbone_workload, 'detector': detector_workload}

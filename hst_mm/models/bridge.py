@@ -38,8 +38,16 @@ def project_then_resize(
     Bilinear weights sum to one and the projection is affine, so the two orders agree;
     projecting first touches D channels at the trunk's h*w positions instead of the side
     network's H_s*W_s (16x more at stride 4). (B, D, h, w) -> (B, H_s*W_s, C).
+
+    The projection is a batched product on the (B, h*w, D) token view of ``patch_map``: when
+    the map is a view of the trunk's token tensor (the lean trunk), that view, not a copy,
+    is what autograd keeps for the weight's gradient (``nn.Linear`` would copy it into a
+    contiguous (B*h*w, D) matrix first, and keep the copy).
     """
-    x = proj(patch_map.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)  # (B, C, h, w)
+    B, D, h, w = patch_map.shape
+    tokens = patch_map.flatten(2).transpose(1, 2)  # (B, h*w, D)
+    x = torch.baddbmm(proj.bias, tokens, proj.weight.t().expand(B, D, -1))  # (B, h*w, C)
+    x = x.transpose(1, 2).unflatten(2, (h, w))  # (B, C, h, w)
     if x.shape[-2:] != size:
         x = F.interpolate(x, size=size, mode='bilinear', align_corners=False)
     return x.flatten(2).transpose(1, 2)

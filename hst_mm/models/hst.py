@@ -21,6 +21,8 @@ from .weight_init import init_side_weights
 
 # Values of ``with_cp``: nothing, everything, the Side Blocks only, the trunk blocks only.
 CP_CHOICES = (False, True, 'side', 'trunk')
+# Values in ``recompute``: selective recomputation inside the Side Blocks / the trunk's MLPs.
+RECOMPUTE_CHOICES = ('side', 'trunk_mlp')
 
 
 def check_with_cp(with_cp):
@@ -55,6 +57,18 @@ class HST(nn.Module):
             training step stores, and recomputing them is cheap next to the trunk;
             ``'trunk'`` for the trunk blocks only.
         trunk_kwargs: extra ``timm.create_model`` arguments for the trunk.
+        recompute: selective recomputation, exact, cheaper than ``with_cp``: ``'side'``:
+            each Side Block recomputes LN1 with its attention scores and LN2, ``fc1`` and
+            GELU of its MLP in backward, storing 2 of ~15 token-sized tensors;
+            ``'trunk_mlp'``: each trunk block recomputes ``norm2``, ``fc1`` and GELU (about a
+            quarter of its forward) instead of storing its (B, T, 4D) hidden layer.
+            A part that ``with_cp`` already checkpoints ignores it.
+        fold_attention: compute the Side Blocks' cross-attention folded around its two
+            key/value tokens (:class:`.side_block.CrossAttention`); False: the reference
+            q/k/v/proj computation. Same values and parameters either way.
+        lean_trunk: trunk blocks store one tensor per block that the T-Bridge and the next
+            block share (:func:`.trunk.lean_block_with_meta`); False: the reference
+            computation. Same values either way.
     """
 
     def __init__(
@@ -67,9 +81,19 @@ class HST(nn.Module):
         out_indices: Sequence[int] = (0, 1, 2, 3),
         with_cp: Union[bool, str] = False,
         trunk_kwargs: Optional[dict] = None,
+        recompute: Sequence[str] = (),
+        fold_attention: bool = True,
+        lean_trunk: bool = True,
     ) -> None:
         super().__init__()
         with_cp = check_with_cp(with_cp)
+        recompute = (recompute,) if isinstance(recompute, str) else tuple(recompute)
+        bad = [r for r in recompute if r not in RECOMPUTE_CHOICES]
+        if bad:
+            raise ValueError(
+                f'recompute={recompute!r}: {bad} unknown; expected a subset of '
+                f'{RECOMPUTE_CHOICES!r}'
+            )
         if len(embed_dims) != len(num_heads):
             raise ValueError(
                 f'embed_dims {tuple(embed_dims)} and num_heads {tuple(num_heads)} '
@@ -96,12 +120,25 @@ class HST(nn.Module):
         self.embed_dims = tuple(embed_dims)
         self.out_indices = tuple(out_indices)
         self.with_cp = with_cp
-        self.trunk = MetaTokenViT(trunk, with_cp=with_cp in (True, 'trunk'), **self.trunk_kwargs)
+        self.recompute = recompute
+        self.trunk = MetaTokenViT(
+            trunk,
+            with_cp=with_cp in (True, 'trunk'),
+            lean=lean_trunk,
+            recompute_mlp='trunk_mlp' in recompute,
+            **self.trunk_kwargs,
+        )
         stage_of_block = split_blocks(self.trunk.depth, len(embed_dims))
         self.bridge = TBridge(self.trunk.embed_dim, embed_dims, stage_of_block)
         self.bridge.apply(init_side_weights)
         self.side = HierarchicalSideNetwork(
-            embed_dims, num_heads, stage_of_block, drop_path_rate, with_cp=with_cp in (True, 'side')
+            embed_dims,
+            num_heads,
+            stage_of_block,
+            drop_path_rate,
+            with_cp=with_cp in (True, 'side'),
+            fold_attention=fold_attention,
+            recompute='side' in recompute,
         )
         if pretrained:
             self.load_pretrained(pretrained)

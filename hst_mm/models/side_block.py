@@ -2,25 +2,38 @@
 
 from __future__ import annotations
 
+from typing import Tuple
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from timm.layers import DropPath, Mlp
+from torch.utils.checkpoint import checkpoint
 
 
 class CrossAttention(nn.Module):
     """Multi-head attention with queries from ``x`` and keys/values from ``kv``.
 
     Separate q, k, v projections (the side tokens and the bridged trunk tokens live in the
-    same width C but come from different places), fused through
-    ``F.scaled_dot_product_attention``.
+    same width C but come from different places) and an output projection, as in the
+    authors' code and state dict.
+
+    ``fold=True`` (default) computes the same function folded around the M = 2 key/value
+    tokens: per head h, ``q_h . k_hm = x . (W_q,h^T k_hm) + b_q,h . k_hm`` and
+    ``W_o (sum_m p_hm v_hm) = sum_m p_hm (W_o,h v_hm)``, so queries and output projection
+    become two (B, N, C) x (B, C, H*M) products with per-image folded weights, and neither
+    the (B, N, C) queries nor the pre-projection output is ever formed (or saved for
+    backward). ``fold=False`` is the reference computation (q, k, v, fused attention,
+    proj), kept for tests. The parameters are the same either way: the fold is done per
+    forward pass, from the current weights.
     """
 
-    def __init__(self, dim: int, num_heads: int) -> None:
+    def __init__(self, dim: int, num_heads: int, fold: bool = True) -> None:
         super().__init__()
         if dim % num_heads:
             raise ValueError(f'side width {dim} is not divisible by its num_heads {num_heads}')
         self.num_heads = num_heads
+        self.fold = fold
         self.q = nn.Linear(dim, dim)
         self.k = nn.Linear(dim, dim)
         self.v = nn.Linear(dim, dim)
@@ -28,10 +41,45 @@ class CrossAttention(nn.Module):
 
     def forward(self, x: torch.Tensor, kv: torch.Tensor) -> torch.Tensor:
         """(B, N, C), (B, M, C) -> (B, N, C)."""
+        if not self.fold:
+            return self.forward_reference(x, kv)
+        query_w, query_b, out_w = self.folded_weights(kv)
+        return self.attend(torch.baddbmm(query_b, x, query_w), out_w)
+
+    def forward_reference(self, x: torch.Tensor, kv: torch.Tensor) -> torch.Tensor:
+        """The unfolded computation: (B, N, C), (B, M, C) -> (B, N, C)."""
         B, N, C = x.shape
         heads = lambda t: t.reshape(B, t.shape[1], self.num_heads, -1).transpose(1, 2)  # noqa: E731
         out = F.scaled_dot_product_attention(heads(self.q(x)), heads(self.k(kv)), heads(self.v(kv)))
         return self.proj(out.transpose(1, 2).reshape(B, N, C))
+
+    def folded_weights(self, kv: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Per-image weights of the folded attention, from kv (B, M, C).
+
+        Returns:
+            query_w: (B, C, H*M), scaled ``W_q,h^T k_hm``: ``x @ query_w`` are the scores.
+            query_b: (B, 1, H*M), scaled ``b_q,h . k_hm``.
+            out_w: (B, H*M, C), ``W_o,h v_hm``: the output is ``p @ out_w + b_o``.
+        """
+        B, M, C = kv.shape
+        H = self.num_heads
+        d = C // H
+        k = self.k(kv).reshape(B, M, H, d) * d**-0.5  # SDPA's default scale
+        v = self.v(kv).reshape(B, M, H, d)
+        query_w = torch.einsum('bmhd,hdc->bchm', k, self.q.weight.reshape(H, d, C))
+        query_b = torch.einsum('bmhd,hd->bhm', k, self.q.bias.reshape(H, d))
+        out_w = torch.einsum('bmhd,chd->bhmc', v, self.proj.weight.reshape(C, H, d))
+        return (
+            query_w.reshape(B, C, H * M),
+            query_b.reshape(B, 1, H * M),
+            out_w.reshape(B, H * M, C),
+        )
+
+    def attend(self, scores: torch.Tensor, out_w: torch.Tensor) -> torch.Tensor:
+        """Softmax over each head's M keys, then the folded values and output projection:
+        scores (B, N, H*M), out_w (B, H*M, C) -> (B, N, C)."""
+        p = scores.unflatten(-1, (self.num_heads, -1)).softmax(-1).flatten(-2)
+        return torch.baddbmm(self.proj.bias, p, out_w)
 
 
 class SideBlock(nn.Module):
@@ -43,20 +91,53 @@ class SideBlock(nn.Module):
 
     Shapes: ``x`` and ``fg`` (B, N, C) side tokens and their fine-grained injection, ``kv``
     (B, 2, C) the bridged meta and global tokens.
+
+    ``recompute=True`` trades compute for memory inside the block, exactly: LN1 and the
+    folded attention scores (elementwise work and a (N, C) x (C, H*M) product), and LN2,
+    ``fc1`` and GELU of the MLP are recomputed in backward instead of stored. What stays
+    stored is the block's input and the MLP's input, 2 of the ~15 (B, N, C)-sized tensors the
+    plain block keeps (the MLP hidden layer alone is 8 of them). Recomputation stops after
+    GELU (torch's non-reentrant checkpoint stops once every tensor backward needs exists),
+    so ``fc2`` is never rerun.
     """
 
     def __init__(
-        self, dim: int, num_heads: int, mlp_ratio: float = 4.0, drop_path: float = 0.0
+        self,
+        dim: int,
+        num_heads: int,
+        mlp_ratio: float = 4.0,
+        drop_path: float = 0.0,
+        fold: bool = True,
+        recompute: bool = False,
     ) -> None:
         super().__init__()
         self.norm1 = nn.LayerNorm(dim, eps=1e-6)
-        self.attn = CrossAttention(dim, num_heads)
+        self.attn = CrossAttention(dim, num_heads, fold=fold)
         self.norm2 = nn.LayerNorm(dim, eps=1e-6)
         self.mlp = Mlp(dim, int(dim * mlp_ratio), act_layer=nn.GELU)
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+        self.recompute = recompute
 
     def forward(self, x: torch.Tensor, kv: torch.Tensor, fg: torch.Tensor) -> torch.Tensor:
         """x: (B, N, C) side tokens; kv: (B, 2, C); fg: (B, N, C) -> (B, N, C)."""
-        x = x + self.drop_path(self.attn(self.norm1(x), kv))
+        recompute = self.recompute and torch.is_grad_enabled()
+        if recompute and self.attn.fold:
+            query_w, query_b, out_w = self.attn.folded_weights(kv)
+            scores = checkpoint(self._scores, x, query_w, query_b, use_reentrant=False)
+            x = x + self.drop_path(self.attn.attend(scores, out_w))
+        else:
+            x = x + self.drop_path(self.attn(self.norm1(x), kv))
         x = x + fg
-        return x + self.drop_path(self.mlp(self.norm2(x)))
+        if recompute:
+            return x + self.drop_path(checkpoint(self._mlp, x, use_reentrant=False))
+        return x + self.drop_path(self._mlp(x))
+
+    def _scores(
+        self, x: torch.Tensor, query_w: torch.Tensor, query_b: torch.Tensor
+    ) -> torch.Tensor:
+        """Folded attention scores of LN1(x): (B, N, C) -> (B, N, H*M)."""
+        return torch.baddbmm(query_b, self.norm1(x), query_w)
+
+    def _mlp(self, x: torch.Tensor) -> torch.Tensor:
+        """MLP(LN2(x)): (B, N, C) -> (B, N, C)."""
+        return self.mlp(self.norm2(x))

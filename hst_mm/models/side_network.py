@@ -54,6 +54,9 @@ class HierarchicalSideNetwork(nn.Module):
         in_chans: image channels.
         with_cp: checkpoint each bridge + Side Block step: at stride 4 the side network
             stores about as much for backward as the whole ViT-B trunk.
+        fold_attention: the folded cross-attention (:class:`.side_block.CrossAttention`);
+            False: the reference computation, same values.
+        recompute: selective recomputation inside each Side Block (``SideBlock.recompute``).
     """
 
     def __init__(
@@ -64,6 +67,8 @@ class HierarchicalSideNetwork(nn.Module):
         drop_path_rate: float = 0.0,
         in_chans: int = 3,
         with_cp: bool = False,
+        fold_attention: bool = True,
+        recompute: bool = False,
     ) -> None:
         super().__init__()
         self.with_cp = with_cp
@@ -91,7 +96,13 @@ class HierarchicalSideNetwork(nn.Module):
         # `with torch.device('meta')` (tools/analysis/count_params.py --meta).
         rates = torch.linspace(0, drop_path_rate, len(self.stage_of_block), device='cpu').tolist()
         self.blocks = nn.ModuleList(
-            SideBlock(embed_dims[s], num_heads[s], drop_path=rate)
+            SideBlock(
+                embed_dims[s],
+                num_heads[s],
+                drop_path=rate,
+                fold=fold_attention,
+                recompute=recompute and not with_cp,
+            )
             for s, rate in zip(self.stage_of_block, rates)
         )
         self.norms = nn.ModuleList(nn.LayerNorm(c, eps=1e-6) for c in embed_dims)

@@ -14,7 +14,8 @@ from typing import List, Tuple
 import timm
 import torch
 import torch.nn as nn
-from timm.models.vision_transformer import VisionTransformer
+import torch.nn.functional as F
+from timm.models.vision_transformer import Block, VisionTransformer
 from torch.utils.checkpoint import checkpoint
 
 # Trunk parameters that stay trainable: the blocks' two LayerNorms.
@@ -54,6 +55,36 @@ def _block_with_meta(block: nn.Module, meta: torch.Tensor, x: torch.Tensor) -> t
     return block(torch.cat([meta, x], dim=1))
 
 
+def _norm_mlp(block: Block, y: torch.Tensor) -> torch.Tensor:
+    """``block.mlp(block.norm2(y))``: (B, T, D) -> (B, T, D)."""
+    return block.mlp(block.norm2(y))
+
+
+def lean_block_with_meta(
+    block: Block, meta: torch.Tensor, x: torch.Tensor, recompute_mlp: bool = False
+) -> torch.Tensor:
+    """:func:`_block_with_meta` for a timm ``Block``, storing less for backward.
+
+    ``norm1`` works per token, so ``norm1(cat([meta, x])) == cat([norm1(meta), norm1(x)])``;
+    normalising before concatenating makes ``norm1`` save ``x`` itself, a view of the
+    previous block's output that the T-Bridge keeps anyway, instead of a concatenated copy.
+    ``recompute_mlp``: ``norm2``, ``fc1`` and GELU are recomputed in backward (about a
+    quarter of a block's forward FLOPs) instead of storing the (B, T, 4D) hidden layer.
+    (B, 1, D), (B, N, D) -> (B, 1 + N, D).
+    """
+    norm = block.norm1
+    # The (B, 1, D) meta token goes through the functional form: it is a view of a
+    # parameter, which module hooks (FlopCounterMode's) cannot register a gradient hook on.
+    meta_normed = F.layer_norm(meta, norm.normalized_shape, norm.weight, norm.bias, norm.eps)
+    h = torch.cat([meta_normed, norm(x)], dim=1)
+    y = torch.cat([meta, x], dim=1) + block.drop_path1(block.ls1(block.attn(h)))
+    if recompute_mlp and torch.is_grad_enabled():
+        mlp = checkpoint(_norm_mlp, block, y, use_reentrant=False)
+    else:
+        mlp = _norm_mlp(block, y)
+    return y + block.drop_path2(block.ls2(mlp))
+
+
 class MetaTokenViT(nn.Module):
     """A frozen timm ViT that emits, per block, its meta-token output and its patch map.
 
@@ -62,6 +93,11 @@ class MetaTokenViT(nn.Module):
         drop_path_rate: stochastic depth of the trunk blocks (0 for a frozen trunk).
         with_cp: checkpoint each trunk block's activations (saves memory, costs a
             second forward pass of the blocks during backward).
+        lean: run timm ``Block`` modules through :func:`lean_block_with_meta` and return the patch
+            maps as views of the block outputs (no copy); False: the reference computation
+            (each map a contiguous copy), same values.
+        recompute_mlp: recompute each block's ``norm2``/``fc1``/GELU in backward (``lean``
+            only): the (B, T, 4D) hidden layers are the largest tensors the trunk stores.
         **timm_kwargs: passed to ``timm.create_model``.
     """
 
@@ -70,11 +106,15 @@ class MetaTokenViT(nn.Module):
         model_name: str = 'vit_base_patch16_224',
         drop_path_rate: float = 0.0,
         with_cp: bool = False,
+        lean: bool = True,
+        recompute_mlp: bool = False,
         **timm_kwargs,
     ) -> None:
         super().__init__()
         self.vit = create_trunk(model_name, drop_path_rate, **timm_kwargs)
         self.with_cp = with_cp
+        self.lean = lean
+        self.recompute_mlp = recompute_mlp
         self.embed_dim: int = self.vit.embed_dim
         self.depth: int = len(self.vit.blocks)
         self.patch_size: int = self.vit.patch_embed.patch_size[0]
@@ -108,7 +148,9 @@ class MetaTokenViT(nn.Module):
 
         Returns:
             metas: per block, the meta token's output, (B, 1, D).
-            patches: per block, the patch tokens as a map, (B, D, ceil(H / p), ceil(W / p)).
+            patches: per block, the patch tokens as a map, (B, D, ceil(H / p), ceil(W / p));
+                with ``lean`` a (non-contiguous) view of the block's output tokens, so that
+                the meta token, the map and the next block's input share one tensor.
         """
         H, W = x.shape[-2:]
         if H < self.patch_size or W < self.patch_size:
@@ -125,14 +167,18 @@ class MetaTokenViT(nn.Module):
         metas, patches = [], []
         for blk, meta in zip(vit.blocks, self.meta_tokens):
             meta = meta.expand(B, -1, -1)
+            lean = self.lean and type(blk) is Block and isinstance(blk.norm1, nn.LayerNorm)
             if self.with_cp and (x.requires_grad or meta.requires_grad):
                 # The concatenation happens inside the checkpoint: what is saved is the
                 # previous block's output, which the side network keeps alive anyway, not
                 # a second (B, 1 + N, D) copy per block.
                 x = checkpoint(_block_with_meta, blk, meta, x, use_reentrant=False)
+            elif lean:
+                x = lean_block_with_meta(blk, meta, x, self.recompute_mlp)
             else:
                 x = _block_with_meta(blk, meta, x)
             metas.append(x[:, :1])
             x = x[:, 1:]
-            patches.append(x[:, prefix:].transpose(1, 2).reshape(B, D, h, w))
+            grid = x[:, prefix:].transpose(1, 2)  # (B, D, h*w), a view
+            patches.append(grid.unflatten(2, (h, w)) if self.lean else grid.reshape(B, D, h, w))
         return metas, patches
