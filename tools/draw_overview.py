@@ -95,14 +95,13 @@ def detection_rows(
     from mmengine.config import Config
     from mmengine.structures import InstanceData
 
-    from tools.demo import refuse_unfitting
+    from tools.demo import init_fitting
 
     cfg = Config.fromfile(config)
     dataset = _dataset(cfg, DATASETS, split)
     model = None
     if checkpoint:
-        refuse_unfitting(init_detector, config, checkpoint)
-        model = init_detector(cfg, checkpoint, device=device)
+        model = init_fitting(init_detector, config, checkpoint, device)
     meta = model.dataset_meta if model else dataset.metainfo
     visualizer = _visualizer(cfg, VISUALIZERS, meta, text_zoom=2.0)
     load_gt = LoadAnnotations(with_bbox=True, with_mask=True)
@@ -152,14 +151,13 @@ def segmentation_rows(
     from mmseg.registry import DATASETS, VISUALIZERS
     from mmseg.structures import SegDataSample
 
-    from tools.demo import refuse_unfitting
+    from tools.demo import init_fitting
 
     cfg = Config.fromfile(config)
     dataset = _dataset(cfg, DATASETS, split)
     model = None
     if checkpoint:
-        refuse_unfitting(init_model, config, checkpoint)
-        model = init_model(cfg, checkpoint, device=device)
+        model = init_fitting(init_model, config, checkpoint, device)
     visualizer = _visualizer(cfg, VISUALIZERS, model.dataset_meta if model else dataset.metainfo)
     # reduce_zero_label=None: the data set's own setting (in its data infos) applies.
     load_gt = LoadAnnotations()
