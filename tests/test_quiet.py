@@ -18,9 +18,13 @@ def _reload_pkg_resources():
 
 
 def _mmseg_decode_head_losses():
+    from mmengine.registry import DefaultScope
     from mmseg.models.decode_heads import FCNHead
 
-    FCNHead(in_channels=4, channels=4, num_classes=2)  # build_loss + CrossEntropyLoss
+    # mmseg's scope, whatever an earlier test left: under mmdet's, the loss is mmdet's
+    # CrossEntropyLoss, which does not give this notice
+    with DefaultScope.overwrite_default_scope('mmseg'):
+        FCNHead(in_channels=4, channels=4, num_classes=2)  # build_loss + CrossEntropyLoss
 
 
 def _mmseg_load_annotations():
