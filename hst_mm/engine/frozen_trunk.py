@@ -148,7 +148,9 @@ def restore_frozen_trunk(model: nn.Module, checkpoint: dict, path: Optional[str]
         vit = model.get_submodule(prefix)
         own = {k[len(prefix) + 1 :]: v for k, v in theirs.items() if k.startswith(prefix + '.')}
         # the export's own weights in this trunk (tuned LayerNorms); the hook's caller
-        # copies them again afterwards, tools/demo.py has copied them already
+        # copies them again afterwards, tools/demo.py has copied them already. strict=False
+        # only because the left-out keys are missing here: check_export_fits has named every
+        # key of the export against the model already, and the digests below check the rest.
         vit.load_state_dict(own, strict=False)
     state = model.state_dict()
     differ = [k for k in omitted if tensor_digest(state[k]) != info['omitted'][k]]
