@@ -137,7 +137,7 @@ def _reference(model, x):
     """The backbone's computation without any padding or cropping: the trunk and the side
     network (HST) or timm's intermediates and the pyramid (ViTPyramid) called directly."""
     if hasattr(model, 'side'):
-        outs = model.side(x, *model.trunk(x), model.bridge)
+        outs = model.side(x, zip(*model.trunk(x)), model.bridge)
     else:
         feats = model.vit.forward_intermediates(
             x,

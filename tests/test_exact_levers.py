@@ -163,7 +163,8 @@ def test_each_lever_saves_less_for_backward(tiny_cfg):
     side = lambda s: sum(v for k, v in s['parts'].items() if k.startswith('side'))  # noqa: E731
     assert side(saved['fold']) < side(saved['reference'])
     assert saved['fold']['parts']['trunk'] == saved['reference']['parts']['trunk']
-    assert saved['lean_trunk']['parts']['bridge'] < saved['fold']['parts']['bridge']
+    # the bridge keeps views of the trunk's block outputs (counted as the trunk's), not copies
+    assert saved['lean_trunk']['parts'].get('bridge', 0) < saved['fold']['parts']['bridge']
     assert side(saved['recompute_side']) < side(saved['lean_trunk'])
     assert saved['recompute_all']['parts']['trunk'] < saved['recompute_side']['parts']['trunk']
 
@@ -174,7 +175,7 @@ def test_recompute_rejects_unknown_values(tiny_cfg):
 
 
 def test_recommended_configuration_is_the_configs_default():
-    """The benchmark's hst_lean row is what the HST configs train with."""
+    """The benchmark's hst_rc_side row is what the HST configs train with."""
     from mmengine.config import Config
 
     from hst_mm.benchmark.modes import HST_OPTIONS
@@ -182,5 +183,56 @@ def test_recommended_configuration_is_the_configs_default():
     from tool_runner import ROOT
 
     backbone = Config.fromfile(str(ROOT / 'configs/_base_/hst-vit-b.py')).hst_backbone
-    assert tuple(backbone.recompute) == HST_OPTIONS['hst_lean']['recompute']
+    assert tuple(backbone.recompute) == HST_OPTIONS['hst_rc_side']['recompute']
     assert backbone.with_cp is False
+
+
+@pytest.mark.parametrize('fold', [True, False])
+def test_chunked_cpu_inference_equals_the_whole_maps(tiny_cfg, monkeypatch, fold):
+    """Eval-mode Side Blocks on the CPU run token chunks (13 tokens here, which divide no
+    stage's token count); the pyramid equals the one computed on whole maps."""
+    model = _randomise(HST(**tiny_cfg, fold_attention=fold)).eval()
+    x = torch.randn(2, 3, 96, 64)
+    calls = []
+    whole_maps = SideBlock.forward_chunked
+
+    def counting(self, *args):
+        calls.append(args[-1])
+        return whole_maps(self, *args)
+
+    with torch.inference_mode():
+        monkeypatch.setattr(SideBlock, 'inference_chunk_bytes', 0)
+        expected = model(x)
+        monkeypatch.setattr(SideBlock, 'forward_chunked', counting)
+        width = model.side.blocks[0].mlp.fc1.out_features
+        monkeypatch.setattr(SideBlock, 'inference_chunk_bytes', 13 * 2 * width * 4)
+        got = model(x)
+    assert calls and calls[0] == 13  # the stride-4 stage (24 x 16 tokens) ran chunked
+    for a, b in zip(expected, got):
+        torch.testing.assert_close(b, a, rtol=1e-6, atol=1e-6)
+    # training forwards, and forwards that record gradients, use the whole maps
+    calls.clear()
+    model.train()
+    model(x)
+    model.eval()
+    model(x)
+    assert not calls
+
+
+def test_hst_runs_trunk_and_side_network_interleaved(tiny_cfg):
+    """HST bridges each trunk block as it comes (MetaTokenViT.iter_blocks): the same pyramid
+    as the side network on the lists of a whole trunk run, and the trunk's block outputs are
+    not all alive at once in inference."""
+    model = _randomise(HST(**tiny_cfg)).double().eval()
+    x = torch.randn(1, 3, 64, 64, dtype=torch.float64)
+    with torch.no_grad():
+        expected = model.side(x, zip(*model.trunk(x)), model.bridge)
+        got = model(x)
+    for a, b in zip(expected, got):
+        torch.testing.assert_close(b, a, rtol=0, atol=0)
+    order = []
+    model.trunk.vit.blocks[1].norm1.register_forward_hook(lambda *a: order.append('block 1'))
+    model.side.blocks[0].register_forward_hook(lambda *a: order.append('side step 0'))
+    with torch.no_grad():
+        model(x)
+    assert order == ['side step 0', 'block 1']

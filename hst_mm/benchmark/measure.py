@@ -1,13 +1,18 @@
 """Measuring one row inside its worker process: parameters, FLOPs, speed and memory.
 
-Memory is the process's own: on CUDA the tensors allocated on the device, on the CPU the
-resident set size. Each row runs in a fresh process (see :mod:`hst_mm.benchmark.cli`), so
-the peaks do not depend on the other rows or on their order.
+Memory is the process's own, counted two ways. Tensor memory: the peak of the bytes held
+by live tensors during a training step (on CUDA ``max_memory_allocated``; on the CPU the
+same quantity from the profiler's allocation records, :func:`peak_tensor_mb`), which is
+what a model asks of its device. Process memory: on the CPU the peak resident set size,
+which adds the interpreter and libraries and the freed memory the C allocator keeps.
+Each row runs in a fresh process (see :mod:`hst_mm.benchmark.cli`), so the peaks do not
+depend on the other rows or on their order.
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import statistics
 import sys
 import time
@@ -20,13 +25,15 @@ import torch
 from .modes import hst_options, with_cp
 
 # The numbers every successful row holds (besides with_cp, cpu_share, the raw times and,
-# for rows that train, saved_mb); train_step_s is None in a row without training (trunk).
+# for rows that train, saved_mb); train_step_s and peak_tensor_mb are None in a row
+# without training (trunk).
 METRICS = (
     'trainable_params',
     'total_params',
     'gflops',
     'infer_img_per_s',
     'train_step_s',
+    'peak_tensor_mb',
     'peak_mem_mb',
     'model_mem_mb',
 )
@@ -81,6 +88,63 @@ def peak_memory_mb(device: torch.device) -> float:
     if device.type == 'cuda':
         return torch.cuda.max_memory_allocated(device) / 2**20
     return peak_rss_mb()
+
+
+def live_tensor_mb() -> float:
+    """MB of the distinct CPU tensor storages that Python objects hold now.
+
+    Parameters, buffers, gradients, optimizer state and inputs: every ``torch.Tensor`` the
+    garbage collector tracks, each storage counted once (views share theirs).
+    """
+    storages = {}
+    for obj in gc.get_objects():
+        if isinstance(obj, torch.Tensor) and obj.device.type == 'cpu':
+            try:
+                storage = obj.untyped_storage()
+            except (RuntimeError, NotImplementedError):  # sparse and other storage-less kinds
+                continue
+            storages[storage.data_ptr()] = storage.nbytes()
+    return sum(storages.values()) / 2**20
+
+
+def peak_tensor_mb(step: Callable[[], None], device: torch.device) -> float:
+    """Peak tensor memory of one call of ``step`` (MB): what stays allocated from before
+    plus the highest level its allocations reach.
+
+    CUDA: ``torch.cuda.max_memory_allocated`` over the call. CPU, where torch keeps no
+    allocator statistics: :func:`live_tensor_mb` before the call, plus the peak of the
+    running total that ``torch.profiler`` (``profile_memory=True``) records for the
+    allocations made during it. Freed memory the C allocator keeps resident, and the
+    interpreter and libraries, are not tensor memory: the process's RSS includes them.
+    """
+    if device.type == 'cuda':
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        step()
+        torch.cuda.synchronize(device)
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    from torch._C._profiler import _EventType
+    from torch.profiler import ProfilerActivity, profile
+
+    before = live_tensor_mb()
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        step()
+    events = []
+    stack = list(prof.profiler.kineto_results.experimental_event_tree())
+    while stack:
+        event = stack.pop()
+        if event.tag == _EventType.Allocation and event.extra_fields.device.type == 'cpu':
+            events.append((event.start_time_ns, event.extra_fields))
+        stack.extend(event.children)
+    if not events:
+        return before
+    events.sort(key=lambda e: e[0])
+    # total_allocated is the profiler's running total of the bytes allocated while it
+    # records (frees of older tensors are not in it); measured from its level at the start.
+    first = events[0][1]
+    start = first.total_allocated - first.alloc_size
+    peak = max(fields.total_allocated for _, fields in events) - start
+    return before + max(peak, 0) / 2**20
 
 
 # ---- parameters, FLOPs, time -------------------------------------------------------------
@@ -251,7 +315,9 @@ def measure_mode(mode: str, args: argparse.Namespace) -> Dict[str, object]:
     # CPU: the peak over the whole process, which the training steps set (they hold the
     # activations, gradients and AdamW state on top of everything inference needs).
     peak_mem_mb = peak_memory_mb(device)
-    # After the peak is read: one more training forward + backward, with hooks.
+    # After the RSS peak is read (the profiler's records take memory of their own): one
+    # more training step, profiled; then one more training forward + backward, with hooks.
+    row['peak_tensor_mb'] = peak_tensor_mb(work.train_step, device) if work.train_step else None
     if work.loss is not None:
         from .saved import saved_activation_mb
 

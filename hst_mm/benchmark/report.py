@@ -6,6 +6,19 @@ from typing import Dict, List, Sequence
 
 from .targets import TARGETS, Target
 
+# The saved-activation parts (hst_mm.benchmark.saved), in the order of the model.
+PART_ORDER = (
+    'trunk',
+    'bridge',
+    'side',
+    *(f'side stage {s}' for s in range(1, 9)),
+    'pyramid',
+    'backbone',
+    'neck',
+    'heads',
+    'other',
+)
+
 
 def train_increment_mb(row: Dict[str, object]) -> float:
     """Memory the training run added to the built model (MB)."""
@@ -25,6 +38,8 @@ def compute_ratios(results: Dict[str, dict], targets: Sequence[Target] = TARGETS
             continue
         if t.metric != 'infer_img_per_s' and None in (a['train_step_s'], b['train_step_s']):
             continue  # a row without training (trunk)
+        if t.metric == 'peak_tensor_mb' and None in (a.get(t.metric), b.get(t.metric)):
+            continue  # a run from before tensor memory was measured
         get = train_increment_mb if t.metric == 'train_increment_mb' else (lambda r: r[t.metric])
         value = get(a) / get(b)
         out.append(
@@ -58,12 +73,13 @@ def _rows_table(results: Dict[str, dict]) -> List[str]:
     """One table line per row; a failed row says so and leaves its cells empty."""
     lines = [
         '| mode | trainable params (M) | total params (M) | GFLOPs | infer img/s '
-        '| train step (s) | peak mem (MB) | model mem (MB) | train +mem (MB) |',
-        '|---|---:|---:|---:|---:|---:|---:|---:|---:|',
+        '| train step (s) | peak tensors (MB) | peak mem (MB) | model mem (MB) '
+        '| train +mem (MB) |',
+        '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
     ]
     for mode, r in results.items():
         if 'error' in r:
-            lines.append(f'| {mode} | failed (see stderr) | | | | | | | |')
+            lines.append(f'| {mode} | failed (see stderr) | | | | | | | | |')
             continue
         trains = r['train_step_s'] is not None
         lines.append(
@@ -71,10 +87,11 @@ def _rows_table(results: Dict[str, dict]) -> List[str]:
             f'{r["total_params"] / 1e6:.2f} | {r["gflops"]:.4g} | '
             f'{r["infer_img_per_s"]:.3g} | '
             + (
-                f'{r["train_step_s"]:.3g} | {r["peak_mem_mb"]:.0f} | '
-                f'{r["model_mem_mb"]:.0f} | {train_increment_mb(r):.0f} |'
+                f'{r["train_step_s"]:.3g} | {r["peak_tensor_mb"]:.0f} | '
+                f'{r["peak_mem_mb"]:.0f} | {r["model_mem_mb"]:.0f} | '
+                f'{train_increment_mb(r):.0f} |'
                 if trains
-                else f'- | ({r["peak_mem_mb"]:.0f}, inference) | {r["model_mem_mb"]:.0f} | - |'
+                else f'- | - | ({r["peak_mem_mb"]:.0f}, inference) | {r["model_mem_mb"]:.0f} | - |'
             )
         )
     return lines
@@ -86,6 +103,9 @@ def _saved_table(results: Dict[str, dict]) -> List[str]:
     if not rows:
         return []
     parts = list(dict.fromkeys(p for saved in rows.values() for p in saved['parts']))
+    # Columns in the model's order, whichever row first had each part (a row leaves out the
+    # parts it saved nothing in).
+    parts.sort(key=lambda p: PART_ORDER.index(p) if p in PART_ORDER else len(PART_ORDER))
     lines = [
         '',
         'Saved for backward (MB, one training forward):',
@@ -112,8 +132,9 @@ def _levers_table(results: Dict[str, dict]) -> List[str]:
         '',
         'Levers, each row adding one to the row above:',
         '',
-        '| row | lever | train step / full | peak mem / full | saved (MB) | infer / trunk |',
-        '|---|---|---:|---:|---:|---:|',
+        '| row | lever | train step / full | peak tensors / full | peak mem / full '
+        '| saved (MB) | infer / trunk |',
+        '|---|---|---:|---:|---:|---:|---:|',
     ]
     ratio = lambda a, b: f'{a / b:.3f}' if a is not None and b else '-'  # noqa: E731
     for m in rows:
@@ -121,6 +142,7 @@ def _levers_table(results: Dict[str, dict]) -> List[str]:
         lines.append(
             f'| {m} | {LEVERS[m]} | '
             f'{ratio(r["train_step_s"], full and full["train_step_s"])} | '
+            f'{ratio(r["peak_tensor_mb"], full and full["peak_tensor_mb"])} | '
             f'{ratio(r["peak_mem_mb"], full and full["peak_mem_mb"])} | '
             f'{r["saved_mb"]["total"]:.0f} | '
             f'{ratio(r["infer_img_per_s"], trunk and trunk["infer_img_per_s"])} |'
@@ -147,11 +169,15 @@ def _notes(results: Dict[str, dict], meta: dict) -> List[str]:
     cuda = meta['device'].startswith('cuda')
     detector = a.get('model') == 'detector'
     mem = (
-        'torch.cuda.max_memory_allocated during the training steps; model mem = '
-        'memory_allocated once the model is on the device'
+        'peak tensors and peak mem = torch.cuda.max_memory_allocated during a training '
+        'step / the training steps; model mem = memory_allocated once the model is on the '
+        'device'
         if cuda
-        else "peak RSS of the mode's own process (VmHWM); model mem = RSS once the model is "
-        'built (includes interpreter and libraries)'
+        else 'peak tensors = the most bytes live tensors held during one training step '
+        '(parameters, optimizer state, inputs, activations, gradients; torch.profiler '
+        "allocation records, as CUDA's max_memory_allocated counts them); peak mem = peak "
+        "RSS of the mode's own process (VmHWM: also the interpreter, libraries and freed "
+        'memory the C allocator keeps); model mem = RSS once the model is built'
     )
     return [
         '',

@@ -3,7 +3,9 @@
 Every tensor autograd keeps for backward passes through ``saved_tensors_hooks``; module
 hooks say which part of the model was running when it was saved. Sizes are of whole
 storages, each counted once (a view keeps its whole storage alive), parameters excluded,
-attributed to the part that saved them first. An activation-checkpointed region shows the
+attributed to the first part, in :func:`part_modules`' order, that saved them (a trunk
+block's output, which the T-Bridge and the next block both keep, is the trunk's whichever
+runs first). An activation-checkpointed region shows the
 inputs its checkpoint keeps, not what it recomputes in backward.
 """
 
@@ -30,7 +32,10 @@ def part_modules(model: nn.Module) -> List[Tuple[str, nn.Module]]:
     parts: List[Tuple[str, nn.Module]] = []
     if isinstance(backbone, HST):
         side = backbone.side
-        parts += [('trunk', backbone.trunk), ('bridge', backbone.bridge), ('side', side)]
+        # The side network runs the trunk block by block (MetaTokenViT.iter_blocks, not a
+        # call of the trunk module): the trunk's own modules mark its part.
+        parts += [('trunk', m) for m in backbone.trunk.modules() if m is not backbone.trunk]
+        parts += [('bridge', backbone.bridge), ('side', side)]
         for s, norm in enumerate(side.norms):
             name = f'side stage {s + 1}'
             parts.append((name, side.stem if s == 0 else side.downsamples[s - 1]))
@@ -75,13 +80,17 @@ def saved_activation_mb(model: nn.Module, forward_loss: Callable[[], torch.Tenso
         handles.append(module.register_forward_pre_hook(enter(name)))
         handles.append(module.register_forward_hook(leave))
     params = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    order = [n for n, _ in part_modules(model)] + ['other']
+    rank = {n: order.index(n) for n in order}
     seen: Dict[int, Tuple[str, int]] = {}
 
     def pack(t: torch.Tensor) -> torch.Tensor:
         storage = t.untyped_storage()
         ptr = storage.data_ptr()
-        if ptr not in params and ptr not in seen and storage.nbytes():
-            seen[ptr] = (stack[-1] if stack else 'other', storage.nbytes())
+        part = stack[-1] if stack else 'other'
+        if ptr not in params and storage.nbytes():
+            if ptr not in seen or rank[part] < rank[seen[ptr][0]]:
+                seen[ptr] = (part, storage.nbytes())
         return t
 
     try:
@@ -95,6 +104,7 @@ def saved_activation_mb(model: nn.Module, forward_loss: Callable[[], torch.Tenso
     parts: Dict[str, float] = {}
     for part, nbytes in seen.values():
         parts[part] = parts.get(part, 0.0) + nbytes / 2**20
-    order = [n for n, _ in part_modules(model)] + ['other']
-    parts = {n: round(parts[n], 1) for n in dict.fromkeys(order) if n in parts}
+    # A part under 0.05 MB is left out: e.g. the trunk's meta-token norm statistics, saved
+    # while the side network (which runs the trunk block by block) is the innermost part.
+    parts = {n: round(parts[n], 1) for n in dict.fromkeys(order) if round(parts.get(n, 0), 1)}
     return {'parts': parts, 'total': round(sum(parts.values()), 1)}

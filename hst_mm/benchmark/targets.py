@@ -2,10 +2,14 @@
 
 HST's training step should take at most 0.8x and its peak memory at most 0.6x of full
 fine-tuning's, and its inference should run at least 0.95x as fast as the frozen-trunk
-probe's and 0.90x as fast as the bare trunk (the ``trunk`` row, the floor). ``hst_lean``
+probe's and 0.90x as fast as the bare trunk (the ``trunk`` row, the floor). ``hst_rc_side``
 is the configuration the README recommends (configs/_base_/hst-vit-b.py). Each target is
 stated for several pairs of rows (with and without activation checkpointing); pairs whose
 rows were not run are skipped by the report.
+
+Memory is compared three ways: peak tensor memory (``peak_tensor_mb``, what CUDA's
+``max_memory_allocated`` counts, on either device), and on the CPU the process's peak RSS
+(``peak_mem_mb``) and what the training run added to it (``train_increment_mb``).
 """
 
 from __future__ import annotations
@@ -16,7 +20,8 @@ from typing import NamedTuple, Tuple
 class Target(NamedTuple):
     """``num.metric / den.metric`` must satisfy ``op threshold`` (``op``: ``<=`` or ``>=``).
 
-    ``metric`` is a row's key, or ``train_increment_mb`` (``peak_mem_mb - model_mem_mb``,
+    ``metric`` is a row's key (``peak_tensor_mb`` is None in a row without training), or
+    ``train_increment_mb`` (``peak_mem_mb - model_mem_mb``,
     derived by the report).
     """
 
@@ -42,9 +47,10 @@ INFERENCE_TRUNK_MIN = 0.90  # HST inference images/s / the bare trunk's
 
 
 def _training_targets(hst_row: str, full_row: str) -> Tuple[Target, ...]:
-    """The three training targets of one (HST row, full fine-tuning row) pair."""
+    """The training targets of one (HST row, full fine-tuning row) pair."""
     return (
         Target('train_step_s', hst_row, full_row, '<=', TRAIN_STEP_MAX),
+        Target('peak_tensor_mb', hst_row, full_row, '<=', PEAK_MEMORY_MAX),
         Target('peak_mem_mb', hst_row, full_row, '<=', PEAK_MEMORY_MAX),
         Target('train_increment_mb', hst_row, full_row, '<=', PEAK_MEMORY_MAX),
     )
@@ -53,6 +59,7 @@ def _training_targets(hst_row: str, full_row: str) -> Tuple[Target, ...]:
 # In report order. The checkpointed HST rows are compared with full fine-tuning both with
 # and without checkpointing: the target is about HST's cost, however it is reached.
 TARGETS: Tuple[Target, ...] = (
+    *_training_targets('hst_rc_side', 'full'),
     *_training_targets('hst_lean', 'full'),
     *_training_targets('hst', 'full'),
     *_training_targets('hst_cp', 'full_cp'),
@@ -60,6 +67,6 @@ TARGETS: Tuple[Target, ...] = (
     *_training_targets('hst_cp_side', 'full'),
     Target('infer_img_per_s', 'hst', 'frozen', '>=', INFERENCE_MIN),
     Target('infer_img_per_s', 'hst', 'trunk', '>=', INFERENCE_TRUNK_MIN),
-    Target('infer_img_per_s', 'hst_lean', 'frozen', '>=', INFERENCE_MIN),
-    Target('infer_img_per_s', 'hst_lean', 'trunk', '>=', INFERENCE_TRUNK_MIN),
+    Target('infer_img_per_s', 'hst_rc_side', 'frozen', '>=', INFERENCE_MIN),
+    Target('infer_img_per_s', 'hst_rc_side', 'trunk', '>=', INFERENCE_TRUNK_MIN),
 )

@@ -163,8 +163,9 @@ class HST(nn.Module):
             )
         size = tuple(x.shape[-2:])
         x = pad_small_input(x, min_size=self.trunk.patch_size, pad_to=self.min_pad_size)
-        metas, patches = self.trunk(x)
-        outs = self.side(x, metas, patches, self.bridge)
+        # Trunk and side network interleaved, block by block (same values as running the
+        # trunk first): each block's outputs are bridged as soon as they exist.
+        outs = self.side(x, self.trunk.iter_blocks(x), self.bridge)
         outs = crop_to_input(
             outs, size, tuple(x.shape[-2:]), strides=[2 ** (s + 2) for s in range(len(outs))]
         )

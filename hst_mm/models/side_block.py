@@ -101,6 +101,10 @@ class SideBlock(nn.Module):
     so ``fc2`` is never rerun.
     """
 
+    # Bytes of MLP hidden layer per chunk of the chunked CPU inference (:meth:`forward_chunked`),
+    # few enough to stay in the cache; 0: whole maps.
+    inference_chunk_bytes: int = 2**21
+
     def __init__(
         self,
         dim: int,
@@ -120,6 +124,16 @@ class SideBlock(nn.Module):
 
     def forward(self, x: torch.Tensor, kv: torch.Tensor, fg: torch.Tensor) -> torch.Tensor:
         """x: (B, N, C) side tokens; kv: (B, 2, C); fg: (B, N, C) -> (B, N, C)."""
+        if (
+            self.inference_chunk_bytes
+            and x.device.type == 'cpu'
+            and not self.training
+            and not torch.is_grad_enabled()
+        ):
+            hidden_bytes = x.shape[0] * self.mlp.fc1.out_features * x.element_size()
+            chunk = max(1, self.inference_chunk_bytes // hidden_bytes)  # tokens
+            if x.shape[1] > chunk:
+                return self.forward_chunked(x, kv, fg, chunk)
         recompute = self.recompute and torch.is_grad_enabled()
         if recompute and self.attn.fold:
             query_w, query_b, out_w = self.attn.folded_weights(kv)
@@ -131,6 +145,31 @@ class SideBlock(nn.Module):
         if recompute:
             return x + self.drop_path(checkpoint(self._mlp, x, use_reentrant=False))
         return x + self.drop_path(self._mlp(x))
+
+    def forward_chunked(
+        self, x: torch.Tensor, kv: torch.Tensor, fg: torch.Tensor, chunk: int
+    ) -> torch.Tensor:
+        """:meth:`forward` in eval mode, ``chunk`` tokens at a time: (B, N, C) -> (B, N, C).
+
+        Every step of the block acts on each token alone once the cross-attention's keys and
+        values (per image, from ``kv``) are fixed, so slices of ``x`` and ``fg`` along the
+        tokens give the same tokens as the whole maps. On the CPU this keeps each chunk's
+        (B, chunk, 4C) MLP hidden layer and the norms' outputs in the cache instead of
+        streaming (B, N, 4C) tensors through memory at strides 4 and 8. Inference only:
+        the forward of training (drop path, autograd) is the plain one.
+        """
+        out = torch.empty_like(x)
+        folded = self.attn.folded_weights(kv) if self.attn.fold else None
+        for i in range(0, x.shape[1], chunk):
+            xs = x[:, i : i + chunk]
+            if folded is not None:
+                query_w, query_b, out_w = folded
+                h = xs + self.attn.attend(torch.baddbmm(query_b, self.norm1(xs), query_w), out_w)
+            else:
+                h = xs + self.attn(self.norm1(xs), kv)
+            h = h + fg[:, i : i + chunk]
+            out[:, i : i + chunk] = h + self._mlp(h)
+        return out
 
     def _scores(
         self, x: torch.Tensor, query_w: torch.Tensor, query_b: torch.Tensor

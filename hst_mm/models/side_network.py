@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import List, Sequence, Tuple
+from typing import Iterable, List, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -111,34 +111,46 @@ class HierarchicalSideNetwork(nn.Module):
     def forward(
         self,
         img: torch.Tensor,
-        metas: Sequence[torch.Tensor],
-        patches: Sequence[torch.Tensor],
+        blocks: Iterable[Tuple[torch.Tensor, torch.Tensor]],
         bridge: TBridge,
     ) -> List[torch.Tensor]:
-        """Build the pyramid.
+        """Build the pyramid from the trunk's blocks as they come.
 
         Args:
             img: (B, 3, H, W) the input image.
-            metas: per trunk block, (B, 1, D).
-            patches: per trunk block, (B, D, h, w).
+            blocks: yields each trunk block's (meta (B, 1, D), patch map (B, D, h, w)), in
+                block order: :meth:`.trunk.MetaTokenViT.iter_blocks`, or
+                ``zip(*trunk(img))`` for the lists of a whole trunk run.
             bridge: the T-Bridge.
 
         Returns:
             per stage s, (B, C_s, H_s, W_s) with H_s ~ H / 2**(s + 2).
+
+        Side step ``b`` needs only trunk block ``b`` and the side steps before it, so with
+        ``iter_blocks`` each block's outputs are bridged as soon as they exist, and in
+        inference a block's tokens are freed before the next block runs (the trunk's memory
+        is reused instead of twelve blocks' outputs being held at once).
         """
+        blocks = iter(blocks)
         outs = []
-        feat = img
+        # The stem's convolutions run channels-last: 3 input channels at full resolution are
+        # the slowest layout for oneDNN's NCHW kernels (about 1.8x the time of channels-last
+        # on the CPU), and its output's token view (B, H*W, C) is then dense.
+        feat = img.contiguous(memory_format=torch.channels_last)
         for s, norm in enumerate(self.norms):
             x, size = self.stem(feat) if s == 0 else self.downsamples[s - 1](feat)
             for b, stage in enumerate(self.stage_of_block):
                 if stage != s:
                     continue
-                args = (b, x, metas[b], patches[b], size, bridge)
+                meta, patch_map = next(blocks)
+                args = (b, x, meta, patch_map, size, bridge)
+                del meta, patch_map  # in inference, the block's tokens go with its side step
                 x = (
                     checkpoint(self._step, *args, use_reentrant=False)
                     if self.with_cp and x.requires_grad
                     else self._step(*args)
                 )
+                del args
             # contiguous: the transposed view is channels-last in memory, and mmcv's RoIAlign
             # (CPU and CUDA) reads its input as dense NCHW without checking: Mask R-CNN's RoI
             # heads would see scrambled features (convolutions and mmseg heads would not).

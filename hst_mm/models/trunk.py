@@ -9,7 +9,7 @@ handed to the side network and dropped, so block ``l + 1`` gets its own fresh to
 from __future__ import annotations
 
 import math
-from typing import List, Tuple
+from typing import Iterator, List, Tuple
 
 import timm
 import torch
@@ -152,6 +152,16 @@ class MetaTokenViT(nn.Module):
                 with ``lean`` a (non-contiguous) view of the block's output tokens, so that
                 the meta token, the map and the next block's input share one tensor.
         """
+        metas, patches = [], []
+        for meta, patch_map in self.iter_blocks(x):
+            metas.append(meta)
+            patches.append(patch_map)
+        return metas, patches
+
+    def iter_blocks(self, x: torch.Tensor) -> Iterator[Tuple[torch.Tensor, torch.Tensor]]:
+        """:meth:`forward` one block at a time: yields each block's (meta (B, 1, D), patch map
+        (B, D, h, w)) as soon as the block has run, so that a consumer (the side network)
+        can use and drop a block's outputs before the next block runs."""
         H, W = x.shape[-2:]
         if H < self.patch_size or W < self.patch_size:
             raise ValueError(
@@ -164,7 +174,6 @@ class MetaTokenViT(nn.Module):
         x = vit._pos_embed(x)  # (B, P + h*w, D), P prefix (cls/reg) tokens
         x = vit.norm_pre(vit.patch_drop(x))
         prefix = vit.num_prefix_tokens
-        metas, patches = [], []
         for blk, meta in zip(vit.blocks, self.meta_tokens):
             meta = meta.expand(B, -1, -1)
             lean = self.lean and type(blk) is Block and isinstance(blk.norm1, nn.LayerNorm)
@@ -177,8 +186,7 @@ class MetaTokenViT(nn.Module):
                 x = lean_block_with_meta(blk, meta, x, self.recompute_mlp)
             else:
                 x = _block_with_meta(blk, meta, x)
-            metas.append(x[:, :1])
+            meta_out = x[:, :1]
             x = x[:, 1:]
             grid = x[:, prefix:].transpose(1, 2)  # (B, D, h*w), a view
-            patches.append(grid.unflatten(2, (h, w)) if self.lean else grid.reshape(B, D, h, w))
-        return metas, patches
+            yield meta_out, (grid.unflatten(2, (h, w)) if self.lean else grid.reshape(B, D, h, w))
