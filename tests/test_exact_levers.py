@@ -167,6 +167,9 @@ def test_each_lever_saves_less_for_backward(tiny_cfg):
     assert saved['lean_trunk']['parts'].get('bridge', 0) < saved['fold']['parts']['bridge']
     assert side(saved['recompute_side']) < side(saved['lean_trunk'])
     assert saved['recompute_all']['parts']['trunk'] < saved['recompute_side']['parts']['trunk']
+    # what the trunk keeps between its modules (the recomputed MLP's input) is the trunk's,
+    # though the side network runs the trunk's blocks
+    assert not any('side' in s['parts'] for s in saved.values()), saved
 
 
 def test_recompute_rejects_unknown_values(tiny_cfg):

@@ -33,9 +33,8 @@ def part_modules(model: nn.Module) -> List[Tuple[str, nn.Module]]:
     if isinstance(backbone, HST):
         side = backbone.side
         # The side network runs the trunk block by block (MetaTokenViT.iter_blocks, not a
-        # call of the trunk module): the trunk's own modules mark its part.
-        parts += [('trunk', m) for m in backbone.trunk.modules() if m is not backbone.trunk]
-        parts += [('bridge', backbone.bridge), ('side', side)]
+        # call of the trunk module): saved_activation_mb marks those steps as the trunk's.
+        parts += [('trunk', backbone.trunk), ('bridge', backbone.bridge), ('side', side)]
         for s, norm in enumerate(side.norms):
             name = f'side stage {s + 1}'
             parts.append((name, side.stem if s == 0 else side.downsamples[s - 1]))
@@ -55,6 +54,26 @@ def part_modules(model: nn.Module) -> List[Tuple[str, nn.Module]]:
             if child is not backbone:
                 parts.append(('neck' if name == 'neck' else 'heads', child))
     return parts
+
+
+def _marked_blocks(iter_blocks: Callable, stack: List[str]) -> Callable:
+    """``iter_blocks`` with ``'trunk'`` on ``stack`` while each of its steps runs, so that
+    what a trunk block saves between its modules (e.g. the input of a recomputed MLP) is the
+    trunk's, not that of the side network that asked for the block."""
+
+    def marked(*args, **kwargs):
+        blocks = iter_blocks(*args, **kwargs)
+        while True:
+            stack.append('trunk')
+            try:
+                item = next(blocks)
+            except StopIteration:
+                return
+            finally:
+                stack.pop()
+            yield item
+
+    return marked
 
 
 def saved_activation_mb(model: nn.Module, forward_loss: Callable[[], torch.Tensor]) -> Dict:
@@ -79,6 +98,10 @@ def saved_activation_mb(model: nn.Module, forward_loss: Callable[[], torch.Tenso
     for name, module in part_modules(model):
         handles.append(module.register_forward_pre_hook(enter(name)))
         handles.append(module.register_forward_hook(leave))
+    trunk = getattr(getattr(model, 'backbone', model), 'trunk', None)
+    streamed = trunk is not None and hasattr(trunk, 'iter_blocks')
+    if streamed:  # HST: the trunk's blocks run one at a time inside the side network
+        trunk.iter_blocks = _marked_blocks(trunk.iter_blocks, stack)
     params = {p.untyped_storage().data_ptr() for p in model.parameters()}
     order = [n for n, _ in part_modules(model)] + ['other']
     rank = {n: order.index(n) for n in order}
@@ -99,12 +122,14 @@ def saved_activation_mb(model: nn.Module, forward_loss: Callable[[], torch.Tenso
     finally:
         for h in handles:
             h.remove()
+        if streamed:
+            del trunk.iter_blocks  # the class's method again
     loss.backward()
     model.zero_grad(set_to_none=True)
     parts: Dict[str, float] = {}
     for part, nbytes in seen.values():
         parts[part] = parts.get(part, 0.0) + nbytes / 2**20
-    # A part under 0.05 MB is left out: e.g. the trunk's meta-token norm statistics, saved
-    # while the side network (which runs the trunk block by block) is the innermost part.
+    # A part under 0.05 MB is left out (e.g. the bridge of the lean trunk, whose inputs are
+    # views of the trunk's block outputs, counted as the trunk's).
     parts = {n: round(parts[n], 1) for n in dict.fromkeys(order) if round(parts.get(n, 0), 1)}
     return {'parts': parts, 'total': round(sum(parts.values()), 1)}
