@@ -162,12 +162,12 @@ def test_report_and_ratios(bench):
     assert '| hst.train_step_s / full.train_step_s |' in stdout
     assert ratios[('infer_img_per_s', 'hst', 'trunk')]['target'] == '>= 0.9'
     assert ratios[('peak_mem_mb', 'hst_lean', 'full')]['target'] == '<= 0.6'
-    q = ratios[('peak_tensor_mb', 'hst_rc_side', 'full')]
+    q = ratios[('peak_tensor_mb', 'hst_lean', 'full')]
     assert q['value'] == pytest.approx(
-        data['hst_rc_side']['peak_tensor_mb'] / data['full']['peak_tensor_mb']
+        data['hst_lean']['peak_tensor_mb'] / data['full']['peak_tensor_mb']
     )
     assert q['target'] == '<= 0.6'
-    assert "| hst_rc_side | + recompute 'side' (recommended) |" in stdout
+    assert "| hst_lean | + recompute 'trunk_mlp' (recommended) |" in stdout
     assert 'CPU share while timed' in stdout and 'multiply-add = 2 FLOPs' in stdout
     # one line per lever row, in the order the levers are added
     levers = [line.split(' | ')[0][2:] for line in stdout.splitlines() if '| + ' in line]

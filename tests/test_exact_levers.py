@@ -178,7 +178,7 @@ def test_recompute_rejects_unknown_values(tiny_cfg):
 
 
 def test_recommended_configuration_is_the_configs_default():
-    """The benchmark's hst_rc_side row is what the HST configs train with."""
+    """The benchmark's hst_lean row is what the HST configs train with."""
     from mmengine.config import Config
 
     from hst_mm.benchmark.modes import HST_OPTIONS
@@ -186,7 +186,7 @@ def test_recommended_configuration_is_the_configs_default():
     from tool_runner import ROOT
 
     backbone = Config.fromfile(str(ROOT / 'configs/_base_/hst-vit-b.py')).hst_backbone
-    assert tuple(backbone.recompute) == HST_OPTIONS['hst_rc_side']['recompute']
+    assert tuple(backbone.recompute) == HST_OPTIONS['hst_lean']['recompute']
     assert backbone.with_cp is False
 
 

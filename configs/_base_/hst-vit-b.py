@@ -15,11 +15,12 @@ hst_backbone = dict(
     drop_path_rate=0.1,  # (choice) side blocks only; the trunk is frozen
     out_indices=(0, 1, 2, 3),
     with_cp=False,  # True: least memory, slowest; see README Benchmark
-    # Exact selective recomputation in the Side Blocks (same outputs and gradients): LN1 with
-    # the attention scores, LN2/fc1/GELU. The README's recommended configuration (benchmark
-    # row hst_rc_side). ('side', 'trunk_mlp') also recomputes the trunk blocks'
-    # norm2/fc1/GELU: least memory, about 8% more step time (README Benchmark).
-    recompute=('side',),
+    # Exact selective recomputation (same outputs and gradients): the Side Blocks' LN1 with
+    # the attention scores and LN2/fc1/GELU, the trunk blocks' norm2/fc1/GELU. The README's
+    # recommended configuration (benchmark row hst_lean): 0.46x of full fine-tuning's peak
+    # tensor memory at 0.75-0.79x of its step (ViT-B/16, 512x512, batch 2, CPU). ('side',)
+    # alone (row hst_rc_side) is faster and keeps more (README Benchmark).
+    recompute=('side', 'trunk_mlp'),
 )
 hst_in_channels = [64, 128, 256, 384]
 

@@ -13,9 +13,8 @@
 * the lever rows of HST (:data:`LEVER_MODES`), each adding one optimisation to the one
   before: ``hst_ref`` (the reference computation: unfolded cross-attention, trunk blocks
   on concatenated copies), ``hst_fold`` (+ folded cross-attention), ``hst`` (+ lean trunk:
-  the default HST), ``hst_rc_side`` (+ ``recompute=('side',)``: the recommended
-  configuration, configs/_base_/hst-vit-b.py), ``hst_lean`` (+ ``'trunk_mlp'``: the least
-  memory without checkpointing whole blocks, at a cost in step time).
+  the default HST), ``hst_rc_side`` (+ ``recompute=('side',)``), ``hst_lean``
+  (+ ``'trunk_mlp'``: the recommended configuration, configs/_base_/hst-vit-b.py).
 * ``lora``, ``vpt``, ``adaptformer``, ``ssf``: the paper's PETL rows, the frozen probe with
   that method on its trunk (``configs/_base_/petl.py``'s settings; ``--modes`` picks them,
   they are not in the default set).
@@ -48,8 +47,8 @@ LEVERS = {
     'hst_ref': 'reference computation',
     'hst_fold': '+ folded cross-attention',
     'hst': '+ lean trunk (one shared tensor per block)',
-    'hst_rc_side': "+ recompute 'side' (recommended)",
-    'hst_lean': "+ recompute 'trunk_mlp'",
+    'hst_rc_side': "+ recompute 'side'",
+    'hst_lean': "+ recompute 'trunk_mlp' (recommended)",
 }
 PETL_MODES = ('lora', 'vpt', 'adaptformer', 'ssf')
 ALL_MODES = BASE_MODES + PETL_MODES + tuple(WITH_CP) + tuple(m for m in HST_OPTIONS if m != 'hst')

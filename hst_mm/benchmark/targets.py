@@ -2,7 +2,7 @@
 
 HST's training step should take at most 0.8x and its peak memory at most 0.6x of full
 fine-tuning's, and its inference should run at least 0.95x as fast as the frozen-trunk
-probe's and 0.90x as fast as the bare trunk (the ``trunk`` row, the floor). ``hst_rc_side``
+probe's and 0.90x as fast as the bare trunk (the ``trunk`` row, the floor). ``hst_lean``
 is the configuration the README recommends (configs/_base_/hst-vit-b.py). Each target is
 stated for several pairs of rows (with and without activation checkpointing); pairs whose
 rows were not run are skipped by the report.
@@ -59,14 +59,14 @@ def _training_targets(hst_row: str, full_row: str) -> Tuple[Target, ...]:
 # In report order. The checkpointed HST rows are compared with full fine-tuning both with
 # and without checkpointing: the target is about HST's cost, however it is reached.
 TARGETS: Tuple[Target, ...] = (
-    *_training_targets('hst_rc_side', 'full'),
     *_training_targets('hst_lean', 'full'),
+    *_training_targets('hst_rc_side', 'full'),
     *_training_targets('hst', 'full'),
     *_training_targets('hst_cp', 'full_cp'),
     *_training_targets('hst_cp', 'full'),
     *_training_targets('hst_cp_side', 'full'),
     Target('infer_img_per_s', 'hst', 'frozen', '>=', INFERENCE_MIN),
     Target('infer_img_per_s', 'hst', 'trunk', '>=', INFERENCE_TRUNK_MIN),
-    Target('infer_img_per_s', 'hst_rc_side', 'frozen', '>=', INFERENCE_MIN),
-    Target('infer_img_per_s', 'hst_rc_side', 'trunk', '>=', INFERENCE_TRUNK_MIN),
+    Target('infer_img_per_s', 'hst_lean', 'frozen', '>=', INFERENCE_MIN),
+    Target('infer_img_per_s', 'hst_lean', 'trunk', '>=', INFERENCE_TRUNK_MIN),
 )
