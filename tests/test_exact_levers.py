@@ -239,3 +239,14 @@ def test_hst_runs_trunk_and_side_network_interleaved(tiny_cfg):
     with torch.no_grad():
         model(x)
     assert order == ['side step 0', 'block 1']
+
+
+def test_side_network_names_a_wrong_number_of_trunk_blocks(tiny_cfg):
+    model = HST(**tiny_cfg).eval()
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        metas, patches = model.trunk(x)
+        with pytest.raises(ValueError, match=r'gave 3 blocks; the side network needs 4'):
+            model.side(x, zip(metas[:-1], patches[:-1]), model.bridge)
+        with pytest.raises(ValueError, match=r'more than the 4 blocks'):
+            model.side(x, zip(metas + metas[:1], patches + patches[:1]), model.bridge)

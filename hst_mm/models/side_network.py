@@ -142,7 +142,7 @@ class HierarchicalSideNetwork(nn.Module):
             for b, stage in enumerate(self.stage_of_block):
                 if stage != s:
                     continue
-                meta, patch_map = next(blocks)
+                meta, patch_map = self._next_block(blocks, b)
                 args = (b, x, meta, patch_map, size, bridge)
                 del meta, patch_map  # in inference, the block's tokens go with its side step
                 x = (
@@ -156,7 +156,22 @@ class HierarchicalSideNetwork(nn.Module):
             # heads would see scrambled features (convolutions and mmseg heads would not).
             feat = norm(x).transpose(1, 2).reshape(x.shape[0], -1, *size).contiguous()
             outs.append(feat)
+        if next(blocks, None) is not None:
+            raise ValueError(
+                f'the trunk gave more than the {len(self.stage_of_block)} blocks the side '
+                f'network has Side Blocks for (stage_of_block)'
+            )
         return outs
+
+    def _next_block(self, blocks, b: int) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Trunk block ``b``'s (meta, patch map) from ``blocks``, or a named error."""
+        item = next(blocks, None)
+        if item is None:
+            raise ValueError(
+                f'the trunk gave {b} blocks; the side network needs '
+                f'{len(self.stage_of_block)}, one per Side Block (stage_of_block)'
+            )
+        return item
 
     def _step(
         self,
