@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from hst_mm.engine import hooks
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / 'tools' / 'analysis'))
 CONFIGS = sorted(
@@ -67,6 +69,8 @@ OWN = {
         127_026_476,
     ),
 }
+# Every hook hst_mm registers; each shipped config lists them all.
+PROJECT_HOOKS = {name for name in hooks.__all__ if name.endswith('Hook')}
 ADE20K_SLIDE = dict(mode='slide', crop_size=(512, 512), stride=(341, 341))
 
 
@@ -92,6 +96,9 @@ def test_configs_found():
 def test_config_builds(config):
     cfg = load(config)
     assert 'hst_mm' in cfg.custom_imports['imports'], f'{config}: custom_imports lacks hst_mm'
+    # the project's hooks come with the config (configs/_base_/hst_runtime.py), so mim runs them
+    listed = {h['type'] for h in cfg.custom_hooks} | {cfg.default_hooks.checkpoint.type}
+    assert PROJECT_HOOKS <= listed, f'{config}: lacks {PROJECT_HOOKS - listed}'
     _, rows = build(config)
     n = rows['all']
     assert 0 < n['trainable'] <= n['total']

@@ -61,12 +61,6 @@ hst_optim_wrapper_bf16 = dict(
     hst_optim_wrapper, type='AmpOptimWrapper', dtype='bfloat16', loss_scale=1.0
 )
 
-# Checkpoints (default_hooks.checkpoint): the last 3 plus the best on the validation metric.
-# Every checkpoint holds the whole model, frozen trunk included (~86M parameters for ViT-B):
-# with the optimiser state a Mask R-CNN checkpoint is about 0.7 GB (README: Configs and model
-# zoo), so keeping all 36 of a 3x run would take ~25 GB.
-hst_det_checkpoint = dict(max_keep_ckpts=3, save_best='coco/bbox_mAP')
-hst_seg_checkpoint = dict(max_keep_ckpts=3, save_best='mIoU')
 # ADE20K evaluation as in ViT-Adapter and mmseg's BEiT / MAE UperNet configs: sliding 512x512
 # windows, stride 341 (overlapping by a third).
 hst_ade_test_cfg = dict(mode='slide', crop_size=(512, 512), stride=(341, 341))

@@ -10,6 +10,7 @@
 _base_ = [
     'mmdet::convnext/cascade-mask-rcnn_convnext-t-p4-w7_fpn_4conv1fc-giou_amp-ms-crop-3x_coco.py',
     '../_base_/hst-vit-b.py',
+    '../_base_/hst_runtime.py',
     '../_base_/coco_detr-ms-crop_3x.py',
 ]
 custom_imports = dict(imports=['hst_mm'], allow_failed_imports=False)

@@ -6,6 +6,7 @@ _base_ = [
     'mmseg::_base_/default_runtime.py',
     'mmseg::_base_/schedules/schedule_80k.py',
     '../_base_/hst-vit-b.py',
+    '../_base_/hst_runtime.py',
     '../_base_/ade20k_checked-labels.py',
 ]
 custom_imports = dict(imports=['hst_mm'], allow_failed_imports=False)

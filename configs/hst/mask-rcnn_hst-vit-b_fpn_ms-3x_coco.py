@@ -2,6 +2,7 @@
 _base_ = [
     'mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py',
     '../_base_/hst-vit-b.py',
+    '../_base_/hst_runtime.py',
     '../_base_/coco_detr-ms-crop_3x.py',
 ]
 custom_imports = dict(imports=['hst_mm'], allow_failed_imports=False)

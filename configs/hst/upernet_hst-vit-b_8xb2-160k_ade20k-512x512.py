@@ -6,6 +6,7 @@
 _base_ = [
     'mmseg::swin/swin-tiny-patch4-window7-in1k-pre_upernet_8xb2-160k_ade20k-512x512.py',
     '../_base_/hst-vit-b.py',
+    '../_base_/hst_runtime.py',
     '../_base_/ade20k_checked-labels.py',
 ]
 custom_imports = dict(imports=['hst_mm'], allow_failed_imports=False)

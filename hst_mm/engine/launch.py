@@ -1,6 +1,7 @@
 """What ``tools/train.py`` adds to a config before mmengine's Runner takes over.
 
-* the reliability hooks (:mod:`hst_mm.engine.hooks`), unless the config lists its own;
+* the reliability hooks (:mod:`hst_mm.engine.hooks`) a config does not list (the shipped
+  configs list them), and ``--no-nan-check``'s removal of the finite-loss check;
 * on a machine without CUDA, distributed runs on the gloo backend;
 * a guard against training into a work dir (or checkpoint ``out_dir``) that holds another
   run's checkpoints;
@@ -32,13 +33,25 @@ def add_hooks(cfg: Config, types: List[str]) -> None:
 
 
 def add_reliability_hooks(cfg: Config, nan_check: bool = True) -> None:
-    """Add the hooks of :mod:`hst_mm.engine.hooks` to ``cfg``: atomic checkpoints, torch RNG
-    state across resumes, the checkpoint-fit check and (``nan_check``) the finite-loss check;
-    hooks the config already lists are kept as they are."""
+    """Add the hooks of :mod:`hst_mm.engine.hooks` that ``cfg`` lacks: atomic checkpoints,
+    torch RNG state across resumes, the checkpoint-fit check and (``nan_check``) the
+    finite-loss check; hooks the config already lists are kept as they are.
+
+    The shipped configs list them all (``configs/_base_/hst_runtime.py``), so this only
+    matters for other configs (mmdet's, mmseg's, a user's), for which ``tools/train.py``
+    keeps its safety. ``nan_check=False`` (``--no-nan-check``) removes
+    ``CheckFiniteLossHook`` from the config's list as well.
+    """
     add_hooks(
         cfg,
         ['TorchRNGStateHook', 'CheckpointFitHook'] + (['CheckFiniteLossHook'] if nan_check else []),
     )
+    if not nan_check:
+        cfg.custom_hooks = [
+            h
+            for h in cfg.custom_hooks
+            if str(h.get('type')).split('.')[-1] != 'CheckFiniteLossHook'
+        ]
     checkpoint = cfg.get('default_hooks', {}).get('checkpoint', None)
     # Only mmengine's own hook is swapped: a custom checkpoint hook is the config's choice.
     if checkpoint is not None and checkpoint.get('type') in (

@@ -10,6 +10,11 @@ Two kinds, both matched by category *and* message, never by a whole category or 
 * mmengine log lines (:data:`UPSTREAM_LOG_LINES`), dropped from the console by
   :func:`quiet_console_log`; the run's log file in the work dir keeps every line.
 
+``QuietConsoleHook`` (:mod:`hst_mm.engine.hooks`) applies both to a run whose config lists
+it (the shipped configs do, through ``configs/_base_/hst_runtime.py``), so ``mim train/test``
+prints what the tools print. It hides only the notices listed here, matched by level and
+message: errors, tracebacks and any other warning still reach the console.
+
 ``hst_mm/__init__.py`` ignores :data:`PKG_RESOURCES_NOTICE` during its own import of
 mmengine only (a filter installed afterwards would come too late for that one).
 """
@@ -19,7 +24,7 @@ from __future__ import annotations
 import logging
 import re
 import warnings
-from typing import NamedTuple, Tuple, Type
+from typing import NamedTuple, Tuple, Type  # no mmengine here: tools/*.py --help imports this
 
 
 class Notice(NamedTuple):

@@ -4,19 +4,23 @@
 * ``CheckFiniteLossHook``: stop at the first non-finite loss or weight, before the save;
 * ``AtomicCheckpointHook``: checkpoints written to a temporary file, then renamed;
 * ``TorchRNGStateHook``: torch's random state carried across a resume;
-* ``CheckpointFitHook``: a checkpoint of another model is refused, not half-loaded.
+* ``CheckpointFitHook``: a checkpoint of another model is refused, not half-loaded;
+* ``QuietConsoleHook``: the known-harmless upstream notices kept off the console.
 
-``tools/train.py`` adds them to every run (``--no-nan-check`` leaves out the first;
-``tools/test.py`` adds the last); configs started otherwise (``mim train``) can list them::
+The shipped configs list them (``configs/_base_/hst_runtime.py``), so ``tools/train.py``,
+``tools/test.py`` and ``mim train/test`` run them alike; ``tools/train.py`` also adds the
+first four to a config that lacks them (``--no-nan-check`` removes ``CheckFiniteLossHook``).
+Another config can list them::
 
-    custom_hooks = [dict(type='CheckFiniteLossHook'), dict(type='TorchRNGStateHook'),
-                    dict(type='CheckpointFitHook')]
+    custom_hooks = [dict(type='TorchRNGStateHook'), dict(type='CheckpointFitHook'),
+                    dict(type='CheckFiniteLossHook'), dict(type='QuietConsoleHook')]
     default_hooks = dict(checkpoint=dict(type='AtomicCheckpointHook', interval=...))
 """
 
 from .atomic_checkpoint import AtomicCheckpointHook, atomic_write_text
 from .checkpoint_fit import CheckpointFitHook, CheckpointMismatchError
 from .finite_loss import CheckFiniteLossHook, NonFiniteLossError
+from .quiet_console import QuietConsoleHook
 from .rng_state import TorchRNGStateHook
 
 __all__ = [
@@ -25,6 +29,7 @@ __all__ = [
     'CheckpointFitHook',
     'CheckpointMismatchError',
     'NonFiniteLossError',
+    'QuietConsoleHook',
     'TorchRNGStateHook',
     'atomic_write_text',
 ]

@@ -1,0 +1,45 @@
+"""The project's behaviour comes with its configs (configs/_base_/hst_runtime.py): a run
+started by mim, not by tools/train.py, runs every hook of hst_mm.engine.hooks."""
+
+import glob
+import re
+
+import pytest
+
+from hst_mm.engine import hooks
+
+from tool_runner import ensure_toy_data, run
+
+# Every hook the package registers: the shipped configs list them all.
+PROJECT_HOOKS = {name for name in hooks.__all__ if name.endswith('Hook')}
+CONFIG = 'configs/toy/upernet_hst-vit-ti_toy.py'
+
+
+@pytest.mark.slow
+def test_mim_train_runs_every_project_hook(tmp_path):
+    ensure_toy_data()
+    proc = run(
+        [
+            'mim',
+            'train',
+            'mmseg',
+            CONFIG,
+            '--work-dir',
+            tmp_path,
+            '--cfg-options',
+            'train_cfg.max_iters=1',
+            'train_cfg.val_begin=1000',  # no validation: the hooks are what is checked
+            'default_hooks.logger.interval=1',
+        ]
+    )
+    (log_file,) = glob.glob(str(tmp_path / '*' / '*.log'))
+    log = open(log_file).read()
+    # mmengine lists the run's hooks at the start of training: "(PRIORITY) NameHook"
+    listed = set(re.findall(r'^\(\s*[A-Z_]+\s*\) (\w+)', log, flags=re.M))
+    assert PROJECT_HOOKS <= listed, f'missing from the run: {PROJECT_HOOKS - listed}'
+    assert list(tmp_path.glob('iter_1.pth')), 'no checkpoint written'
+    # QuietConsoleHook: the frozen trunk's ~100 "requires_grad=False" notices stay in the log
+    # file and off the console
+    skipped = 'is skipped since its requires_grad=False'
+    assert skipped in log
+    assert skipped not in proc.stdout + proc.stderr
