@@ -7,22 +7,30 @@ PYTEST_ARGS ?=
 MMCV_OPS ?= torchvision
 export MMCV_OPS
 
-.PHONY: install test test-fast lint demo toy-data clean-venv
+# What the tests and lint need besides the runtime stack (pyproject.toml's extras).
+DEV_EXTRAS := lora,tensorboard,analysis,dev
 
-## install: the pinned OpenMMLab stack in ./.venv (MMCV_OPS=compiled for mmcv's C++ operators)
+.PHONY: install install-dev test test-fast lint demo toy-data clean-venv
+
+## install: the pinned OpenMMLab stack in ./.venv, runtime only (MMCV_OPS=compiled for mmcv's
+## C++ operators; HST_MM_EXTRAS=lora,tensorboard,... for extras)
 install:
 	bash tools/setup_env.sh
 
-## test: set up, then run the whole test suite
-test: install
+## install-dev: install, plus the extras the tests and lint need
+install-dev:
+	HST_MM_EXTRAS=$(DEV_EXTRAS) bash tools/setup_env.sh
+
+## test: set up (with the test extras), then run the whole test suite
+test: install-dev
 	$(PY) -m pytest tests $(PYTEST_ARGS)
 
 ## test-fast: the tests without subprocess training and installed-stack checks
-test-fast: install
+test-fast: install-dev
 	$(PY) -m pytest tests -m "not slow and not env" $(PYTEST_ARGS)
 
 ## lint: ruff check and format check (pyproject.toml)
-lint: install
+lint: install-dev
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 

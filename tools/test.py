@@ -4,17 +4,34 @@ python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--out FILE] [--show-dir
                                        [--tta] [--cfg-options k=v ...] [--launcher pytorch]
 """
 
+import argparse
+import os
 import os.path as osp
 import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from a checkout
 
-import hst_mm  # noqa: E402,F401  registers HST, allow-lists checkpoint types
-from hst_mm.engine import cli, launch  # noqa: E402
-
 
 def parse_args(argv=None):
-    parser = cli.base_parser('Test (and evaluate) a model')
+    """The arguments, with argparse alone: ``--help`` and a wrong argument are answered before
+    torch, mmengine or hst_mm is imported (below, after the first parse). ``--cfg-options``
+    stays a list of ``key=value`` strings until ``cli.load_config`` reads it."""
+    parser = argparse.ArgumentParser(description='Test (and evaluate) a model')
+    parser.add_argument('config', help='config file path')
+    parser.add_argument('--work-dir', help='the directory for logs, metrics and checkpoints')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        metavar='KEY=VALUE',
+        help='override config settings, e.g. test_dataloader.batch_size=1',
+    )
+    parser.add_argument(
+        '--launcher',
+        choices=['none', 'pytorch', 'slurm', 'mpi'],
+        default='none',
+        help='job launcher',
+    )
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
     parser.add_argument('checkpoint', help='checkpoint file')
     parser.add_argument(
         '--out',
@@ -27,7 +44,16 @@ def parse_args(argv=None):
         action='store_true',
         help="test-time augmentation (the config's tta_model/tta_pipeline)",
     )
-    return cli.parse(parser, argv)
+    args = parser.parse_args(argv)
+    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
+    return args
+
+
+if __name__ == '__main__':
+    parse_args()  # --help and argument errors answer here, before the imports below
+
+import hst_mm  # noqa: E402,F401  registers HST, allow-lists checkpoint types
+from hst_mm.engine import cli, launch  # noqa: E402
 
 
 def build_config(args):

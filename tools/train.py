@@ -14,18 +14,34 @@ stop, warnings are printed; ``--no-data-check`` to skip); without CUDA, distribu
 the gloo backend and AMP configs train in float32.
 """
 
+import argparse
+import os
 import os.path as osp
 import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from a checkout
 
-import hst_mm  # noqa: E402,F401  registers HST and the hooks, allow-lists checkpoint types
-from hst_mm.engine import cli, launch  # noqa: E402
-from hst_mm.engine.precision import float32_without_gpu  # noqa: E402
-
 
 def parse_args(argv=None):
-    parser = cli.base_parser('Train a detector or segmentor')
+    """The arguments, with argparse alone: ``--help`` and a wrong argument are answered before
+    torch, mmengine or hst_mm is imported (below, after the first parse). ``--cfg-options``
+    stays a list of ``key=value`` strings until ``cli.load_config`` reads it."""
+    parser = argparse.ArgumentParser(description='Train a detector or segmentor')
+    parser.add_argument('config', help='config file path')
+    parser.add_argument('--work-dir', help='the directory for logs, metrics and checkpoints')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        metavar='KEY=VALUE',
+        help='override config settings, e.g. train_cfg.max_iters=10',
+    )
+    parser.add_argument(
+        '--launcher',
+        choices=['none', 'pytorch', 'slurm', 'mpi'],
+        default='none',
+        help='job launcher',
+    )
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
     parser.add_argument(
         '--resume',
         nargs='?',
@@ -62,7 +78,17 @@ def parse_args(argv=None):
         help='also log to TensorBoard (mmengine TensorboardVisBackend; events in '
         '<work_dir>/<timestamp>/vis_data/)',
     )
-    return cli.parse(parser, argv)
+    args = parser.parse_args(argv)
+    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
+    return args
+
+
+if __name__ == '__main__':
+    parse_args()  # --help and argument errors answer here, before the imports below
+
+import hst_mm  # noqa: E402,F401  registers HST and the hooks, allow-lists checkpoint types
+from hst_mm.engine import cli, launch  # noqa: E402
+from hst_mm.engine.precision import float32_without_gpu  # noqa: E402
 
 
 def build_config(args):

@@ -1,9 +1,10 @@
-"""The command-line handling that ``tools/train.py`` and ``tools/test.py`` share."""
+"""The command-line handling that ``tools/train.py`` and ``tools/test.py`` share, after their
+arguments are parsed (each tool parses its own with argparse alone, before this module and
+torch are imported, so that ``--help`` answers at once)."""
 
 from __future__ import annotations
 
 import argparse
-import os
 import os.path as osp
 import sys
 from typing import Callable, Optional, Union
@@ -16,52 +17,36 @@ from .errors import user_error_message
 from .quiet import quiet_console_log, quiet_upstream_warnings
 
 
-def base_parser(description: str) -> argparse.ArgumentParser:
-    """The arguments every tool takes: CONFIG, --work-dir, --cfg-options, --launcher."""
-    parser = argparse.ArgumentParser(description=description)
-    parser.add_argument('config', help='config file path')
-    parser.add_argument('--work-dir', help='the directory for logs, metrics and checkpoints')
-    parser.add_argument(
-        '--cfg-options',
-        nargs='+',
-        action=DictAction,
-        help='override config settings, e.g. train_cfg.max_iters=10',
-    )
-    parser.add_argument(
-        '--launcher',
-        choices=['none', 'pytorch', 'slurm', 'mpi'],
-        default='none',
-        help='job launcher',
-    )
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    return parser
-
-
-def parse(parser: argparse.ArgumentParser, argv=None) -> argparse.Namespace:
-    """The tool's arguments; also the tool's start-up: the known-harmless upstream warnings
-    (:mod:`hst_mm.engine.quiet`) are filtered from here on."""
-    quiet_upstream_warnings()
-    args = parser.parse_args(argv)
-    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
-    return args
-
-
 def load_config(args: argparse.Namespace) -> Config:
-    """The config with the launcher, ``--cfg-options`` and the work dir applied.
+    """The config with the launcher, ``--cfg-options`` and the work dir applied; also the
+    tool's start-up after its arguments are parsed: the known-harmless upstream warnings
+    (:mod:`hst_mm.engine.quiet`) are filtered from here on.
 
     Work dir: ``--work-dir`` > the config's ``work_dir`` > ``./work_dirs/<config name>``.
     """
+    quiet_upstream_warnings()
     if not osp.isfile(args.config):
         raise FileNotFoundError(f'config file not found: {args.config}')
     cfg = Config.fromfile(args.config)
     cfg.launcher = args.launcher
     if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
+        cfg.merge_from_dict(cfg_options(args.cfg_options))
     if args.work_dir is not None:
         cfg.work_dir = args.work_dir
     elif cfg.get('work_dir', None) is None:
         cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
     return cfg
+
+
+def cfg_options(options) -> dict:
+    """``--cfg-options`` as mmengine's ``DictAction`` reads them (``key=value`` strings, lists
+    and tuples in values); the tools parse their arguments with argparse alone, so that
+    ``--help`` imports nothing heavy. A dict is taken as it is."""
+    if isinstance(options, dict):
+        return options
+    parser = argparse.ArgumentParser(prog='--cfg-options', add_help=False)
+    parser.add_argument('options', nargs='*', action=DictAction)
+    return parser.parse_args(list(options)).options
 
 
 def build_runner(cfg: Config) -> Runner:

@@ -42,7 +42,10 @@ class LoRA(PETLMethod):
         dropout: float = 0.0,
     ) -> None:
         super().__init__()
-        from peft import LoraConfig, inject_adapter_in_model
+        try:
+            from peft import LoraConfig, inject_adapter_in_model
+        except ImportError as e:  # an extra: not in the default install
+            raise ImportError(f"LoRA needs peft: pip install 'hst_mm[lora]' ({e})") from e
 
         known = ('qkv', 'proj')
         if not targets or any(t not in known for t in targets):
