@@ -15,11 +15,11 @@ DEV_EXTRAS := lora,tensorboard,analysis,dev
 ## install: the pinned OpenMMLab stack in ./.venv, runtime only (MMCV_OPS=compiled for mmcv's
 ## C++ operators; HST_MM_EXTRAS=lora,tensorboard,... for extras)
 install:
-	bash tools/setup_env.sh
+	HST_MM_VENV=$(abspath $(VENV)) bash tools/setup_env.sh
 
 ## install-dev: install, plus the extras the tests and lint need
 install-dev:
-	HST_MM_EXTRAS=$(DEV_EXTRAS) bash tools/setup_env.sh
+	HST_MM_VENV=$(abspath $(VENV)) HST_MM_EXTRAS=$(DEV_EXTRAS) bash tools/setup_env.sh
 
 ## test: set up (with the test extras), then run the whole test suite
 test: install-dev
