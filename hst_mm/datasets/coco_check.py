@@ -8,7 +8,12 @@ mmdet's ``CocoDataset`` and ``LoadAnnotations`` never name a bad entry. Verified
   outside its image, whose ``area`` is not positive or whose ``category_id`` is not one of
   the classes is **dropped**; an infinite width or height is kept;
 * an instance whose polygons all have fewer than 3 points or an odd number of coordinates
-  becomes an *ignored* box; NaN polygon coordinates rasterise to an empty mask;
+  becomes an *ignored* box; NaN polygon coordinates rasterise to an empty mask, and so do
+  polygons lying entirely outside the image: mmdet **trains** the instance on that mask;
+* an RLE mask (pycocotools) whose runs add up to less than height x width is decoded with
+  the other pixels left **uninitialised** and trained on; more, or a run over
+  2**32 - 1, fails with ``Invalid RLE mask representation`` (or ``OverflowError``) when
+  training reaches the image, naming no file;
 * an image with no annotation of the classes (none at all, or only unknown categories) is
   **left out** of training (``filter_empty_gt``), as is one under ``min_size`` pixels; an
   image whose annotations of the classes are all dropped is **trained on as background**;
@@ -20,7 +25,7 @@ mmdet's ``CocoDataset`` and ``LoadAnnotations`` never name a bad entry. Verified
   config's ``classes``: a class missing from the file, or another order, gives every
   prediction another class's name;
 * a file left with no image fails with mmengine's ``need at least one array to
-  concatenate``.
+  concatenate``; JSON nested deeper than Python's recursion limit with ``RecursionError``.
 
 Errors are data that is lost, wrong or fatal; warnings are images that training skips and
 degenerate parts with nothing to learn from (a box under one pixel wide or high, a polygon
