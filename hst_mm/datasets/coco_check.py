@@ -625,7 +625,8 @@ def _mask_fate(error, seg, img: dict) -> str:
                 f'RLE size {seg["size"]!r:.40} differs from '
                 f"the image's [{img.get('height')}, {img.get('width')}]",
             )
-        return _rle_fate(error, seg)
+        _check_rle(error, seg)
+        return 'kept'  # by mmdet's index, even when decoding it fails later
     if not isinstance(seg, list):
         error(
             'segmentation not polygons or RLE',
@@ -695,25 +696,26 @@ def _outside(poly: list, img: dict) -> bool:
 _MAX_RUN = 2**32 - 1
 
 
-def _rle_fate(error, seg: dict) -> str:
+def _check_rle(error, seg: dict) -> None:
     """mmdet decodes an RLE mask with pycocotools, which checks neither the run lengths nor
     their sum: runs adding up to less than height x width leave the rest of the mask as
     uninitialised memory (trained on); more, or a run over 2**32 - 1, fail when training
-    reaches the image. Returns ``'kept'`` or ``'dropped'`` (fatal)."""
+    reaches the image."""
     counts, size = seg['counts'], seg['size']
     runs, problem = _rle_runs(counts)
     if problem:
         error('RLE counts not run lengths', f'RLE counts: {problem}')
-        return 'dropped'
+        return
     if not (
-        len(size) == 2 and all(_valid_id(v) and not isinstance(v, str) and v >= 0 for v in size)
+        len(size) == 2
+        and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in size)
     ):
         error(
             'RLE size not [height, width]',
             f'RLE size {size!r:.40} is not [height, width] (mmdet fails with TypeError or '
             f'"Invalid RLE mask representation")',
         )
-        return 'dropped'
+        return
     h, w = size
     total = sum(runs)
     if total < h * w:
@@ -723,7 +725,7 @@ def _rle_fate(error, seg: dict) -> str:
             f'(pycocotools leaves the other pixels of the mask uninitialised: mmdet trains '
             f'on whatever memory held)',
         )
-        return 'kept'
+        return
     if total > h * w:
         longest = max(runs)
         error(
@@ -732,8 +734,6 @@ def _rle_fate(error, seg: dict) -> str:
             + (f', one run alone is {longest}' if longest > h * w else '')
             + ' (training fails with "Invalid RLE mask representation", naming no file)',
         )
-        return 'dropped'
-    return 'kept'
 
 
 def _rle_runs(counts) -> tuple:
