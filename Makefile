@@ -6,6 +6,9 @@ PYTEST_ARGS ?=
 # compiled: mmcv's own C++ (and CUDA) operators, 10-25 minutes on 2 cores, cached.
 MMCV_OPS ?= torchvision
 export MMCV_OPS
+# extras of pyproject.toml for `make install`, comma-separated (lora,tensorboard,analysis,dev)
+HST_MM_EXTRAS ?=
+export HST_MM_EXTRAS
 
 # What the tests and lint need besides the runtime stack (pyproject.toml's extras).
 DEV_EXTRAS := lora,tensorboard,analysis,dev

@@ -11,7 +11,7 @@ from mmengine.config import Config
 from conftest import TOY_DET_CONFIG, TOY_SEG_CONFIG
 from tool_runner import ROOT, VENV_BIN, ensure_toy_data, run
 
-# The line README.md gives for a config of one's own (the test checks it is there verbatim).
+# The line docs/tools.md gives for a config of one's own (the test checks it is there verbatim).
 TENSORBOARD_LINE = (
     "visualizer = dict(vis_backends=[dict(type='LocalVisBackend'), "
     "dict(type='TensorboardVisBackend')])"
@@ -32,8 +32,7 @@ def json_logs(work_dir):
 def test_tensorboard_config_line_adds_the_backend(tmp_path):
     from hst_mm.engine.launch import add_tensorboard
 
-    readme = (ROOT / 'README.md').read_text()
-    assert TENSORBOARD_LINE in readme
+    assert TENSORBOARD_LINE in (ROOT / 'docs' / 'tools.md').read_text()
     child = tmp_path / 'with_tensorboard.py'
     child.write_text(f"_base_ = ['{ROOT / TOY_SEG_CONFIG}']\n{TENSORBOARD_LINE}\n")
     from_line = Config.fromfile(str(child)).visualizer.vis_backends
@@ -110,13 +109,13 @@ def test_mmseg_analyze_logs(tmp_path, toy_seg_run):
 
 @pytest.mark.slow
 def test_mmseg_get_flops_upstream_failure_and_the_project_tool():
-    """mmseg 1.2.2's get_flops fails with mmengine 0.10.7 (README says so); the project's
+    """mmseg 1.2.2's get_flops fails with mmengine 0.10.7 (docs/tools.md says so); the project's
     tools/analysis/get_flops.py counts the same model."""
     ensure_toy_data()
     proc = mim('mmseg', 'get_flops', TOY_SEG_CONFIG, '--shape', '128', '128', check=False)
     assert proc.returncode != 0
     assert '"input_shape" and "inputs" cannot be both set' in proc.stdout + proc.stderr, (
-        'mmseg get_flops no longer fails this way: update README ("Analysis tools") and this test'
+        'mmseg get_flops no longer fails this way: update docs/tools.md and this test'
     )
     out = run(['tools/analysis/get_flops.py', TOY_SEG_CONFIG, '--shape', '128']).stdout
     assert re.search(r'FLOPs: [0-9.]+ G', out) and 'params: ' in out
@@ -126,8 +125,8 @@ def test_mmseg_get_flops_upstream_failure_and_the_project_tool():
 
 @pytest.mark.slow
 def test_mmseg_browse_dataset_upstream_failure(tmp_path):
-    """mmseg 1.2.2's browse_dataset hands OpenCV a non-contiguous image (README says so and
-    names the workaround)."""
+    """mmseg 1.2.2's browse_dataset hands OpenCV a non-contiguous image (docs/tools.md says so
+    and names the workaround)."""
     ensure_toy_data()
     proc = mim(
         'mmseg',
@@ -141,4 +140,4 @@ def test_mmseg_browse_dataset_upstream_failure(tmp_path):
     assert proc.returncode != 0
     assert 'Layout of the output array img is incompatible with cv::Mat' in (
         proc.stdout + proc.stderr
-    ), 'mmseg browse_dataset no longer fails this way: update README and this test'
+    ), 'mmseg browse_dataset no longer fails this way: update docs/tools.md and this test'

@@ -331,6 +331,121 @@ def test_duplicate_image_id_keeps_one(tmp_path):
     ) == 1 and len(ds) == 3
 
 
+# ---- masks that train wrong or fail late: RLE runs, polygons outside the image ---------------
+def _compressed(counts, size=(48, 64)):
+    """The counts list as pycocotools compresses it (it does not check the runs)."""
+    from pycocotools import mask as mask_utils
+
+    h, w = size
+    return mask_utils.frPyObjects(dict(counts=counts, size=[h, w]), h, w)['counts'].decode()
+
+
+def _with_rle(counts, aid=2):
+    """The 3-image file, annotation ``aid``'s mask an RLE of the 64x48 image."""
+    data = _coco()
+    data['annotations'][aid - 1]['segmentation'] = dict(counts=counts, size=[48, 64])
+    return data
+
+
+def _errors_of(report, aid):
+    """The error lines that name annotation ``aid``."""
+    return [e for e in report.errors if f', annotation {aid}: ' in e]
+
+
+@pytest.mark.parametrize('compress', [False, True], ids=['counts list', 'counts string'])
+def test_rle_runs_covering_the_mask_pass(tmp_path, compress):
+    runs = [100, 200, 48 * 64 - 300]
+    data = _with_rle(_compressed(runs) if compress else runs)
+    assert check_coco(str(_write(tmp_path, data)), classes=CLASSES).errors == []
+
+
+@pytest.mark.parametrize(
+    'counts',
+    [
+        pytest.param([100, 200, 2000], id='list short of H*W'),
+        pytest.param(_compressed([100, 200, 2000]), id='string short of H*W'),
+        pytest.param([100, 200, 48 * 64], id='list longer than H*W'),
+        pytest.param([0, 4_000_000_000], id='list with a run of 4e9'),
+        pytest.param(_compressed([0, 4_000_000_000]), id='string with a run of 4e9'),
+        pytest.param([10, -5, 48 * 64 - 5], id='negative run'),
+        pytest.param([10, 2.5, 48 * 64 - 12.5], id='fractional run'),
+        pytest.param([0, 5_000_000_000], id='run over 2**32'),
+        pytest.param(_compressed([100, 200, 2772])[:-1] + 'o', id='string cut inside a run'),
+        pytest.param('0\x7f4', id='string with a foreign character'),
+        pytest.param(7, id='counts a number'),
+    ],
+)
+def test_rle_whose_runs_do_not_cover_the_mask_is_an_error(tmp_path, capsys, counts):
+    """pycocotools leaves a short mask's remaining pixels uninitialised (mmdet trains on
+    them) and fails on a long one only when training reaches it: the checker names the
+    annotation, without decoding the mask."""
+    path = _write(tmp_path, _with_rle(counts))
+    report = check_coco(str(path), classes=CLASSES)
+    assert len(_errors_of(report, 2)) == 1 and len(report.errors) == 1, report.errors
+    assert 'annotation 2' in report.summary()
+    assert check_coco_py.main([str(path)]) == 1
+    assert f'ERROR {path}: image 2, annotation 2: RLE' in capsys.readouterr().out
+
+
+def test_what_mmdet_does_with_a_huge_rle_run(tmp_path):
+    """Training dies when it reaches the image, naming neither file nor annotation."""
+    path = _write(tmp_path, _with_rle(_compressed([0, 4_000_000_000])))
+    ds = _mmdet(path, tmp_path)
+    with pytest.raises(ValueError, match='Invalid RLE mask representation') as e:
+        ds[[ds.get_data_info(i)['img_id'] for i in range(len(ds))].index(2)]
+    assert str(path) not in str(e.value)
+
+
+def _shift_polygon(ann, dx):
+    ann['segmentation'] = [
+        [v + dx if k % 2 == 0 else v for k, v in enumerate(p)] for p in ann['segmentation']
+    ]
+
+
+def test_polygon_outside_the_image_is_an_error(tmp_path):
+    """Its box is inside: mmdet keeps the instance and trains it on an empty mask."""
+    data = _coco()
+    _shift_polygon(data['annotations'][1], 100)  # x 104-124 in a 64-pixel-wide image
+    path = _write(tmp_path, data)
+    report = check_coco(str(path), classes=CLASSES)
+    assert len(_errors_of(report, 2)) == 1 and len(report.errors) == 1, report.errors
+    assert 'annotation 2' in report.summary()
+    ds = _mmdet(path, tmp_path)
+    sample = ds[[ds.get_data_info(i)['img_id'] for i in range(len(ds))].index(2)]
+    masks = sample['data_samples'].gt_instances.masks
+    assert len(masks) == 1 and masks.masks.sum() == 0  # trained on, with no pixel
+
+
+def test_polygon_part_outside_beside_one_inside_is_a_warning(tmp_path):
+    data = _coco()
+    ann = data['annotations'][1]
+    ann['segmentation'].append([v - 200 for v in ann['segmentation'][0]])
+    report = check_coco(str(_write(tmp_path, data)), classes=CLASSES)
+    assert report.errors == [] and len(report.warnings) == 1
+    assert ', annotation 2: polygon 1 ' in report.warnings[0]
+
+
+@pytest.mark.parametrize('where', ['file', 'bbox'])
+def test_deeply_nested_json_is_one_named_error(tmp_path, capsys, where):
+    """Nesting beyond Python's recursion limit (json.load), or just under it (a value the
+    checks print): one error line naming the file, not a RecursionError traceback."""
+    if where == 'file':
+        path = tmp_path / 'ann.json'
+        path.write_text('{"images": ' + '[' * 100_000 + ']' * 100_000 + '}')
+    else:
+        data = json.dumps(_coco()).replace('"bbox": [4.0, 4.0, 20.0, 16.0]', '"bbox": "X"', 1)
+        path = tmp_path / 'ann.json'
+        path.write_text(data.replace('"X"', '[' * 980 + ']' * 980))
+    assert check_coco_py.main([str(path)]) == 1
+    out = capsys.readouterr().out
+    errors = [line for line in out.splitlines() if line.startswith('ERROR')]
+    assert len(errors) == 1 and errors[0].startswith(f'ERROR {path}: ') and 'JSON' in errors[0]
+    cfg = _toy_cfg_on(path)
+    with pytest.raises(SystemExit) as e:
+        launch.check_training_data(cfg)
+    assert str(e.value).startswith(f'error: {path}: ') and '\n' not in str(e.value)
+
+
 # ---- --img-dir: every image decoded -------------------------------------------------------
 def test_img_dir_decodes_every_image(tmp_path, capsys):
     data = _coco(4)

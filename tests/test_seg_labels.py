@@ -3,6 +3,7 @@ the values, through the shipped configs' pipelines as mmseg builds them (without
 loads such a map silently and training fails inside the loss: ``IndexError: Target 8 is out
 of bounds``)."""
 
+import copy
 import glob
 
 import cv2
@@ -12,7 +13,7 @@ from mmengine.config import Config
 from mmengine.registry import TRANSFORMS, init_default_scope
 
 import hst_mm  # noqa: F401  what custom_imports does
-from hst_mm.datasets.seg_labels import CheckSegLabels
+from hst_mm.datasets.seg_labels import CheckSegLabels, SegLabelError
 
 from tool_runner import ROOT
 
@@ -34,10 +35,10 @@ def toy_cfg():
     return Config.fromfile(TOY_SEG)
 
 
-def _ade_layout(root, label):
-    """One 64x64 image and its label map in the ADE20K layout (images/ and annotations/,
+def _ade_layout(root, label, img_shape=(64, 64)):
+    """One image (64x64) and its label map in the ADE20K layout (images/ and annotations/,
     training and validation) under ``root``."""
-    img = np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)
+    img = np.random.default_rng(0).integers(0, 255, (*img_shape, 3), dtype=np.uint8)
     for split in ('training', 'validation'):
         for sub, arr in (('images', img), ('annotations', label)):
             (root / sub / split).mkdir(parents=True, exist_ok=True)
@@ -92,12 +93,71 @@ def test_valid_labels_pass_unchanged(toy_cfg, tmp_path):
 def test_without_the_check_mmseg_loads_the_map_silently(toy_cfg, tmp_path):
     """What the check guards against: mmseg 1.2 passes the value on to the loss."""
     _ade_layout(tmp_path, _toy_label(9))
-    cfg = toy_cfg.copy()
+    cfg = copy.deepcopy(toy_cfg)
     cfg.test_dataloader.dataset.pipeline = [
         t for t in cfg.test_dataloader.dataset.pipeline if t.type != 'CheckSegLabels'
     ]
     sample = _dataset(cfg, 'test', tmp_path)[0]
     assert 8 in sample['data_samples'].gt_sem_seg.data
+
+
+def _sample(cfg, split, root):
+    return _dataset(cfg, split, root)[0]['data_samples'].gt_sem_seg.data.numpy()
+
+
+@pytest.mark.parametrize('split', ['train', 'test'])
+def test_16bit_label_map_over_255_names_the_file_and_value(toy_cfg, tmp_path, split):
+    """mmseg casts the decoded map to uint8: file value 258 would train as 2 (class 1 after
+    reduce_zero_label), a valid class. A 16-bit map within 0-255 passes."""
+    label = _toy_label().astype(np.uint16)
+    ann = _ade_layout(tmp_path, label)
+    assert 1 in _sample(toy_cfg, 'test', tmp_path)  # the file's 2s: 16-bit, within 8 bits
+    label[:4, :4] = 258
+    _ade_layout(tmp_path, label)
+    path = ann / ('training' if split == 'train' else 'validation') / 'bad.png'
+    with pytest.raises(SegLabelError) as e:
+        _dataset(toy_cfg, split, tmp_path)[0]
+    assert str(e.value).startswith(f'{path}: ') and '258' in str(e.value), str(e.value)
+    cfg = copy.deepcopy(toy_cfg)  # what the check guards against
+    cfg.test_dataloader.dataset.pipeline = [
+        t for t in cfg.test_dataloader.dataset.pipeline if t.type != 'CheckSegLabels'
+    ]
+    assert (_sample(cfg, 'test', tmp_path)[0, :4, :4] == 1).all()
+
+
+@pytest.mark.parametrize(
+    'values',
+    [
+        np.array([[70000, 3]], np.int32),
+        np.array([[-1, 3]], np.int32),
+        np.array([[2.5, 3]], np.float32),
+    ],
+    ids=['int32 70000', 'int32 -1', 'float32 2.5'],
+)
+def test_label_values_that_do_not_fit_in_8_bits_are_named(tmp_path, values):
+    """32-bit and float maps (TIFF): whatever the cast to uint8 makes of them is refused."""
+    from PIL import Image
+
+    path = tmp_path / 'label.tif'
+    Image.fromarray(values).save(path)
+    results = dict(gt_seg_map=values.astype(np.uint8), seg_map_path=str(path))
+    with pytest.raises(SegLabelError) as e:
+        CheckSegLabels(num_classes=4)(results)
+    assert str(e.value).startswith(f'{path}: ') and f'{values[0, 0]:g}' in str(e.value)
+
+
+@pytest.mark.parametrize('split', ['train', 'test'])
+def test_label_map_of_another_size_than_its_image_is_refused(toy_cfg, tmp_path, split):
+    """The test pipeline resizes the image before loading the map: the map is compared with
+    the image as decoded (64 wide, 48 high here; the map 64x64)."""
+    ann = _ade_layout(tmp_path, _toy_label(), img_shape=(48, 64))
+    path = ann / ('training' if split == 'train' else 'validation') / 'bad.png'
+    with pytest.raises(SegLabelError) as e:
+        _dataset(toy_cfg, split, tmp_path)[0]
+    msg = str(e.value)
+    assert msg.startswith(f'{path}: ') and '64x64' in msg and '64x48' in msg, msg
+    _ade_layout(tmp_path, _toy_label()[:48], img_shape=(48, 64))
+    assert _sample(toy_cfg, 'test', tmp_path).shape[-2:] == (48, 64)  # sizes that fit pass
 
 
 @pytest.mark.parametrize('config', SEG_CONFIGS, ids=lambda p: p.split('/')[-1])

@@ -406,3 +406,20 @@ def test_mmseg_dataset(data):
         assert os.path.isfile(info['seg_map_path'])
         assert info['reduce_zero_label'] is True
         assert Path(info['img_path']).stem == Path(info['seg_map_path']).stem
+
+
+@pytest.mark.parametrize('option', ['--num-train', '--num-val'])
+@pytest.mark.parametrize('count', ['-1', '0'])
+def test_tool_refuses_image_counts_under_one(tmp_path, capsys, option, count):
+    """An empty split trains or validates nothing (and the next run refused its own output):
+    the tool stops at its arguments, naming the option, and writes nothing."""
+    import tools.make_toy_data as make_toy_data_py
+
+    counts = {'--num-train': '1', '--num-val': '1', option: count}
+    argv = ['--out', str(tmp_path / 'toy'), '--no-trunk-weights']
+    with pytest.raises(SystemExit) as e:
+        make_toy_data_py.main(argv + [a for kv in counts.items() for a in kv])
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and option in err[0] and 'error:' in err[0]
+    assert not (tmp_path / 'toy').exists()

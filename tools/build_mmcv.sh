@@ -7,7 +7,7 @@
 # torchvision: mmcv's sdist built as pure Python (MMCV_WITH_OPS=0, distribution mmcv-lite,
 #   import name and version still mmcv 2.1.0) with mmcv_ext/_ext.py copied in as mmcv/_ext.py,
 #   the module mmcv's ops import. A py3-none-any wheel: it also installs on other machines
-#   and Pythons (carry it to an offline GPU machine, see README).
+#   and Pythons (carry it to an offline GPU machine, see docs/gpu.md).
 # compiled: mmcv's C++ operators (CUDA too when torch sees a GPU and nvcc exists, or
 #   FORCE_CUDA=1); torch >= 2.10 headers need C++20, mmcv's setup.py forces C++17, so the
 #   flag is patched. Works only with the exact torch build it was compiled against.

@@ -2,7 +2,7 @@
 # Distributed training with torchrun: tools/dist_train.sh CONFIG NPROC [train.py args]
 # NPROC processes on this node, one per GPU; without CUDA, NPROC CPU processes: train.py then
 # switches to the gloo backend itself (keep the per-process batch >= 2 for BatchNorm).
-# Multi-node: set NNODES, NODE_RANK, MASTER_ADDR, PORT on every node (see README).
+# Multi-node: set NNODES, NODE_RANK, MASTER_ADDR, PORT on every node (docs/reliability.md, "Training scales out").
 if [ $# -lt 2 ]; then
     echo "usage: $0 CONFIG NPROC [train.py args]" >&2
     exit 2

@@ -6,7 +6,7 @@ Walks ``configs/<family>/*.py`` (every folder but ``_base_`` and ``toy``), loads
 and describes it in OpenMMLab's metafile format: one collection per family, one model per
 config with its config path, training data, architecture, schedule and total batch, and the
 tasks and data set it is evaluated on. Weights and Metrics are left out: no checkpoint of
-these configs has been trained yet (README, "Configs and model zoo"); they go in when one
+these configs has been trained yet (README, "Model zoo"); they go in when one
 has. ``--check`` writes nothing and exits 1 when the committed files differ from what would
 be written (tests/test_model_index.py runs it).
 """

@@ -2,7 +2,9 @@
 # (hst_mm's CheckSegLabels) right after LoadAnnotations: a label map with a value outside the
 # 150 classes (after reduce_zero_label) stops with its file name and the values, instead of
 # `IndexError: Target ... is out of bounds` inside the loss (training) or pixels silently left
-# out of the metric (testing). Only `ade_*` variables, so this composes with mmseg's bases;
+# out of the metric (testing); so does a 16-bit map with values over 255 (LoadAnnotations
+# would cut 258 to 2) and a map of another size than its image (its labels would land on the
+# wrong pixels). Only `ade_*` variables, so this composes with mmseg's bases;
 # configs use them as {{_base_.ade_train_pipeline}}.
 ade_crop_size = (512, 512)
 ade_label_check = dict(type='CheckSegLabels', num_classes=150)

@@ -8,7 +8,12 @@ mmdet's ``CocoDataset`` and ``LoadAnnotations`` never name a bad entry. Verified
   outside its image, whose ``area`` is not positive or whose ``category_id`` is not one of
   the classes is **dropped**; an infinite width or height is kept;
 * an instance whose polygons all have fewer than 3 points or an odd number of coordinates
-  becomes an *ignored* box; NaN polygon coordinates rasterise to an empty mask;
+  becomes an *ignored* box; NaN polygon coordinates rasterise to an empty mask, and so do
+  polygons lying entirely outside the image: mmdet **trains** the instance on that mask;
+* an RLE mask (pycocotools) whose runs add up to less than height x width is decoded with
+  the other pixels left **uninitialised** and trained on; more, or a run over
+  2**32 - 1, fails with ``Invalid RLE mask representation`` (or ``OverflowError``) when
+  training reaches the image, naming no file;
 * an image with no annotation of the classes (none at all, or only unknown categories) is
   **left out** of training (``filter_empty_gt``), as is one under ``min_size`` pixels; an
   image whose annotations of the classes are all dropped is **trained on as background**;
@@ -20,7 +25,7 @@ mmdet's ``CocoDataset`` and ``LoadAnnotations`` never name a bad entry. Verified
   config's ``classes``: a class missing from the file, or another order, gives every
   prediction another class's name;
 * a file left with no image fails with mmengine's ``need at least one array to
-  concatenate``.
+  concatenate``; JSON nested deeper than Python's recursion limit with ``RecursionError``.
 
 Errors are data that is lost, wrong or fatal; warnings are images that training skips and
 degenerate parts with nothing to learn from (a box under one pixel wide or high, a polygon
@@ -175,6 +180,14 @@ def _bbox_problem(ann: dict) -> Optional[str]:
     return f'bbox {box!r:.60} is not 4 numbers (mmdet fails with {how})'
 
 
+#: A file whose JSON nests deeper than Python's recursion limit (mmengine's loader, and so
+#: mmdet, stop with a ``RecursionError`` traceback that names no file).
+_TOO_DEEP = (
+    'holds JSON nested too deeply to be read (lists or objects inside each other beyond '
+    "Python's recursion limit; mmdet fails with RecursionError): not a COCO instances file"
+)
+
+
 def load_coco(rep: CocoReport) -> Optional[dict]:
     """The parsed file, or None after adding a fatal error (unreadable, not JSON, not a COCO
     instances file)."""
@@ -183,6 +196,9 @@ def load_coco(rep: CocoReport) -> Optional[dict]:
             data = json.load(f)
     except (OSError, UnicodeDecodeError, ValueError) as e:
         rep.add(ERROR, FATAL, f'cannot be read as JSON ({type(e).__name__}: {e})')
+        return None
+    except RecursionError:
+        rep.add(ERROR, FATAL, _TOO_DEEP)
         return None
     if not isinstance(data, dict):
         rep.add(
@@ -606,10 +622,11 @@ def _mask_fate(error, seg, img: dict) -> str:
         if list(seg['size']) != [img.get('height'), img.get('width')]:
             error(
                 'RLE size differs from the image',
-                f'RLE size {seg["size"]} differs from '
+                f'RLE size {seg["size"]!r:.40} differs from '
                 f"the image's [{img.get('height')}, {img.get('width')}]",
             )
-        return 'kept'
+        _check_rle(error, seg)
+        return 'kept'  # by mmdet's index, even when decoding it fails later
     if not isinstance(seg, list):
         error(
             'segmentation not polygons or RLE',
@@ -617,7 +634,7 @@ def _mask_fate(error, seg, img: dict) -> str:
             f'not polygons or RLE (mmdet fails with TypeError)',
         )
         return 'dropped'
-    usable, fragments = 0, []
+    usable, fragments, outside = 0, [], []
     for i, poly in enumerate(seg):
         if not isinstance(poly, list):
             error(
@@ -637,15 +654,139 @@ def _mask_fate(error, seg, img: dict) -> str:
             )
         elif len(poly) < 6:
             fragments.append(f'polygon {i} has {len(poly) // 2} points (needs >= 3)')
+        elif _outside(poly, img):
+            outside.append(i)
         else:
             usable += 1
     # a part under 3 points has no area: beside a usable polygon nothing is lost
     for message in fragments:
         error('polygon under 3 points', message, WARNING if usable else ERROR)
+    # a part outside the image adds no pixel; with no part inside, mmdet trains the instance
+    # (its box) on an empty mask
+    for i in outside:
+        error(
+            'polygon outside the image',
+            f'polygon {i} lies entirely outside the {img["width"]}x{img["height"]} image ('
+            + (
+                'the mask loses nothing inside the image)'
+                if usable
+                else 'mmdet trains the instance on an empty mask)'
+            ),
+            WARNING if usable else ERROR,
+        )
+    if outside and not usable:
+        return 'kept'  # mmdet keeps it: its own polygon tests pass
     if not usable:
         error('no usable polygon', 'no usable polygon: mmdet ignores the whole instance')
         return 'ignored'
     return 'kept'
+
+
+def _outside(poly: list, img: dict) -> bool:
+    """The polygon ``[x0, y0, x1, y1, ...]`` has no area inside the image (all its points on
+    or beyond one edge), so pycocotools rasterises it to no pixel."""
+    W, H = img.get('width'), img.get('height')
+    if not (_number(W) and _number(H)):
+        return False  # the image's own error says mmdet fails
+    xs, ys = poly[0::2], poly[1::2]
+    return max(xs) <= 0 or min(xs) >= W or max(ys) <= 0 or min(ys) >= H
+
+
+#: pycocotools keeps run lengths as C ``uint`` (32 bits).
+_MAX_RUN = 2**32 - 1
+
+
+def _check_rle(error, seg: dict) -> None:
+    """mmdet decodes an RLE mask with pycocotools, which checks neither the run lengths nor
+    their sum: runs adding up to less than height x width leave the rest of the mask as
+    uninitialised memory (trained on); more, or a run over 2**32 - 1, fail when training
+    reaches the image."""
+    counts, size = seg['counts'], seg['size']
+    runs, problem = _rle_runs(counts)
+    if problem:
+        error('RLE counts not run lengths', f'RLE counts: {problem}')
+        return
+    if not (
+        len(size) == 2
+        and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in size)
+    ):
+        error(
+            'RLE size not [height, width]',
+            f'RLE size {size!r:.40} is not [height, width] (mmdet fails with TypeError or '
+            f'"Invalid RLE mask representation")',
+        )
+        return
+    h, w = size
+    total = sum(runs)
+    if total < h * w:
+        error(
+            'RLE runs shorter than the mask',
+            f'RLE runs add up to {total} pixels, not the {h}x{w} = {h * w} of its size '
+            f'(pycocotools leaves the other pixels of the mask uninitialised: mmdet trains '
+            f'on whatever memory held)',
+        )
+        return
+    if total > h * w:
+        longest = max(runs)
+        error(
+            'RLE runs longer than the mask',
+            f'RLE runs add up to {total} pixels, more than the {h}x{w} = {h * w} of its size'
+            + (f', one run alone is {longest}' if longest > h * w else '')
+            + ' (training fails with "Invalid RLE mask representation", naming no file)',
+        )
+
+
+def _rle_runs(counts) -> tuple:
+    """``(run lengths, '')`` of uncompressed (a list) or compressed (a string) RLE counts,
+    read as pycocotools reads them, without decoding the mask; ``(None, problem)`` if they
+    are not run lengths."""
+    if isinstance(counts, list):
+        for i, run in enumerate(counts):
+            if not (_number(run) and run == int(run) and 0 <= run <= _MAX_RUN):
+                return None, (
+                    f'counts[{i}] = {run!r:.40} is not a run length (an integer from 0 to '
+                    f'2**32 - 1; mmdet fails with TypeError or OverflowError, or truncates '
+                    f'a fraction)'
+                )
+        return [int(run) for run in counts], ''
+    if isinstance(counts, str):
+        return _rle_string_runs(counts)
+    return None, (
+        f'a {type(counts).__name__}, not a list of run lengths or a compressed string '
+        f'(mmdet fails with TypeError)'
+    )
+
+
+def _rle_string_runs(s: str) -> tuple:
+    """The run lengths of a compressed RLE string (pycocotools' ``rleFrString``: 5 bits a
+    character from '0', a continuation bit, runs after the second stored as differences)."""
+    runs: List[int] = []
+    p = 0
+    while p < len(s):
+        x, k, more = 0, 0, True
+        while more:
+            if p == len(s):
+                return None, f'the compressed string ends inside run {len(runs)} (truncated)'
+            c = ord(s[p]) - 48
+            if not 0 <= c < 64:
+                return None, (
+                    f'character {s[p]!r} at {p} is not in a compressed RLE string '
+                    f"('0' to 'o'; mmdet decodes garbage or fails)"
+                )
+            x |= (c & 0x1F) << 5 * k
+            more = bool(c & 0x20)
+            p, k = p + 1, k + 1
+            if not more and c & 0x10:
+                x |= -1 << 5 * k  # negative: sign-extended
+        if len(runs) > 2:
+            x += runs[-2]
+        if not 0 <= x <= _MAX_RUN:
+            return None, (
+                f'run {len(runs)} of the compressed string is {x}, not a run length '
+                f'(pycocotools wraps it to {x % 2**32})'
+            )
+        runs.append(x)
+    return runs, ''
 
 
 def check_filtering(
@@ -760,12 +901,26 @@ def check_coco(
         problem by file, image id and annotation id.
     """
     rep = CocoReport(ann_file)
+    try:
+        _check(rep, img_dir, classes, filter_cfg, with_mask)
+    except RecursionError:  # an entry nested deeper than its checks (repr) can follow
+        rep.add(ERROR, FATAL, _TOO_DEEP)
+    return rep
+
+
+def _check(
+    rep: CocoReport,
+    img_dir: Optional[str],
+    classes: Optional[Sequence[str]],
+    filter_cfg: Optional[dict],
+    with_mask: bool,
+) -> None:
     data = load_coco(rep)
     if data is None:
-        return rep
+        return
     names = check_categories(rep, data['categories'], classes)
     if names is None:
-        return rep
+        return
     wanted = set(names.values()) if classes is None else set(classes)
     class_ids = {cid for cid, name in names.items() if name in wanted}
     images = check_images(rep, data['images'], img_dir)
@@ -779,4 +934,3 @@ def check_coco(
             f'annotation ids {_ids(counts.other)}',
         )
     check_filtering(rep, images, counts, filter_cfg)
-    return rep
