@@ -5,11 +5,12 @@
                                  [--cfg-options k=v ...] [--launcher pytorch]
 
 The config's ``default_scope`` (``mmdet`` or ``mmseg``) decides which framework runs it.
-Every run also gets the reliability hooks (README, "Reliability"): training stops at the
-first non-finite loss or weight (``--no-nan-check`` to skip), checkpoints are written
-atomically, a resumed run continues torch's random state; a work dir that already holds
-checkpoints is not trained into again without ``--resume`` or ``--overwrite``; the COCO
-annotation files of a detection config are checked first (``tools/check_coco.py``: errors
+The shipped configs carry the reliability hooks (``configs/_base_/hst_runtime.py``; this tool
+adds them to a config that lacks them): training stops at the first non-finite loss or weight
+(``--no-nan-check`` takes that hook out), checkpoints are written atomically, a resumed run
+continues torch's random state, a checkpoint of another model is refused; a work dir that
+already holds checkpoints is not trained into again without ``--resume`` or ``--overwrite``;
+the COCO annotation files of a detection config are checked first (``tools/check_coco.py``: errors
 stop, warnings are printed; ``--no-data-check`` to skip); without CUDA, distributed runs use
 the gloo backend and AMP configs train in float32.
 """

@@ -4,7 +4,8 @@
 * :mod:`.hooks`: finite-loss check, atomic checkpoints, torch RNG state across resumes;
 * :mod:`.launch`: what ``tools/train.py`` adds to a config (hooks, gloo without CUDA, the
   work-dir guard, the resumed run's seed);
-* :mod:`.cli`: the argument handling ``tools/train.py`` and ``tools/test.py`` share;
+* :mod:`.cli`: what ``tools/train.py`` and ``tools/test.py`` share once their arguments are
+  parsed (config, ``--cfg-options``, the Runner, errors as one line);
 * :mod:`.precision`, :mod:`.errors`: float32 without a GPU; errors reported as diagnoses;
 * :mod:`.layer_decay`: ``ViTLayerDecayOptimizerConstructor``, layer-wise lr decay over a timm
   ViT's blocks (the fully fine-tuned baselines).

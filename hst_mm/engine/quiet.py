@@ -5,8 +5,8 @@ project's own processes (``tools/train.py``, ``tools/test.py``, ``tools/demo.py`
 Two kinds, both matched by category *and* message, never by a whole category or module:
 
 * Python warnings (:data:`UPSTREAM_WARNINGS`), filtered by :func:`quiet_upstream_warnings`,
-  which the tools call at start-up; importing :mod:`hst_mm` changes no filter, so a process
-  that imports it through ``custom_imports`` (``mim train``) sees every warning;
+  which the tools call at start-up; importing :mod:`hst_mm` changes no filter (a run
+  started otherwise, e.g. ``mim train``, is quieted by its config's ``QuietConsoleHook``);
 * mmengine log lines (:data:`UPSTREAM_LOG_LINES`), dropped from the console by
   :func:`quiet_console_log`; the run's log file in the work dir keeps every line.
 
