@@ -73,7 +73,7 @@ def add_tensorboard(cfg: Config) -> None:
     except ImportError as e:  # an extra: not in the default install
         raise ImportError(
             f"--tensorboard needs TensorBoard: pip install 'hst_mm[tensorboard]' ({e})"
-        )
+        ) from e
     visualizer = cfg.get('visualizer', None)
     if visualizer is None:
         raise KeyError(f'{cfg.filename}: --tensorboard needs a visualizer in the config')
