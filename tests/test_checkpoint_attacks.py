@@ -14,7 +14,7 @@ import sys
 import pytest
 import torch
 
-from tool_runner import ensure_toy_data, run
+from tool_runner import ROOT, ensure_toy_data, run
 
 SEG_CONFIG = 'configs/toy/upernet_hst-vit-ti_toy.py'
 
@@ -198,6 +198,104 @@ def test_getattr_chain_refused_by_every_tool(entry, tmp_path):
     assert not marker.exists(), f'{entry}: the payload ran'
     assert 'refused getattr' in out and str(path) in out, out[-3000:]
     assert 'Traceback' not in out, out[-3000:]  # a diagnosis, not a crash
+
+
+# ---- config text in a checkpoint or a work dir is read as data or not at all ----------------
+
+
+def payload(marker) -> str:
+    """Python that, if run, creates ``marker``."""
+    return f"_pw = __import__('os').system('touch {marker}')\n"
+
+
+def config_payload_checkpoint(source, path, marker):
+    """A copy of checkpoint ``source`` whose config text would create ``marker`` if run:
+    prepended to ``meta['cfg']`` (read by mmengine's Inferencers and the export) and as
+    ``meta['config']`` (run by mmengine's ``Runner.resume``)."""
+    import hst_mm  # noqa: F401  allow-lists mmengine's checkpoint types
+
+    checkpoint = torch.load(source, map_location='cpu', weights_only=True)
+    checkpoint['meta']['cfg'] = payload(marker) + checkpoint['meta']['cfg']
+    checkpoint['meta']['config'] = payload(marker)
+    torch.save(checkpoint, path)
+    return path
+
+
+@pytest.fixture
+def config_payload(toy_det_run, tmp_path):
+    marker = tmp_path / 'payload_ran'
+    path = config_payload_checkpoint(toy_det_run / 'iter_4.pth', tmp_path / 'evil.pth', marker)
+    return path, marker
+
+
+@pytest.mark.slow
+def test_export_runs_no_config_text_of_the_checkpoint(config_payload, tmp_path):
+    from hst_mm.engine.trainable_export import main
+
+    path, marker = config_payload
+    out = tmp_path / 'out.pth'
+    with pytest.raises(SystemExit) as e:
+        main([str(path), str(out)])
+    assert not marker.exists(), "the export ran the checkpoint's config text"
+    assert str(path) in str(e.value) and not out.exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('entry', ['resume', 'load_from', 'test', 'demo', 'inferencer'])
+def test_tools_run_no_config_text_of_the_checkpoint(entry, config_payload, tmp_path, monkeypatch):
+    """Each tool that takes a weight file, in-process; the checkpoint otherwise fits."""
+    from conftest import TOY_DET_CONFIG
+
+    path, marker = config_payload
+    monkeypatch.chdir(ROOT)
+    monkeypatch.setenv('LOCAL_RANK', '0')
+    image = str(ensure_toy_data() / 'coco' / 'val' / '000002.png')
+    one_more = ['train_cfg.max_iters=5', 'train_cfg.val_interval=1000']
+    if entry in ('resume', 'load_from'):
+        import tools.train as tool
+
+        how = ['--resume', str(path)] if entry == 'resume' else []
+        opts = [] if entry == 'resume' else [f'load_from={path}', 'train_cfg.max_iters=1']
+        tool.main(
+            [TOY_DET_CONFIG, '--work-dir', str(tmp_path / entry), *how]
+            + ['--cfg-options', *one_more, *opts]
+        )
+    elif entry == 'test':
+        import tools.test as tool
+
+        tool.main([TOY_DET_CONFIG, str(path), '--work-dir', str(tmp_path / 'test')])
+    elif entry == 'demo':
+        import tools.demo as tool
+
+        tool.main([image, TOY_DET_CONFIG, str(path), '--out', str(tmp_path / 'demo.png')])
+    else:
+        from mmdet.apis import DetInferencer
+
+        DetInferencer(model=TOY_DET_CONFIG, weights=str(path), device='cpu')(image)
+    assert not marker.exists(), f"{entry}: the checkpoint's config text ran"
+
+
+def test_paper_table_runs_no_config_of_a_work_dir(tmp_path):
+    """The multi-scale test of a work dir is told from its config dump, read as data."""
+    from hst_mm.analysis.paper_table import read_run
+
+    marker = tmp_path / 'payload_ran'
+    run_dir = tmp_path / 'wd' / '20261204_120000'
+    (run_dir / 'vis_data').mkdir(parents=True)
+    (run_dir / 'vis_data' / 'config.py').write_text(
+        payload(marker) + "model = dict(type='SegTTAModel', module=dict(type='X'))\n"
+    )
+    (run_dir / '20261204_120000.json').write_text('{"mIoU": 40.0}\n')
+    run = read_run(str(tmp_path / 'wd'))
+    assert not marker.exists(), "the work dir's config ran"
+    assert 'test_tta' in run.evaluations
+    (run_dir / 'vis_data' / 'config.py').write_text(
+        "model = dict(type='SegTTAModel', module=" + payload(marker).split(' = ')[1].strip() + ')\n'
+    )
+    run = read_run(str(tmp_path / 'wd'))
+    assert not marker.exists(), "the work dir's config ran"
+    assert 'test_tta' not in run.evaluations  # not plain data: not read
+    assert any('config.py' in m for m in run.messages)
 
 
 if __name__ == '__main__':

@@ -8,7 +8,7 @@ from ..datasets.seg_labels import SegLabelError
 from ..models import PretrainedMismatchError
 from ..models.pretrained import unpickling_error
 from .checkpoint_safety import refused_checkpoint_message
-from .hooks import NonFiniteLossError
+from .hooks import NonFiniteLossError, WorkDirLockedError
 from .hooks.checkpoint_fit import CheckpointMismatchError
 
 
@@ -18,7 +18,10 @@ def user_error_message(exc: BaseException, checkpoint: Optional[str] = None) -> 
     ``checkpoint``: the weight file the tool was loading (load_from, --resume, the test or
     demo checkpoint), named in the message because torch's error does not name it.
     """
-    if isinstance(exc, (PretrainedMismatchError, NonFiniteLossError, CheckpointMismatchError)):
+    if isinstance(
+        exc,
+        (PretrainedMismatchError, NonFiniteLossError, CheckpointMismatchError, WorkDirLockedError),
+    ):
         return str(exc)
     if isinstance(exc, SegLabelError):
         return _original_message(exc)

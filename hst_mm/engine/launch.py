@@ -3,18 +3,21 @@
 * the reliability hooks (:mod:`hst_mm.engine.hooks`), unless the config lists its own;
 * on a machine without CUDA, distributed runs on the gloo backend;
 * a guard against training into a work dir (or checkpoint ``out_dir``) that holds another
-  run's checkpoints;
+  run's checkpoints, or that another run is training into (its lock);
+* on resume, a check that the checkpoint (or the ``last_checkpoint`` pointer) is complete;
 * on resume without ``randomness.seed``, the interrupted run's seed;
 * the COCO checks of :mod:`hst_mm.datasets.coco_check` on the training annotation files.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import glob
 import os
 import os.path as osp
 import sys
+import zipfile
 from typing import Iterator, List, Optional, Tuple
 
 import torch
@@ -22,6 +25,7 @@ from mmengine.config import Config, ConfigDict
 from mmengine.registry import MODEL_WRAPPERS
 
 from ..datasets.coco_check import check_coco
+from .hooks import work_dir_lock
 
 
 def add_hooks(cfg: Config, types: List[str]) -> None:
@@ -33,11 +37,13 @@ def add_hooks(cfg: Config, types: List[str]) -> None:
 
 def add_reliability_hooks(cfg: Config, nan_check: bool = True) -> None:
     """Add the hooks of :mod:`hst_mm.engine.hooks` to ``cfg``: atomic checkpoints, torch RNG
-    state across resumes, the checkpoint-fit check and (``nan_check``) the finite-loss check;
+    state across resumes, the checkpoint-fit check, the work-dir lock and (``nan_check``) the
+    finite-loss check;
     hooks the config already lists are kept as they are."""
     add_hooks(
         cfg,
-        ['TorchRNGStateHook', 'CheckpointFitHook'] + (['CheckFiniteLossHook'] if nan_check else []),
+        ['TorchRNGStateHook', 'CheckpointFitHook', 'WorkDirLockHook']
+        + (['CheckFiniteLossHook'] if nan_check else []),
     )
     checkpoint = cfg.get('default_hooks', {}).get('checkpoint', None)
     # Only mmengine's own hook is swapped: a custom checkpoint hook is the config's choice.
@@ -124,6 +130,23 @@ def checkpoint_dirs(cfg: Config) -> List[str]:
     return dirs
 
 
+@contextlib.contextmanager
+def work_dir_locked(cfg: Config) -> Iterator[None]:
+    """Hold the work dir's run lock (:mod:`hst_mm.engine.hooks.work_dir_lock`) on rank 0;
+    another live run holding it ends this one with one ``error:`` line naming it."""
+    if int(os.environ.get('RANK', '0')) != 0 or '://' in str(cfg.work_dir):
+        yield
+        return
+    try:
+        work_dir_lock.lock_work_dir(cfg.work_dir)
+    except work_dir_lock.WorkDirLockedError as e:
+        sys.exit(f'error: {e}')
+    try:
+        yield
+    finally:
+        work_dir_lock.unlock_work_dir(cfg.work_dir)
+
+
 def check_work_dir(cfg: Config, overwrite: bool) -> None:
     """Refuse to train where checkpoints of an earlier run would be overwritten.
 
@@ -131,7 +154,10 @@ def check_work_dir(cfg: Config, overwrite: bool) -> None:
     ``iter_N.pth``, and its ``last_checkpoint`` the old pointer. Both the work dir and the
     checkpoint hook's ``out_dir`` are checked.
     """
-    ckpts = sorted(c for d in checkpoint_dirs(cfg) for c in glob.glob(osp.join(d, '*.pth')))
+    # escaped: a work dir named 'r[1]' is a directory, not a pattern matching 'r1'
+    ckpts = sorted(
+        c for d in checkpoint_dirs(cfg) for c in glob.glob(osp.join(glob.escape(d), '*.pth'))
+    )
     if not ckpts or overwrite:
         return
     names = ', '.join(ckpts[:3]) + (' ...' if len(ckpts) > 3 else '')
@@ -160,9 +186,69 @@ def resume_checkpoint_path(cfg: Config) -> Optional[str]:
     pointer = osp.join(cfg.work_dir, 'last_checkpoint')
     if not osp.isfile(pointer):
         return None
-    with open(pointer) as f:
-        path = f.read().strip()
-    return path if osp.isfile(path) else None
+    try:
+        return read_checkpoint_pointer(pointer)
+    except ValueError:
+        return None
+
+
+def read_checkpoint_pointer(pointer: str) -> str:
+    """The checkpoint a ``last_checkpoint`` file names; ``ValueError`` naming the pointer
+    file and what is wrong with it (not text, empty, or naming a missing file)."""
+    with open(pointer, 'rb') as f:
+        raw = f.read(4097)
+    example = osp.join(osp.dirname(pointer), 'CHECKPOINT.pth')
+    remedy = f'pass the checkpoint to resume from: --resume {example}'
+    try:
+        path = raw.decode('utf-8').strip()
+    except UnicodeDecodeError:
+        path = None
+    if path is None or len(raw) > 4096 or '\n' in path or '\x00' in path:
+        raise ValueError(f'{pointer}: not a checkpoint path (binary or garbled content); {remedy}')
+    if not path:
+        raise ValueError(f'{pointer}: empty (it should name the latest checkpoint); {remedy}')
+    if not osp.isfile(path):
+        raise ValueError(f'{pointer}: names {path}, which does not exist; {remedy}')
+    return path
+
+
+def check_resume_checkpoint(cfg: Config) -> None:
+    """Before anything is built: the file a resumed run loads exists and is a complete torch
+    checkpoint, and a ``last_checkpoint`` pointer names one (one ``error:`` line otherwise)."""
+    if not cfg.get('resume'):
+        return
+    path = cfg.get('load_from')
+    if not path:
+        pointer = osp.join(cfg.work_dir, 'last_checkpoint')
+        if not osp.isfile(pointer):
+            return  # nothing to resume: check_work_dir has refused a work dir with checkpoints
+        try:
+            path = read_checkpoint_pointer(pointer)
+        except ValueError as e:
+            sys.exit(f'error: --resume: {e}')
+    problem = incomplete_checkpoint(path)
+    if problem:
+        sys.exit(f'error: --resume: {path}: {problem}; resume from an earlier checkpoint')
+
+
+def incomplete_checkpoint(path: str) -> Optional[str]:
+    """What makes ``path`` an unreadable torch checkpoint (empty, truncated), or None.
+
+    torch saves a zip archive whose directory is at its end: a truncated file lacks it.
+    Reads the archive's directory only, not the weights.
+    """
+    if '://' in str(path) or not osp.isfile(path):
+        return None  # remote, or mmengine names the missing file itself
+    if osp.getsize(path) == 0:
+        return 'the file is empty (0 bytes)'
+    try:
+        with zipfile.ZipFile(path) as archive:
+            archive.namelist()
+    except zipfile.BadZipFile:
+        with open(path, 'rb') as f:
+            legacy = f.read(2) == b'\x80\x02'  # torch's pre-1.6 format (a pickle)
+        return None if legacy else 'not a complete torch checkpoint (truncated or not a torch file)'
+    return None
 
 
 def carry_resume_seed(cfg: Config) -> None:

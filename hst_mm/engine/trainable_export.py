@@ -33,6 +33,7 @@ from mmengine.registry import init_default_scope
 
 from ..version import __version__
 from .checkpoint_safety import refused_checkpoint_message
+from .config_data import ConfigDataError, config_from_text
 from .frozen_trunk import (
     EXPORT_FORMAT,
     EXPORT_KEY,
@@ -66,7 +67,8 @@ def load_checkpoint_safely(path: str) -> dict:
 
 
 def checkpoint_config(checkpoint: dict, path: str, config: Optional[str] = None) -> Config:
-    """``config`` if given, else the config text mmengine saved in ``meta['cfg']``."""
+    """``config`` if given, else the config text mmengine saved in ``meta['cfg']``, read as
+    data (:mod:`hst_mm.engine.config_data`): a checkpoint's text is never run."""
     if config is not None:
         if not osp.isfile(config):
             raise ExportError(f'config file not found: {config}')
@@ -77,7 +79,10 @@ def checkpoint_config(checkpoint: dict, path: str, config: Optional[str] = None)
             f"{path}: no config in meta['cfg'] (not saved by mmengine's Runner); "
             f'pass the config it was trained with: --config CONFIG'
         )
-    return Config.fromstring(text, file_format='.py')
+    try:
+        return config_from_text(text, f"{path}: meta['cfg']")
+    except ConfigDataError as e:
+        raise ExportError(f'{e}; pass the config it was trained with: --config CONFIG') from None
 
 
 def build_model(cfg: Config) -> torch.nn.Module:
