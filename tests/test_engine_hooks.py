@@ -232,3 +232,16 @@ def test_nan_advice_names_a_diverged_last_checkpoint(tmp_path):
     (tmp_path / 'last_checkpoint').write_text(str(ckpt))
     advice = restart_advice(str(tmp_path))
     assert str(ckpt) in advice and '2.5e+07' in advice
+
+
+def test_a_malformed_rng_state_is_named_when_loaded():
+    from types import SimpleNamespace
+
+    from hst_mm.engine.hooks import CheckpointMismatchError, TorchRNGStateHook
+
+    runner = SimpleNamespace(_load_from='ckpt.pth', _resume=True)
+    hook = TorchRNGStateHook()
+    hook.after_load_checkpoint(runner, {'torch_rng_state': {'cpu': torch.get_rng_state()}})
+    for bad in ({'cpu': torch.zeros(3), 'iter': 1}, {'cpu': 'x'}, [1]):
+        with pytest.raises(CheckpointMismatchError, match=r'ckpt\.pth.*torch_rng_state'):
+            hook.after_load_checkpoint(runner, {'torch_rng_state': bad})

@@ -11,6 +11,7 @@ from typing import Callable, Optional, Union
 from mmengine.config import Config, DictAction
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
+from mmengine.utils import import_modules_from_strings
 
 from .errors import user_error_message
 from .quiet import quiet_console_log, quiet_upstream_warnings
@@ -57,11 +58,28 @@ def load_config(args: argparse.Namespace) -> Config:
     cfg.launcher = args.launcher
     if args.cfg_options is not None:
         cfg.merge_from_dict(args.cfg_options)
+        if 'custom_imports' in args.cfg_options:
+            import_custom_modules(cfg, args.config)
     if args.work_dir is not None:
         cfg.work_dir = args.work_dir
     elif cfg.get('work_dir', None) is None:
         cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
     return cfg
+
+
+def import_custom_modules(cfg: Config, config: str) -> None:
+    """Import ``custom_imports`` given by ``--cfg-options`` (mmengine imports a config file's
+    own while reading it, so an override would otherwise be ignored without a word)."""
+    imports = cfg.get('custom_imports')
+    if not isinstance(imports, dict) or not isinstance(imports.get('imports'), (str, list)):
+        sys.exit(
+            f'error: --cfg-options custom_imports: expected custom_imports.imports=[MODULE,...] '
+            f'(optionally custom_imports.allow_failed_imports=True), got {imports!r}'
+        )
+    try:
+        import_modules_from_strings(**imports)
+    except ImportError as e:
+        sys.exit(f'error: --cfg-options custom_imports ({config}): {e}')
 
 
 def build_runner(cfg: Config) -> Runner:

@@ -6,7 +6,7 @@ from typing import Optional
 
 from ..datasets.seg_labels import SegLabelError
 from ..models import PretrainedMismatchError
-from ..models.pretrained import unpickling_error
+from ..models.pretrained import PretrainedNotFoundError, unpickling_error
 from .checkpoint_safety import refused_checkpoint_message
 from .hooks import NonFiniteLossError, WorkDirLockedError
 from .hooks.checkpoint_fit import CheckpointMismatchError
@@ -25,10 +25,29 @@ def user_error_message(exc: BaseException, checkpoint: Optional[str] = None) -> 
         return str(exc)
     if isinstance(exc, SegLabelError):
         return _original_message(exc)
+    if isinstance(exc, PretrainedNotFoundError):
+        return str(exc)
     refused = unpickling_error(exc)
     if refused is not None:
         return refused_checkpoint_message(checkpoint or 'the checkpoint', refused)
+    if checkpoint and _unreadable_checkpoint(exc):
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        return (
+            f'{checkpoint}: not a complete torch checkpoint (empty or truncated: '
+            f'{type(exc).__name__} {first[:120]}); use another copy or an earlier checkpoint'
+        )
     return None
+
+
+def _unreadable_checkpoint(exc: BaseException) -> bool:
+    """torch's errors for an empty (``EOFError``) or truncated zip checkpoint."""
+    return isinstance(exc, EOFError) or (
+        isinstance(exc, RuntimeError)
+        and (
+            'PytorchStreamReader failed' in str(exc)
+            or 'failed finding central directory' in str(exc)
+        )
+    )
 
 
 def _original_message(exc: BaseException) -> str:

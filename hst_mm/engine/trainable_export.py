@@ -20,6 +20,7 @@ trunk weights whose digests differ. An export cannot resume training.
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import os
 import os.path as osp
@@ -42,7 +43,6 @@ from .frozen_trunk import (
     restorable_frozen_keys,
     tensor_digest,
 )
-from .hooks.atomic_checkpoint import _fsync
 from .hooks.checkpoint_fit import CheckpointMismatchError, check_checkpoint_fits
 
 
@@ -130,9 +130,24 @@ def save_atomically(obj: dict, out: str, force: bool = False) -> None:
     os.makedirs(osp.dirname(osp.abspath(out)), exist_ok=True)
     tmp = f'{out}.tmp{os.getpid()}'
     try:
-        torch.save(obj, tmp)
-        _fsync(tmp)
+        # written through a Python file: a full disk raises OSError(ENOSPC), not torch's
+        # "PytorchStreamWriter failed writing file" (which names neither cause nor path)
+        with open(tmp, 'wb') as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
         os.replace(tmp, out)
+    except (OSError, RuntimeError) as e:
+        full = isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT)
+        raise ExportError(
+            f'{out}: '
+            + (
+                'disk full (no space left on device)'
+                if full
+                else f'could not be written ({type(e).__name__}: {str(e).splitlines()[0]})'
+            )
+            + '; nothing was written there; free space or choose another OUT'
+        ) from None
     finally:
         if osp.exists(tmp):
             os.remove(tmp)

@@ -149,7 +149,7 @@ class CheckpointFitHook(Hook):
 
         # mmengine calls this before it copies the weights into the model
         path = loaded_checkpoint_path(runner)
-        drop_executable_config(checkpoint, path, runner.logger)
+        drop_executable_config(checkpoint, path, getattr(runner, 'logger', None))
         check_checkpoint_fits(runner.model, checkpoint, path, self.allowed)
         if export_info(checkpoint) is None:
             return
