@@ -298,5 +298,114 @@ def test_paper_table_runs_no_config_of_a_work_dir(tmp_path):
     assert any('config.py' in m for m in run.messages)
 
 
+# ---- unclear errors: one line naming the file, the field and the remedy ---------------------
+
+
+def test_a_refused_global_is_named_without_torchs_advice(tmp_path):
+    from hst_mm.engine.checkpoint_safety import refused_checkpoint_message
+
+    path = tmp_path / 'evil.pth'
+    torch.save({'state_dict': {}, 'meta': _SystemPayload(tmp_path / 'ran')}, path)
+    with pytest.raises(pickle.UnpicklingError) as e:
+        torch.load(path, weights_only=True)
+    message = refused_checkpoint_message(str(path), e.value)
+    assert str(path) in message and 'system' in message and '\n' not in message
+    assert 'weights_only` set to `False' not in message  # the advice not to follow
+
+
+@pytest.fixture
+def resume_into(tmp_path, monkeypatch):
+    """tools/train.py --resume, in-process; returns its one error line (no Runner built)."""
+    from hst_mm.engine import cli
+
+    import tools.train as train_py
+
+    monkeypatch.setenv('LOCAL_RANK', '0')
+    monkeypatch.setattr(cli, 'build_runner', lambda cfg: pytest.fail('Runner built'))
+
+    def resume(work_dir, *args):
+        with pytest.raises(SystemExit) as e:
+            train_py.main([SEG_CONFIG, '--work-dir', str(work_dir), '--resume', *map(str, args)])
+        message = str(e.value)
+        assert message.startswith('error: ') and '\n' not in message, message
+        return message
+
+    return resume
+
+
+def test_resume_onto_an_empty_or_truncated_checkpoint_names_it(tmp_path, resume_into):
+    import hst_mm  # noqa: F401
+
+    whole = tmp_path / 'whole.pth'
+    torch.save({'state_dict': {'w': torch.zeros(1000)}, 'meta': {'iter': 2}}, whole)
+    truncated, empty = tmp_path / 'truncated.pth', tmp_path / 'empty.pth'
+    truncated.write_bytes(whole.read_bytes()[:-300])
+    empty.write_bytes(b'')
+    for path in (truncated, empty):
+        assert str(path) in resume_into(tmp_path / 'wd', path)
+
+
+def test_resume_with_a_broken_last_checkpoint_names_the_pointer(tmp_path, resume_into):
+    work_dir = tmp_path / 'wd'
+    work_dir.mkdir()
+    torch.save({'state_dict': {}, 'meta': {'iter': 2}}, work_dir / 'iter_2.pth')
+    pointer = work_dir / 'last_checkpoint'
+    for content in (b'\x80\x81\xfe\xff' * 8, b'', str(work_dir / 'iter_9.pth').encode()):
+        pointer.write_bytes(content)
+        assert str(pointer) in resume_into(work_dir)
+
+
+def test_an_unreadable_checkpoint_is_named_by_the_tools(tmp_path):
+    """load_from, tools/test.py, tools/demo.py: torch's own error names no file."""
+    from hst_mm.engine.errors import user_error_message
+
+    path = tmp_path / 'truncated.pth'
+    torch.save({'w': torch.zeros(1000)}, path)
+    path.write_bytes(path.read_bytes()[:-300])
+    (tmp_path / 'empty.pth').write_bytes(b'')
+    for broken in (path, tmp_path / 'empty.pth'):
+        with pytest.raises(Exception) as e:
+            torch.load(broken, weights_only=True)
+        message = user_error_message(e.value, str(broken))
+        assert message is not None and str(broken) in message and '\n' not in message
+
+
+def test_a_mistyped_relative_pretrained_path_is_a_missing_file(monkeypatch):
+    from hst_mm.models import pretrained
+
+    monkeypatch.setattr(
+        pretrained, 'load_trunk_tag', lambda *a, **k: pytest.fail('sent to the model hub')
+    )
+    with pytest.raises(FileNotFoundError, match='checkpoints/vit_base_16'):
+        pretrained.load_trunk_weights(None, 'vit_base_patch16_224', 'checkpoints/vit_base_16')
+
+
+def test_a_trunk_that_is_not_a_vit_is_named():
+    from hst_mm.models.trunk import create_trunk
+
+    with pytest.raises(TypeError, match='resnet50'):
+        create_trunk('resnet50')
+
+
+def test_custom_imports_given_on_the_command_line_are_imported(tmp_path, monkeypatch):
+    from hst_mm.engine import cli
+
+    import tools.train as train_py
+
+    (tmp_path / 'my_extension_module.py').write_text('LOADED = True\n')
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, 'my_extension_module', raising=False)
+    args = train_py.parse_args(
+        [SEG_CONFIG, '--cfg-options', 'custom_imports.imports=[my_extension_module]']
+    )
+    cli.load_config(args)
+    assert 'my_extension_module' in sys.modules
+    args = train_py.parse_args(
+        [SEG_CONFIG, '--cfg-options', 'custom_imports.imports=[no_such_module_here]']
+    )
+    with pytest.raises(SystemExit, match='no_such_module_here'):
+        cli.load_config(args)
+
+
 if __name__ == '__main__':
     sys.exit(pytest.main([__file__, '-q']))

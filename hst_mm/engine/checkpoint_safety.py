@@ -22,8 +22,10 @@ allow-listed as themselves but replaced, under their pickled names, by narrow fu
 from __future__ import annotations
 
 import collections
+import os.path as osp
 import pickle
-from typing import List
+import zipfile
+from typing import List, Optional
 
 import numpy as np
 import torch
@@ -115,3 +117,23 @@ def refused_checkpoint_message(path: str, exc: BaseException) -> str:
         f'{refusal_reason(exc)}. Load only files you trust; this one holds objects that '
         f'are not tensors, numbers or mmengine training state.'
     )
+
+
+def incomplete_checkpoint(path: str) -> Optional[str]:
+    """What makes ``path`` an unreadable torch checkpoint (empty, truncated), or None.
+
+    torch saves a zip archive whose directory is at its end: a truncated file lacks it.
+    Reads the archive's directory only, not the weights.
+    """
+    if '://' in str(path) or not osp.isfile(path):
+        return None  # remote, or mmengine names the missing file itself
+    if osp.getsize(path) == 0:
+        return 'the file is empty (0 bytes)'
+    try:
+        with zipfile.ZipFile(path) as archive:
+            archive.namelist()
+    except zipfile.BadZipFile:
+        with open(path, 'rb') as f:
+            legacy = f.read(2) == b'\x80\x02'  # torch's pre-1.6 format (a pickle)
+        return None if legacy else 'not a complete torch checkpoint (truncated or not a torch file)'
+    return None

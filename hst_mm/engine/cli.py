@@ -58,7 +58,7 @@ def load_config(args: argparse.Namespace) -> Config:
     cfg.launcher = args.launcher
     if args.cfg_options is not None:
         cfg.merge_from_dict(args.cfg_options)
-        if 'custom_imports' in args.cfg_options:
+        if any(k.split('.')[0] == 'custom_imports' for k in args.cfg_options):
             import_custom_modules(cfg, args.config)
     if args.work_dir is not None:
         cfg.work_dir = args.work_dir

@@ -7,7 +7,7 @@ from typing import Optional
 from ..datasets.seg_labels import SegLabelError
 from ..models import PretrainedMismatchError
 from ..models.pretrained import PretrainedNotFoundError, unpickling_error
-from .checkpoint_safety import refused_checkpoint_message
+from .checkpoint_safety import incomplete_checkpoint, refused_checkpoint_message
 from .hooks import NonFiniteLossError, WorkDirLockedError
 from .hooks.checkpoint_fit import CheckpointMismatchError
 
@@ -30,24 +30,10 @@ def user_error_message(exc: BaseException, checkpoint: Optional[str] = None) -> 
     refused = unpickling_error(exc)
     if refused is not None:
         return refused_checkpoint_message(checkpoint or 'the checkpoint', refused)
-    if checkpoint and _unreadable_checkpoint(exc):
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        return (
-            f'{checkpoint}: not a complete torch checkpoint (empty or truncated: '
-            f'{type(exc).__name__} {first[:120]}); use another copy or an earlier checkpoint'
-        )
+    problem = incomplete_checkpoint(checkpoint) if checkpoint else None
+    if problem:  # torch's error (EOFError, OSError, PytorchStreamReader ...) names no file
+        return f'{checkpoint}: {problem}; use another copy or an earlier checkpoint'
     return None
-
-
-def _unreadable_checkpoint(exc: BaseException) -> bool:
-    """torch's errors for an empty (``EOFError``) or truncated zip checkpoint."""
-    return isinstance(exc, EOFError) or (
-        isinstance(exc, RuntimeError)
-        and (
-            'PytorchStreamReader failed' in str(exc)
-            or 'failed finding central directory' in str(exc)
-        )
-    )
 
 
 def _original_message(exc: BaseException) -> str:

@@ -17,7 +17,6 @@ import glob
 import os
 import os.path as osp
 import sys
-import zipfile
 from typing import Iterator, List, Optional, Tuple
 
 import torch
@@ -25,6 +24,7 @@ from mmengine.config import Config, ConfigDict
 from mmengine.registry import MODEL_WRAPPERS
 
 from ..datasets.coco_check import check_coco
+from .checkpoint_safety import incomplete_checkpoint
 from .hooks import work_dir_lock
 
 
@@ -229,26 +229,6 @@ def check_resume_checkpoint(cfg: Config) -> None:
     problem = incomplete_checkpoint(path)
     if problem:
         sys.exit(f'error: --resume: {path}: {problem}; resume from an earlier checkpoint')
-
-
-def incomplete_checkpoint(path: str) -> Optional[str]:
-    """What makes ``path`` an unreadable torch checkpoint (empty, truncated), or None.
-
-    torch saves a zip archive whose directory is at its end: a truncated file lacks it.
-    Reads the archive's directory only, not the weights.
-    """
-    if '://' in str(path) or not osp.isfile(path):
-        return None  # remote, or mmengine names the missing file itself
-    if osp.getsize(path) == 0:
-        return 'the file is empty (0 bytes)'
-    try:
-        with zipfile.ZipFile(path) as archive:
-            archive.namelist()
-    except zipfile.BadZipFile:
-        with open(path, 'rb') as f:
-            legacy = f.read(2) == b'\x80\x02'  # torch's pre-1.6 format (a pickle)
-        return None if legacy else 'not a complete torch checkpoint (truncated or not a torch file)'
-    return None
 
 
 def carry_resume_seed(cfg: Config) -> None:
