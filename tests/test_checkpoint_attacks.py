@@ -407,5 +407,25 @@ def test_custom_imports_given_on_the_command_line_are_imported(tmp_path, monkeyp
         cli.load_config(args)
 
 
+def test_a_small_file_cannot_ask_for_a_huge_array(tmp_path):
+    """numpy.ndarray and numpy's _reconstruct are allow-listed for mmengine's log buffers;
+    called with a size they would allocate 16 GiB for a file of 1.4 KB."""
+    import numpy as np
+
+    import hst_mm  # noqa: F401
+
+    reconstruct = (np._core if hasattr(np, '_core') else np.core).multiarray._reconstruct
+    huge = (2**34,)
+    for call in (
+        _Call(np.ndarray, (huge, np.dtype('uint8'))),
+        _Call(reconstruct, (np.ndarray, huge, b'b')),
+    ):
+        path = tmp_path / 'huge.pth'
+        torch.save({'meta': call}, path)
+        assert path.stat().st_size < 4096
+        with pytest.raises(pickle.UnpicklingError):
+            torch.load(path, weights_only=True)
+
+
 if __name__ == '__main__':
     sys.exit(pytest.main([__file__, '-q']))
