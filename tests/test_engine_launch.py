@@ -61,18 +61,24 @@ def test_reliability_hooks_added(config):
     assert [h['type'] for h in cfg.custom_hooks] == [
         'TorchRNGStateHook',
         'CheckpointFitHook',
+        'WorkDirLockHook',
         'CheckFiniteLossHook',
     ]
     assert cfg.default_hooks.checkpoint.type == 'AtomicCheckpointHook'
     assert cfg.default_hooks.checkpoint.max_keep_ckpts == 2  # other settings kept
     _, cfg = config('--no-nan-check')
-    assert [h['type'] for h in cfg.custom_hooks] == ['TorchRNGStateHook', 'CheckpointFitHook']
+    assert [h['type'] for h in cfg.custom_hooks] == [
+        'TorchRNGStateHook',
+        'CheckpointFitHook',
+        'WorkDirLockHook',
+    ]
     cfg.custom_hooks = [dict(type='CheckFiniteLossHook', interval=5)]
     launch.add_reliability_hooks(cfg)
     assert [(h['type'], h.get('interval')) for h in cfg.custom_hooks] == [
         ('CheckFiniteLossHook', 5),
         ('TorchRNGStateHook', None),
         ('CheckpointFitHook', None),
+        ('WorkDirLockHook', None),
     ]  # not added twice
 
 
