@@ -286,5 +286,5 @@ def test_an_export_with_a_malformed_omitted_field_is_named(exported):
     info['omitted'] = list(info['omitted'])
     claims = dict(meta=dict(ckpt['meta'], trainable_only=info), state_dict=ckpt['state_dict'])
     with pytest.raises(CheckpointMismatchError, match='omitted') as e:
-        load_like_the_runner(build_model(toy_config(pretrained=None)), claims, out)
+        load_like_the_runner(build_model(toy_config()), claims, out)
     assert str(out) in str(e.value)
