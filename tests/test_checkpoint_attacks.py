@@ -14,7 +14,7 @@ import sys
 import pytest
 import torch
 
-from tool_runner import ensure_toy_data, run
+from tool_runner import ROOT, ensure_toy_data, run
 
 SEG_CONFIG = 'configs/toy/upernet_hst-vit-ti_toy.py'
 
@@ -198,6 +198,233 @@ def test_getattr_chain_refused_by_every_tool(entry, tmp_path):
     assert not marker.exists(), f'{entry}: the payload ran'
     assert 'refused getattr' in out and str(path) in out, out[-3000:]
     assert 'Traceback' not in out, out[-3000:]  # a diagnosis, not a crash
+
+
+# ---- config text in a checkpoint or a work dir is read as data or not at all ----------------
+
+
+def payload(marker) -> str:
+    """Python that, if run, creates ``marker``."""
+    return f"_pw = __import__('os').system('touch {marker}')\n"
+
+
+def config_payload_checkpoint(source, path, marker):
+    """A copy of checkpoint ``source`` whose config text would create ``marker`` if run:
+    prepended to ``meta['cfg']`` (read by mmengine's Inferencers and the export) and as
+    ``meta['config']`` (run by mmengine's ``Runner.resume``)."""
+    import hst_mm  # noqa: F401  allow-lists mmengine's checkpoint types
+
+    checkpoint = torch.load(source, map_location='cpu', weights_only=True)
+    checkpoint['meta']['cfg'] = payload(marker) + checkpoint['meta']['cfg']
+    checkpoint['meta']['config'] = payload(marker)
+    torch.save(checkpoint, path)
+    return path
+
+
+@pytest.fixture
+def config_payload(toy_det_run, tmp_path):
+    marker = tmp_path / 'payload_ran'
+    path = config_payload_checkpoint(toy_det_run / 'iter_4.pth', tmp_path / 'evil.pth', marker)
+    return path, marker
+
+
+@pytest.mark.slow
+def test_export_runs_no_config_text_of_the_checkpoint(config_payload, tmp_path):
+    from hst_mm.engine.trainable_export import main
+
+    path, marker = config_payload
+    out = tmp_path / 'out.pth'
+    with pytest.raises(SystemExit) as e:
+        main([str(path), str(out)])
+    assert not marker.exists(), "the export ran the checkpoint's config text"
+    assert str(path) in str(e.value) and not out.exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('entry', ['resume', 'load_from', 'test', 'demo', 'inferencer'])
+def test_tools_run_no_config_text_of_the_checkpoint(entry, config_payload, tmp_path, monkeypatch):
+    """Each tool that takes a weight file, in-process; the checkpoint otherwise fits."""
+    from conftest import TOY_DET_CONFIG
+
+    path, marker = config_payload
+    monkeypatch.chdir(ROOT)
+    monkeypatch.setenv('LOCAL_RANK', '0')
+    image = str(ensure_toy_data() / 'coco' / 'val' / '000002.png')
+    one_more = ['train_cfg.max_iters=5', 'train_cfg.val_interval=1000']
+    if entry in ('resume', 'load_from'):
+        import tools.train as tool
+
+        how = ['--resume', str(path)] if entry == 'resume' else []
+        opts = [] if entry == 'resume' else [f'load_from={path}', 'train_cfg.max_iters=1']
+        tool.main(
+            [TOY_DET_CONFIG, '--work-dir', str(tmp_path / entry), *how]
+            + ['--cfg-options', *one_more, *opts]
+        )
+    elif entry == 'test':
+        import tools.test as tool
+
+        tool.main([TOY_DET_CONFIG, str(path), '--work-dir', str(tmp_path / 'test')])
+    elif entry == 'demo':
+        import tools.demo as tool
+
+        tool.main([image, TOY_DET_CONFIG, str(path), '--out', str(tmp_path / 'demo.png')])
+    else:
+        from mmdet.apis import DetInferencer
+
+        DetInferencer(model=TOY_DET_CONFIG, weights=str(path), device='cpu')(image)
+    assert not marker.exists(), f"{entry}: the checkpoint's config text ran"
+
+
+def test_paper_table_runs_no_config_of_a_work_dir(tmp_path):
+    """The multi-scale test of a work dir is told from its config dump, read as data."""
+    from hst_mm.analysis.paper_table import read_run
+
+    marker = tmp_path / 'payload_ran'
+    run_dir = tmp_path / 'wd' / '20261204_120000'
+    (run_dir / 'vis_data').mkdir(parents=True)
+    (run_dir / 'vis_data' / 'config.py').write_text(
+        payload(marker) + "model = dict(type='SegTTAModel', module=dict(type='X'))\n"
+    )
+    (run_dir / '20261204_120000.json').write_text('{"mIoU": 40.0}\n')
+    run = read_run(str(tmp_path / 'wd'))
+    assert not marker.exists(), "the work dir's config ran"
+    assert 'test_tta' in run.evaluations
+    (run_dir / 'vis_data' / 'config.py').write_text(
+        "model = dict(type='SegTTAModel', module=" + payload(marker).split(' = ')[1].strip() + ')\n'
+    )
+    run = read_run(str(tmp_path / 'wd'))
+    assert not marker.exists(), "the work dir's config ran"
+    assert 'test_tta' not in run.evaluations  # not plain data: not read
+    assert any('config.py' in m for m in run.messages)
+
+
+# ---- unclear errors: one line naming the file, the field and the remedy ---------------------
+
+
+def test_a_refused_global_is_named_without_torchs_advice(tmp_path):
+    from hst_mm.engine.checkpoint_safety import refused_checkpoint_message
+
+    path = tmp_path / 'evil.pth'
+    torch.save({'state_dict': {}, 'meta': _SystemPayload(tmp_path / 'ran')}, path)
+    with pytest.raises(pickle.UnpicklingError) as e:
+        torch.load(path, weights_only=True)
+    message = refused_checkpoint_message(str(path), e.value)
+    assert str(path) in message and 'system' in message and '\n' not in message
+    assert 'weights_only` set to `False' not in message  # the advice not to follow
+
+
+@pytest.fixture
+def resume_into(tmp_path, monkeypatch):
+    """tools/train.py --resume, in-process; returns its one error line (no Runner built)."""
+    from hst_mm.engine import cli
+
+    import tools.train as train_py
+
+    monkeypatch.setenv('LOCAL_RANK', '0')
+    monkeypatch.setattr(cli, 'build_runner', lambda cfg: pytest.fail('Runner built'))
+
+    def resume(work_dir, *args):
+        with pytest.raises(SystemExit) as e:
+            train_py.main([SEG_CONFIG, '--work-dir', str(work_dir), '--resume', *map(str, args)])
+        message = str(e.value)
+        assert message.startswith('error: ') and '\n' not in message, message
+        return message
+
+    return resume
+
+
+def test_resume_onto_an_empty_or_truncated_checkpoint_names_it(tmp_path, resume_into):
+    import hst_mm  # noqa: F401
+
+    whole = tmp_path / 'whole.pth'
+    torch.save({'state_dict': {'w': torch.zeros(1000)}, 'meta': {'iter': 2}}, whole)
+    truncated, empty = tmp_path / 'truncated.pth', tmp_path / 'empty.pth'
+    truncated.write_bytes(whole.read_bytes()[:-300])
+    empty.write_bytes(b'')
+    for path in (truncated, empty):
+        assert str(path) in resume_into(tmp_path / 'wd', path)
+
+
+def test_resume_with_a_broken_last_checkpoint_names_the_pointer(tmp_path, resume_into):
+    work_dir = tmp_path / 'wd'
+    work_dir.mkdir()
+    torch.save({'state_dict': {}, 'meta': {'iter': 2}}, work_dir / 'iter_2.pth')
+    pointer = work_dir / 'last_checkpoint'
+    for content in (b'\x80\x81\xfe\xff' * 8, b'', str(work_dir / 'iter_9.pth').encode()):
+        pointer.write_bytes(content)
+        assert str(pointer) in resume_into(work_dir)
+
+
+def test_an_unreadable_checkpoint_is_named_by_the_tools(tmp_path):
+    """load_from, tools/test.py, tools/demo.py: torch's own error names no file."""
+    from hst_mm.engine.errors import user_error_message
+
+    path = tmp_path / 'truncated.pth'
+    torch.save({'w': torch.zeros(1000)}, path)
+    path.write_bytes(path.read_bytes()[:-300])
+    (tmp_path / 'empty.pth').write_bytes(b'')
+    for broken in (path, tmp_path / 'empty.pth'):
+        with pytest.raises(Exception) as e:
+            torch.load(broken, weights_only=True)
+        message = user_error_message(e.value, str(broken))
+        assert message is not None and str(broken) in message and '\n' not in message
+
+
+def test_a_mistyped_relative_pretrained_path_is_a_missing_file(monkeypatch):
+    from hst_mm.models import pretrained
+
+    monkeypatch.setattr(
+        pretrained, 'load_trunk_tag', lambda *a, **k: pytest.fail('sent to the model hub')
+    )
+    with pytest.raises(FileNotFoundError, match='checkpoints/vit_base_16'):
+        pretrained.load_trunk_weights(None, 'vit_base_patch16_224', 'checkpoints/vit_base_16')
+
+
+def test_a_trunk_that_is_not_a_vit_is_named():
+    from hst_mm.models.trunk import create_trunk
+
+    with pytest.raises(TypeError, match='resnet50'):
+        create_trunk('resnet50')
+
+
+def test_custom_imports_given_on_the_command_line_are_imported(tmp_path, monkeypatch):
+    from hst_mm.engine import cli
+
+    import tools.train as train_py
+
+    (tmp_path / 'my_extension_module.py').write_text('LOADED = True\n')
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, 'my_extension_module', raising=False)
+    args = train_py.parse_args(
+        [SEG_CONFIG, '--cfg-options', 'custom_imports.imports=[my_extension_module]']
+    )
+    cli.load_config(args)
+    assert 'my_extension_module' in sys.modules
+    args = train_py.parse_args(
+        [SEG_CONFIG, '--cfg-options', 'custom_imports.imports=[no_such_module_here]']
+    )
+    with pytest.raises(SystemExit, match='no_such_module_here'):
+        cli.load_config(args)
+
+
+def test_a_small_file_cannot_ask_for_a_huge_array(tmp_path):
+    """numpy.ndarray and numpy's _reconstruct are allow-listed for mmengine's log buffers;
+    called with a size they would allocate 16 GiB for a file of 1.4 KB."""
+    import numpy as np
+
+    import hst_mm  # noqa: F401
+
+    reconstruct = (np._core if hasattr(np, '_core') else np.core).multiarray._reconstruct
+    huge = (2**34,)
+    for call in (
+        _Call(np.ndarray, (huge, np.dtype('uint8'))),
+        _Call(reconstruct, (np.ndarray, huge, b'b')),
+    ):
+        path = tmp_path / 'huge.pth'
+        torch.save({'meta': call}, path)
+        assert path.stat().st_size < 4096
+        with pytest.raises(pickle.UnpicklingError):
+            torch.load(path, weights_only=True)
 
 
 if __name__ == '__main__':

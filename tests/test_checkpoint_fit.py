@@ -27,6 +27,12 @@ def test_fitting_checkpoints_pass():
     check_checkpoint_fits(net, {'state_dict': wrapped}, 'a.pth')
 
 
+def test_a_checkpoint_that_is_not_a_dict_is_named():
+    for obj in (torch.zeros(3), {'state_dict': [1, 2]}):
+        with pytest.raises(CheckpointMismatchError, match='a.pth'):
+            check_checkpoint_fits(Net(), obj, 'a.pth')
+
+
 def test_test_time_augmentation_wrapper_is_looked_through():
     """tools/test.py --tta loads a plain checkpoint into mmengine's TTA wrapper."""
     from mmengine.model import BaseTTAModel

@@ -172,7 +172,76 @@ def test_finite_loss_with_overflowing_weights_stops_before_the_save(tmp_path):
         ),
         custom_hooks=[dict(type='CheckFiniteLossHook')],
     )
-    with pytest.raises(NonFiniteLossError, match='weights are not finite at iteration 1') as e:
+    with pytest.raises(NonFiniteLossError, match='not finite at iteration 1') as e:
         runner.train()
     assert 'linear.weight' in str(e.value) and 'load_from=' not in str(e.value)
     assert not list(tmp_path.glob('*.pth'))
+
+
+def _steep_runner(work_dir, loss_scale, optimizer, hooks=('CheckFiniteLossHook',)):
+    class SteepModel(TinyModel):
+        def forward(self, inputs, data_samples=None, mode='tensor'):
+            return dict(loss=loss_scale * self.linear.weight.sum())
+
+    return Runner(
+        model=SteepModel(),
+        work_dir=str(work_dir),
+        experiment_name=f'steep{next(_names)}',
+        train_dataloader=dict(
+            dataset=TinyData(),
+            batch_size=2,
+            num_workers=0,
+            sampler=dict(type='InfiniteSampler', shuffle=False),
+        ),
+        optim_wrapper=dict(optimizer=optimizer),
+        train_cfg=dict(by_epoch=False, max_iters=3),
+        default_hooks=dict(
+            checkpoint=dict(type='AtomicCheckpointHook', by_epoch=False, interval=1)
+        ),
+        custom_hooks=[dict(type=h) for h in hooks],
+    )
+
+
+def test_finite_loss_with_overflowing_optimizer_state_stops_before_the_save(tmp_path):
+    """A loss of 1e38 * w is finite, the weights after Adam's step too (Adam normalises the
+    step), but ``exp_avg_sq`` = grad**2 is inf: every later update would be 0."""
+    from hst_mm.engine.hooks import NonFiniteLossError
+
+    runner = _steep_runner(tmp_path, 1e38, dict(type='Adam', lr=1e-3))
+    with pytest.raises(NonFiniteLossError, match='iteration 1'):
+        runner.train()
+    assert torch.isfinite(runner.model.linear.weight).all()  # only the state overflowed
+    assert not list(tmp_path.glob('*.pth'))
+
+
+def test_learning_rate_beyond_float_range_is_named(tmp_path):
+    from hst_mm.engine.hooks import NonFiniteLossError
+
+    runner = _steep_runner(tmp_path, 1.0, dict(type='SGD', lr=1e41))
+    with pytest.raises(NonFiniteLossError, match=r'lr.*1e\+41'):
+        runner.train()
+
+
+def test_nan_advice_names_a_diverged_last_checkpoint(tmp_path):
+    """The advice to start from the last checkpoint says it may hold the diverging run, with
+    its largest weight."""
+    from hst_mm.engine.hooks.finite_loss import restart_advice
+
+    ckpt = tmp_path / 'iter_2.pth'
+    torch.save({'state_dict': {'w': torch.tensor([1.0, -2.5e7])}, 'meta': {}}, ckpt)
+    (tmp_path / 'last_checkpoint').write_text(str(ckpt))
+    advice = restart_advice(str(tmp_path))
+    assert str(ckpt) in advice and '2.5e+07' in advice
+
+
+def test_a_malformed_rng_state_is_named_when_loaded():
+    from types import SimpleNamespace
+
+    from hst_mm.engine.hooks import CheckpointMismatchError, TorchRNGStateHook
+
+    runner = SimpleNamespace(_load_from='ckpt.pth', _resume=True)
+    hook = TorchRNGStateHook()
+    hook.after_load_checkpoint(runner, {'torch_rng_state': {'cpu': torch.get_rng_state()}})
+    for bad in ({'cpu': torch.zeros(3), 'iter': 1}, {'cpu': 'x'}, [1]):
+        with pytest.raises(CheckpointMismatchError, match=r'ckpt\.pth.*torch_rng_state'):
+            hook.after_load_checkpoint(runner, {'torch_rng_state': bad})

@@ -56,7 +56,7 @@ def test_main_exits_before_training(monkeypatch, tmp_path, capsys):
         train_py.main([SEG_CONFIG, '--work-dir', str(tmp_path)])
 
 
-PROJECT_HOOKS = ['TorchRNGStateHook', 'CheckpointFitHook', 'CheckFiniteLossHook']
+PROJECT_HOOKS = ['TorchRNGStateHook', 'CheckpointFitHook', 'WorkDirLockHook', 'CheckFiniteLossHook']
 
 
 def test_reliability_hooks_added(config):
@@ -69,7 +69,7 @@ def test_reliability_hooks_added(config):
     _, cfg = config('--no-nan-check')
     types = [h['type'] for h in cfg.custom_hooks]
     assert 'CheckFiniteLossHook' not in types
-    assert {'TorchRNGStateHook', 'CheckpointFitHook'} <= set(types)
+    assert {'TorchRNGStateHook', 'CheckpointFitHook', 'WorkDirLockHook'} <= set(types)
     cfg = Config(dict(default_hooks=dict(checkpoint=dict(type='CheckpointHook', interval=3))))
     launch.add_reliability_hooks(cfg)
     assert [h['type'] for h in cfg.custom_hooks] == PROJECT_HOOKS
@@ -81,6 +81,7 @@ def test_reliability_hooks_added(config):
         ('CheckFiniteLossHook', 5),
         ('TorchRNGStateHook', None),
         ('CheckpointFitHook', None),
+        ('WorkDirLockHook', None),
     ]  # not added twice
 
 
@@ -159,3 +160,87 @@ def test_auto_scale_lr_works_on_every_paper_config(config, monkeypatch):
     monkeypatch.setenv('LOCAL_RANK', '0')
     cfg = train_py.build_config(train_py.parse_args([str(ROOT / config), '--auto-scale-lr']))
     assert cfg.auto_scale_lr.enable and cfg.auto_scale_lr.base_batch_size == 16
+
+
+def test_glob_characters_in_the_work_dir_are_guarded(config, tmp_path):
+    work_dir = tmp_path / 'r[1]'
+    work_dir.mkdir()
+    (work_dir / 'iter_2.pth').write_bytes(b'')
+    args, cfg = config('--work-dir', str(work_dir))
+    with pytest.raises(SystemExit, match=r'iter_2\.pth'):
+        launch.check_work_dir(cfg, args.overwrite)
+
+
+HOLD_LOCK = """
+import sys, time
+from hst_mm.engine.hooks.work_dir_lock import lock_work_dir
+lock_work_dir(sys.argv[1])
+print('locked', flush=True)
+time.sleep(120)
+"""
+
+
+@pytest.fixture
+def locked_by_another_run(tmp_path):
+    """A work dir whose run lock another live process holds; yields (work dir, process)."""
+    import subprocess
+    import sys
+
+    work_dir = tmp_path / 'wd'
+    proc = subprocess.Popen(
+        [sys.executable, '-c', HOLD_LOCK, str(work_dir)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout.readline().strip() == 'locked'
+        yield work_dir, proc
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_a_second_run_into_a_work_dir_is_refused_by_name(
+    locked_by_another_run, monkeypatch, capsys
+):
+    """tools/train.py and the hook (what ``mim train`` runs) both refuse, naming the holder;
+    once the holder has died, its lock file is taken over and named."""
+    import logging
+    from types import SimpleNamespace
+
+    from mmengine.runner import BaseLoop
+
+    from hst_mm.engine.hooks.work_dir_lock import (
+        WorkDirLockedError,
+        WorkDirLockHook,
+        lock_work_dir,
+        unlock_work_dir,
+    )
+
+    work_dir, holder = locked_by_another_run
+    monkeypatch.setenv('LOCAL_RANK', '0')
+    monkeypatch.setattr(cli, 'build_runner', lambda cfg: pytest.fail('Runner built'))
+    with pytest.raises(SystemExit) as e:
+        train_py.main([SEG_CONFIG, '--work-dir', str(work_dir)])
+    assert str(e.value).startswith('error: ') and f'pid {holder.pid}' in str(e.value)
+    assert '\n' not in str(e.value)
+
+    class Loop(BaseLoop):
+        def run(self):
+            pass
+
+    # what the hook reads of mmengine's Runner while it trains
+    runner = SimpleNamespace(
+        _train_loop=object.__new__(Loop), work_dir=str(work_dir), logger=logging.getLogger()
+    )
+    with pytest.raises(WorkDirLockedError, match=f'pid {holder.pid}'):
+        WorkDirLockHook().before_run(runner)
+
+    holder.kill()
+    holder.wait()
+    note = lock_work_dir(str(work_dir), log=None)  # the dead run's lock file is named
+    try:
+        assert note is not None and f'pid {holder.pid}' in note
+    finally:
+        unlock_work_dir(str(work_dir))

@@ -205,19 +205,15 @@ def test_refuses_to_overwrite_and_never_leaves_a_partial_file(full_checkpoint, t
     with pytest.raises(ExportError, match='already a trainable-only export'):
         export_trainable(str(out), str(tmp_path / 'again.pth'))
 
-    def dies_half_way(obj, f):
-        with open(f, 'wb') as fh:
-            fh.write(b'half')
-        raise OSError('No space left on device')
-
+    # a real full disk: the temporary file is /dev/full, whose writes fail with ENOSPC
     target = tmp_path / 'full_disk.pth'
-    saver = torch.save
-    torch.save = dies_half_way
-    try:
-        with pytest.raises(OSError, match='No space left'):
-            save_atomically({'a': 1}, str(target))
-    finally:
-        torch.save = saver
+    target.write_bytes(b'mine')
+    os.symlink('/dev/full', f'{target}.tmp{os.getpid()}')
+    with pytest.raises(ExportError) as e:
+        save_atomically({'w': torch.zeros(10000)}, str(target), force=True)
+    assert str(target) in str(e.value) and 'disk full' in str(e.value)
+    assert target.read_bytes() == b'mine'
+    target.unlink()
     assert not [p for p in os.listdir(tmp_path) if p.startswith('full_disk')]
 
 
@@ -280,3 +276,15 @@ def test_tools_evaluate_and_draw_with_an_export(toy_det_run, tmp_path):
     image = ROOT / 'data/toy/coco/val/000002.png'
     run(['tools/demo.py', image, TOY_DET_CONFIG, out, '--out', tmp_path / 'det.png'])
     assert (tmp_path / 'det.png').stat().st_size > 1000
+
+
+def test_an_export_with_a_malformed_omitted_field_is_named(exported):
+    """``omitted`` as a list of the right names (not name -> digest) used to end in a bare
+    TypeError while the trunk was restored."""
+    out, ckpt, _, _ = exported
+    info = dict(ckpt['meta']['trainable_only'])
+    info['omitted'] = list(info['omitted'])
+    claims = dict(meta=dict(ckpt['meta'], trainable_only=info), state_dict=ckpt['state_dict'])
+    with pytest.raises(CheckpointMismatchError, match='omitted') as e:
+        load_like_the_runner(build_model(toy_config()), claims, out)
+    assert str(out) in str(e.value)

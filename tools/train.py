@@ -125,20 +125,23 @@ def build_config(args):
 def main(argv=None):
     args = parse_args(argv)
     cfg = build_config(args)
-    launch.check_work_dir(cfg, args.overwrite)
-    if not args.no_data_check:
-        launch.check_training_data(cfg)
+    # held for the whole run, taken before the checks: a second run into it is refused by name
+    with launch.work_dir_locked(cfg):
+        launch.check_work_dir(cfg, args.overwrite)
+        launch.check_resume_checkpoint(cfg)
+        if not args.no_data_check:
+            launch.check_training_data(cfg)
 
-    def before():
-        launch.carry_resume_seed(cfg)
-        launch.init_cpu_distributed(cfg)
+        def before():
+            launch.carry_resume_seed(cfg)
+            launch.init_cpu_distributed(cfg)
 
-    cli.run(
-        cfg,
-        lambda runner: runner.train(),
-        before=before,
-        checkpoint=lambda: launch.resume_checkpoint_path(cfg) or cfg.get('load_from'),
-    )
+        cli.run(
+            cfg,
+            lambda runner: runner.train(),
+            before=before,
+            checkpoint=lambda: launch.resume_checkpoint_path(cfg) or cfg.get('load_from'),
+        )
 
 
 if __name__ == '__main__':

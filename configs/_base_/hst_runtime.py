@@ -1,7 +1,8 @@
 # The project's run-time behaviour, carried by every shipped config so that a run behaves the
 # same whatever starts it (tools/train.py, tools/test.py, `mim train/test`): training stops
 # at the first non-finite loss or weight, a resumed run continues torch's random state, a
-# checkpoint of another model is refused instead of half-loaded (hst_mm.engine.hooks), and
+# checkpoint of another model is refused instead of half-loaded, one training run at a time
+# holds the work dir (hst_mm.engine.hooks), and
 # the console leaves out the known-harmless upstream lines (the run's log file keeps them).
 # The label maps of the segmentation configs are checked in their pipelines (CheckSegLabels,
 # configs/_base_/ade20k_checked-labels.py). None of mmdet's or mmseg's bases lists
@@ -10,6 +11,7 @@
 custom_hooks = [
     dict(type='TorchRNGStateHook'),
     dict(type='CheckpointFitHook'),
+    dict(type='WorkDirLockHook'),
     dict(type='CheckFiniteLossHook'),
     dict(type='QuietConsoleHook'),
 ]

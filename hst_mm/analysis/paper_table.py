@@ -144,10 +144,14 @@ def is_multi_scale(run_dir: str) -> bool:
     config = osp.join(run_dir, 'vis_data', 'config.py')
     if not osp.isfile(config):
         return False
-    from mmengine.config import Config
+    # read as data: a work dir's files are never run (nor imported)
+    from ..engine.config_data import ConfigDataError, config_data
 
-    model = Config.fromfile(config, import_custom_modules=False).get('model', {})
-    return str(model.get('type', '')).endswith('TTAModel')
+    try:
+        model = config_data(Path(config).read_text(), config, names={'model'}).get('model')
+    except ConfigDataError as e:
+        raise PaperTableError(str(e)) from None
+    return isinstance(model, dict) and str(model.get('type', '')).endswith('TTAModel')
 
 
 def test_result(run_dir: str) -> Optional[Evaluation]:

@@ -17,18 +17,25 @@ allow-listed as themselves but replaced, under their pickled names, by narrow fu
 * ``builtins.bytes``: numpy pickles an empty array's data as ``bytes()``.
   :func:`pickled_bytes` builds bytes from nothing, bytes, or text, never from a size (which
   would let a file ask for any amount of memory).
+* ``numpy.ndarray`` and numpy's ``_reconstruct``: numpy pickles an array as an empty one
+  filled from the file's data; :func:`pickled_ndarray` and :func:`pickled_reconstruct`
+  build exactly that, never an array of a size the file asks for.
 """
 
 from __future__ import annotations
 
 import collections
+import os.path as osp
 import pickle
-from typing import List
+import zipfile
+from typing import List, Optional
 
 import numpy as np
 import torch
 
 from ..models.pretrained import refusal_reason
+
+_MULTIARRAY = np._core.multiarray if hasattr(np, '_core') else np.core.multiarray
 
 
 def history_buffer_statistic(obj: object, name: str):
@@ -69,6 +76,31 @@ def pickled_bytes(*args) -> bytes:
     )
 
 
+def pickled_ndarray(*args):
+    """``numpy.ndarray`` as a pickle names it: only as the type ``_reconstruct`` builds.
+
+    Called by a file, the real ``numpy.ndarray(shape)`` allocates whatever size the file
+    asks for (16 GiB from a 1.4 KB file); numpy's own pickles never call it, their data
+    comes from the file through ``__setstate__``.
+    """
+    raise pickle.UnpicklingError(
+        f'refused numpy.ndarray({", ".join(_describe(a) for a in args)}) in a weights_only '
+        f'checkpoint: an array is built from the data in the file, never from a size'
+    )
+
+
+def pickled_reconstruct(subtype, shape, dtype):
+    """``numpy.core.multiarray._reconstruct`` as numpy's pickles use it: an empty
+    ``ndarray`` (``shape (0,)``) that ``__setstate__`` then fills from the file's data,
+    which numpy checks against the shape; any other shape or type is refused."""
+    if subtype is pickled_ndarray and shape == (0,) and dtype == b'b':
+        return _MULTIARRAY._reconstruct(np.ndarray, shape, dtype)
+    raise pickle.UnpicklingError(
+        f'refused numpy _reconstruct({_describe(subtype)}, {_describe(shape)}, '
+        f'{_describe(dtype)}) in a weights_only checkpoint: only the empty array numpy pickles'
+    )
+
+
 def _describe(obj: object) -> str:
     text = repr(obj) if isinstance(obj, (str, int, float, type(None))) else type(obj).__name__
     return text if len(text) < 60 else text[:57] + '...'
@@ -82,13 +114,17 @@ def mmengine_checkpoint_types() -> List[object]:
     """
     from mmengine.logging.history_buffer import HistoryBuffer
 
-    # numpy >= 2 moved `core` to `_core`; pickles name whichever wrote them.
-    multiarray = np._core.multiarray if hasattr(np, '_core') else np.core.multiarray
     types = [
         HistoryBuffer,  # message_hub log scalars
-        multiarray._reconstruct,  # numpy arrays inside HistoryBuffer
-        multiarray.scalar,  # numpy scalars in runtime info
-        np.ndarray,
+        # numpy arrays inside HistoryBuffer; numpy >= 2 moved `core` to `_core`, pickles
+        # name whichever wrote them
+        (pickled_reconstruct, 'numpy.core.multiarray._reconstruct'),
+        (pickled_reconstruct, 'numpy._core.multiarray._reconstruct'),
+        (pickled_ndarray, 'numpy.ndarray'),
+        # the array type itself, for BUILD (__setstate__) only: a pickle's GLOBAL cannot
+        # name a key with a line break
+        (np.ndarray, 'numpy.ndarray\n(built by pickled_reconstruct only)'),
+        _MULTIARRAY.scalar,  # numpy scalars in runtime info
         np.dtype,
         collections.Counter,  # MultiStepLR milestones in scheduler state
         (history_buffer_statistic, 'builtins.getattr'),
@@ -115,3 +151,23 @@ def refused_checkpoint_message(path: str, exc: BaseException) -> str:
         f'{refusal_reason(exc)}. Load only files you trust; this one holds objects that '
         f'are not tensors, numbers or mmengine training state.'
     )
+
+
+def incomplete_checkpoint(path: str) -> Optional[str]:
+    """What makes ``path`` an unreadable torch checkpoint (empty, truncated), or None.
+
+    torch saves a zip archive whose directory is at its end: a truncated file lacks it.
+    Reads the archive's directory only, not the weights.
+    """
+    if '://' in str(path) or not osp.isfile(path):
+        return None  # remote, or mmengine names the missing file itself
+    if osp.getsize(path) == 0:
+        return 'the file is empty (0 bytes)'
+    try:
+        with zipfile.ZipFile(path) as archive:
+            archive.namelist()
+    except zipfile.BadZipFile:
+        with open(path, 'rb') as f:
+            legacy = f.read(2) == b'\x80\x02'  # torch's pre-1.6 format (a pickle)
+        return None if legacy else 'not a complete torch checkpoint (truncated or not a torch file)'
+    return None

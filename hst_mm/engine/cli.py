@@ -12,6 +12,7 @@ from typing import Callable, Optional, Union
 from mmengine.config import Config, DictAction
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
+from mmengine.utils import import_modules_from_strings
 
 from .errors import user_error_message
 from .quiet import quiet_console_log, quiet_upstream_warnings
@@ -30,7 +31,10 @@ def load_config(args: argparse.Namespace) -> Config:
     cfg = Config.fromfile(args.config)
     cfg.launcher = args.launcher
     if args.cfg_options is not None:
-        cfg.merge_from_dict(cfg_options(args.cfg_options))
+        options = cfg_options(args.cfg_options)
+        cfg.merge_from_dict(options)
+        if any(k.split('.')[0] == 'custom_imports' for k in options):
+            import_custom_modules(cfg, args.config)
     if args.work_dir is not None:
         cfg.work_dir = args.work_dir
     elif cfg.get('work_dir', None) is None:
@@ -47,6 +51,21 @@ def cfg_options(options) -> dict:
     parser = argparse.ArgumentParser(prog='--cfg-options', add_help=False)
     parser.add_argument('options', nargs='*', action=DictAction)
     return parser.parse_args(list(options)).options
+
+
+def import_custom_modules(cfg: Config, config: str) -> None:
+    """Import ``custom_imports`` given by ``--cfg-options`` (mmengine imports a config file's
+    own while reading it, so an override would otherwise be ignored without a word)."""
+    imports = cfg.get('custom_imports')
+    if not isinstance(imports, dict) or not isinstance(imports.get('imports'), (str, list)):
+        sys.exit(
+            f'error: --cfg-options custom_imports: expected custom_imports.imports=[MODULE,...] '
+            f'(optionally custom_imports.allow_failed_imports=True), got {imports!r}'
+        )
+    try:
+        import_modules_from_strings(**imports)
+    except ImportError as e:
+        sys.exit(f'error: --cfg-options custom_imports ({config}): {e}')
 
 
 def build_runner(cfg: Config) -> Runner:

@@ -6,9 +6,9 @@ from typing import Optional
 
 from ..datasets.seg_labels import SegLabelError
 from ..models import PretrainedMismatchError
-from ..models.pretrained import unpickling_error
-from .checkpoint_safety import refused_checkpoint_message
-from .hooks import NonFiniteLossError
+from ..models.pretrained import PretrainedNotFoundError, unpickling_error
+from .checkpoint_safety import incomplete_checkpoint, refused_checkpoint_message
+from .hooks import NonFiniteLossError, WorkDirLockedError
 from .hooks.checkpoint_fit import CheckpointMismatchError
 
 
@@ -18,13 +18,21 @@ def user_error_message(exc: BaseException, checkpoint: Optional[str] = None) -> 
     ``checkpoint``: the weight file the tool was loading (load_from, --resume, the test or
     demo checkpoint), named in the message because torch's error does not name it.
     """
-    if isinstance(exc, (PretrainedMismatchError, NonFiniteLossError, CheckpointMismatchError)):
+    if isinstance(
+        exc,
+        (PretrainedMismatchError, NonFiniteLossError, CheckpointMismatchError, WorkDirLockedError),
+    ):
         return str(exc)
     if isinstance(exc, SegLabelError):
         return _original_message(exc)
+    if isinstance(exc, PretrainedNotFoundError):
+        return str(exc)
     refused = unpickling_error(exc)
     if refused is not None:
         return refused_checkpoint_message(checkpoint or 'the checkpoint', refused)
+    problem = incomplete_checkpoint(checkpoint) if checkpoint else None
+    if problem:  # torch's error (EOFError, OSError, PytorchStreamReader ...) names no file
+        return f'{checkpoint}: {problem}; use another copy or an earlier checkpoint'
     return None
 
 

@@ -106,6 +106,14 @@ def check_export_fits(model: nn.Module, info: dict, path: Optional[str]) -> List
     Raises :class:`CheckpointMismatchError` if the export left out a weight that this
     model trains or cannot restore (another config, or no ``pretrained`` set).
     """
+    if not isinstance(info.get('omitted', {}), dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in info.get('omitted', {}).items()
+    ):
+        raise CheckpointMismatchError(
+            f"{path or 'the checkpoint'}: meta['{EXPORT_KEY}']['omitted'] is a "
+            f'{type(info["omitted"]).__name__}, not the mapping of left-out weight names to '
+            f'digests that tools/export_trainable.py writes; export the full checkpoint again'
+        )
     omitted = list(info.get('omitted', {}))
     restorable = set(restorable_frozen_keys(model))
     not_restorable = [k for k in omitted if k not in restorable]

@@ -4,13 +4,15 @@
   configs list them), and ``--no-nan-check``'s removal of the finite-loss check;
 * on a machine without CUDA, distributed runs on the gloo backend;
 * a guard against training into a work dir (or checkpoint ``out_dir``) that holds another
-  run's checkpoints;
+  run's checkpoints, or that another run is training into (its lock);
+* on resume, a check that the checkpoint (or the ``last_checkpoint`` pointer) is complete;
 * on resume without ``randomness.seed``, the interrupted run's seed;
 * the COCO checks of :mod:`hst_mm.datasets.coco_check` on the training annotation files.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import glob
 import os
@@ -23,6 +25,8 @@ from mmengine.config import Config, ConfigDict
 from mmengine.registry import MODEL_WRAPPERS
 
 from ..datasets.coco_check import check_coco
+from .checkpoint_safety import incomplete_checkpoint
+from .hooks import work_dir_lock
 
 
 def add_hooks(cfg: Config, types: List[str]) -> None:
@@ -34,8 +38,8 @@ def add_hooks(cfg: Config, types: List[str]) -> None:
 
 def add_reliability_hooks(cfg: Config, nan_check: bool = True) -> None:
     """Add the hooks of :mod:`hst_mm.engine.hooks` that ``cfg`` lacks: atomic checkpoints,
-    torch RNG state across resumes, the checkpoint-fit check and (``nan_check``) the
-    finite-loss check; hooks the config already lists are kept as they are.
+    torch RNG state across resumes, the checkpoint-fit check, the work-dir lock and
+    (``nan_check``) the finite-loss check; hooks the config already lists are kept as they are.
 
     The shipped configs list them all (``configs/_base_/hst_runtime.py``), so this only
     matters for other configs (mmdet's, mmseg's, a user's), for which ``tools/train.py``
@@ -44,7 +48,8 @@ def add_reliability_hooks(cfg: Config, nan_check: bool = True) -> None:
     """
     add_hooks(
         cfg,
-        ['TorchRNGStateHook', 'CheckpointFitHook'] + (['CheckFiniteLossHook'] if nan_check else []),
+        ['TorchRNGStateHook', 'CheckpointFitHook', 'WorkDirLockHook']
+        + (['CheckFiniteLossHook'] if nan_check else []),
     )
     if not nan_check:
         cfg.custom_hooks = [
@@ -143,6 +148,23 @@ def checkpoint_dirs(cfg: Config) -> List[str]:
     return dirs
 
 
+@contextlib.contextmanager
+def work_dir_locked(cfg: Config) -> Iterator[None]:
+    """Hold the work dir's run lock (:mod:`hst_mm.engine.hooks.work_dir_lock`) on rank 0;
+    another live run holding it ends this one with one ``error:`` line naming it."""
+    if int(os.environ.get('RANK', '0')) != 0 or '://' in str(cfg.work_dir):
+        yield
+        return
+    try:
+        work_dir_lock.lock_work_dir(cfg.work_dir)
+    except work_dir_lock.WorkDirLockedError as e:
+        sys.exit(f'error: {e}')
+    try:
+        yield
+    finally:
+        work_dir_lock.unlock_work_dir(cfg.work_dir)
+
+
 def check_work_dir(cfg: Config, overwrite: bool) -> None:
     """Refuse to train where checkpoints of an earlier run would be overwritten.
 
@@ -150,7 +172,10 @@ def check_work_dir(cfg: Config, overwrite: bool) -> None:
     ``iter_N.pth``, and its ``last_checkpoint`` the old pointer. Both the work dir and the
     checkpoint hook's ``out_dir`` are checked.
     """
-    ckpts = sorted(c for d in checkpoint_dirs(cfg) for c in glob.glob(osp.join(d, '*.pth')))
+    # escaped: a work dir named 'r[1]' is a directory, not a pattern matching 'r1'
+    ckpts = sorted(
+        c for d in checkpoint_dirs(cfg) for c in glob.glob(osp.join(glob.escape(d), '*.pth'))
+    )
     if not ckpts or overwrite:
         return
     names = ', '.join(ckpts[:3]) + (' ...' if len(ckpts) > 3 else '')
@@ -179,9 +204,49 @@ def resume_checkpoint_path(cfg: Config) -> Optional[str]:
     pointer = osp.join(cfg.work_dir, 'last_checkpoint')
     if not osp.isfile(pointer):
         return None
-    with open(pointer) as f:
-        path = f.read().strip()
-    return path if osp.isfile(path) else None
+    try:
+        return read_checkpoint_pointer(pointer)
+    except ValueError:
+        return None
+
+
+def read_checkpoint_pointer(pointer: str) -> str:
+    """The checkpoint a ``last_checkpoint`` file names; ``ValueError`` naming the pointer
+    file and what is wrong with it (not text, empty, or naming a missing file)."""
+    with open(pointer, 'rb') as f:
+        raw = f.read(4097)
+    example = osp.join(osp.dirname(pointer), 'CHECKPOINT.pth')
+    remedy = f'pass the checkpoint to resume from: --resume {example}'
+    try:
+        path = raw.decode('utf-8').strip()
+    except UnicodeDecodeError:
+        path = None
+    if path is None or len(raw) > 4096 or '\n' in path or '\x00' in path:
+        raise ValueError(f'{pointer}: not a checkpoint path (binary or garbled content); {remedy}')
+    if not path:
+        raise ValueError(f'{pointer}: empty (it should name the latest checkpoint); {remedy}')
+    if not osp.isfile(path):
+        raise ValueError(f'{pointer}: names {path}, which does not exist; {remedy}')
+    return path
+
+
+def check_resume_checkpoint(cfg: Config) -> None:
+    """Before anything is built: the file a resumed run loads exists and is a complete torch
+    checkpoint, and a ``last_checkpoint`` pointer names one (one ``error:`` line otherwise)."""
+    if not cfg.get('resume'):
+        return
+    path = cfg.get('load_from')
+    if not path:
+        pointer = osp.join(cfg.work_dir, 'last_checkpoint')
+        if not osp.isfile(pointer):
+            return  # nothing to resume: check_work_dir has refused a work dir with checkpoints
+        try:
+            path = read_checkpoint_pointer(pointer)
+        except ValueError as e:
+            sys.exit(f'error: --resume: {e}')
+    problem = incomplete_checkpoint(path)
+    if problem:
+        sys.exit(f'error: --resume: {path}: {problem}; resume from an earlier checkpoint')
 
 
 def carry_resume_seed(cfg: Config) -> None:

@@ -20,6 +20,7 @@ trunk weights whose digests differ. An export cannot resume training.
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import os
 import os.path as osp
@@ -33,6 +34,7 @@ from mmengine.registry import init_default_scope
 
 from ..version import __version__
 from .checkpoint_safety import refused_checkpoint_message
+from .config_data import ConfigDataError, config_from_text
 from .frozen_trunk import (
     EXPORT_FORMAT,
     EXPORT_KEY,
@@ -41,7 +43,6 @@ from .frozen_trunk import (
     restorable_frozen_keys,
     tensor_digest,
 )
-from .hooks.atomic_checkpoint import _fsync
 from .hooks.checkpoint_fit import CheckpointMismatchError, check_checkpoint_fits
 
 
@@ -66,7 +67,8 @@ def load_checkpoint_safely(path: str) -> dict:
 
 
 def checkpoint_config(checkpoint: dict, path: str, config: Optional[str] = None) -> Config:
-    """``config`` if given, else the config text mmengine saved in ``meta['cfg']``."""
+    """``config`` if given, else the config text mmengine saved in ``meta['cfg']``, read as
+    data (:mod:`hst_mm.engine.config_data`): a checkpoint's text is never run."""
     if config is not None:
         if not osp.isfile(config):
             raise ExportError(f'config file not found: {config}')
@@ -77,7 +79,10 @@ def checkpoint_config(checkpoint: dict, path: str, config: Optional[str] = None)
             f"{path}: no config in meta['cfg'] (not saved by mmengine's Runner); "
             f'pass the config it was trained with: --config CONFIG'
         )
-    return Config.fromstring(text, file_format='.py')
+    try:
+        return config_from_text(text, f"{path}: meta['cfg']")
+    except ConfigDataError as e:
+        raise ExportError(f'{e}; pass the config it was trained with: --config CONFIG') from None
 
 
 def build_model(cfg: Config) -> torch.nn.Module:
@@ -125,9 +130,24 @@ def save_atomically(obj: dict, out: str, force: bool = False) -> None:
     os.makedirs(osp.dirname(osp.abspath(out)), exist_ok=True)
     tmp = f'{out}.tmp{os.getpid()}'
     try:
-        torch.save(obj, tmp)
-        _fsync(tmp)
+        # written through a Python file: a full disk raises OSError(ENOSPC), not torch's
+        # "PytorchStreamWriter failed writing file" (which names neither cause nor path)
+        with open(tmp, 'wb') as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
         os.replace(tmp, out)
+    except (OSError, RuntimeError) as e:
+        full = isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT)
+        raise ExportError(
+            f'{out}: '
+            + (
+                'disk full (no space left on device)'
+                if full
+                else f'could not be written ({type(e).__name__}: {str(e).splitlines()[0]})'
+            )
+            + '; nothing was written there; free space or choose another OUT'
+        ) from None
     finally:
         if osp.exists(tmp):
             os.remove(tmp)

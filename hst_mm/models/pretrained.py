@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
 from typing import Dict, List
 
 import timm
@@ -29,14 +30,24 @@ class PretrainedMismatchError(ValueError):
     """A pretrained source that does not fit the trunk (names the file and the keys)."""
 
 
+HUB_PREFIXES = ('timm/', 'hf-hub:', 'hf_hub:')
+
+
 def is_path(source: str) -> bool:
-    """A file path has a checkpoint suffix, an explicit directory start or exists; anything
-    else (``'augreg_in21k'``, ``'timm/vit_base_patch16_224.augreg_in21k'``) is a timm tag."""
+    """A file path has a checkpoint suffix, a directory separator (``ckpts/vit``), an
+    explicit start or exists; anything else (``'augreg_in21k'``,
+    ``'timm/vit_base_patch16_224.augreg_in21k'``, ``'hf-hub:org/name'``) is a timm tag: a
+    mistyped path is then named as a missing file, never sent to the model hub."""
     return (
         source.endswith(CHECKPOINT_SUFFIXES)
         or source.startswith(('/', '.', '~'))
+        or (('/' in source or os.sep in source) and not source.startswith(HUB_PREFIXES))
         or os.path.exists(source)
     )
+
+
+class PretrainedNotFoundError(FileNotFoundError):
+    """``pretrained`` names a file that does not exist (names it and the setting)."""
 
 
 def _first(keys: List[str], n: int = 5) -> str:
@@ -71,20 +82,39 @@ def refusal_reason(exc: BaseException) -> str:
     """The reason ``torch.load(weights_only=True)`` refused a file, in one line.
 
     torch wraps it in a paragraph that suggests ``weights_only=False``, the one thing not to
-    do with a file that tries to run code; the reason itself follows 'WeightsUnpickler error:'.
+    do with a file that tries to run code. The refused global is named in torch's own words
+    as ``GLOBAL module.name`` (torch 2.6 to 2.14 at least, blocked module or not); other
+    refusals are the line that is not part of that paragraph.
     """
-    text = str(exc)
+    text = re.sub(r'\x1b\[[0-9;]*m', '', str(exc))
+    found = re.search(r'GLOBAL ([\w.]+)', text)
+    if found:
+        return f'it names the Python object {found.group(1)}, which is not allowed'
     marker = 'WeightsUnpickler error:'
     if marker in text:
         text = text.split(marker, 1)[1]
-    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+    lines = [
+        ln.strip()
+        for ln in text.strip().splitlines()
+        if ln.strip() and not re.search(_TORCH_ADVICE, ln.strip())
+    ]
     return lines[0] if lines else type(exc).__name__
+
+
+# torch's paragraph around the reason (advice to switch the safety off, links)
+_TORCH_ADVICE = (
+    r'^(Weights only load failed|\(1\)|\(2\)|Check the documentation|Re-running)'
+    r'|weights_only` (set to|argument)'
+)
 
 
 def load_trunk_file(vit: nn.Module, path: str) -> None:
     """Load a local checkpoint into a timm ViT, raising a named error on any mismatch."""
     if not os.path.isfile(path):
-        raise FileNotFoundError(f'pretrained trunk checkpoint not found: {path}')
+        raise PretrainedNotFoundError(
+            f'pretrained trunk checkpoint not found: {path} (model.backbone.pretrained; a '
+            f'relative path starts at {os.getcwd()})'
+        )
     if path.endswith('.npz'):
         try:
             with torch.no_grad():

@@ -34,7 +34,12 @@ def create_trunk(model_name: str, drop_path_rate: float = 0.0, **timm_kwargs) ->
     if not timm.is_model(model_name.split('.')[0]):
         raise ValueError(f"trunk '{model_name}' is not a timm model name")
     with torch.device('meta'):
-        probe = timm.create_model(model_name, pretrained=False, num_classes=0, **timm_kwargs)
+        try:
+            probe = timm.create_model(model_name, pretrained=False, num_classes=0, **timm_kwargs)
+        except TypeError:  # another family refuses the ViT keywords (dynamic_img_size, ...)
+            probe = timm.create_model(model_name, pretrained=False, num_classes=0)
+            if isinstance(probe, VisionTransformer):
+                raise  # a ViT refusing a keyword of the config's trunk_kwargs: torch's words
     if not isinstance(probe, VisionTransformer):
         raise TypeError(
             f"trunk '{model_name}' is not a timm VisionTransformer (it builds "

@@ -6,6 +6,7 @@
 * ``TorchRNGStateHook``: torch's random state carried across a resume;
 * ``CheckpointFitHook``: a checkpoint of another model is refused, not half-loaded;
 * ``QuietConsoleHook``: the known-harmless upstream notices kept off the console.
+* ``WorkDirLockHook``: one training run at a time per work dir.
 
 The shipped configs list them (``configs/_base_/hst_runtime.py``), so ``tools/train.py``,
 ``tools/test.py`` and ``mim train/test`` run them alike; ``tools/train.py`` also adds the
@@ -13,7 +14,8 @@ first four to a config that lacks them (``--no-nan-check`` removes ``CheckFinite
 Another config can list them::
 
     custom_hooks = [dict(type='TorchRNGStateHook'), dict(type='CheckpointFitHook'),
-                    dict(type='CheckFiniteLossHook'), dict(type='QuietConsoleHook')]
+                    dict(type='WorkDirLockHook'), dict(type='CheckFiniteLossHook'),
+                    dict(type='QuietConsoleHook')]
     default_hooks = dict(checkpoint=dict(type='AtomicCheckpointHook', interval=...))
 """
 
@@ -22,6 +24,7 @@ from .checkpoint_fit import CheckpointFitHook, CheckpointMismatchError
 from .finite_loss import CheckFiniteLossHook, NonFiniteLossError
 from .quiet_console import QuietConsoleHook
 from .rng_state import TorchRNGStateHook
+from .work_dir_lock import WorkDirLockedError, WorkDirLockHook
 
 __all__ = [
     'AtomicCheckpointHook',
@@ -31,5 +34,7 @@ __all__ = [
     'NonFiniteLossError',
     'QuietConsoleHook',
     'TorchRNGStateHook',
+    'WorkDirLockHook',
+    'WorkDirLockedError',
     'atomic_write_text',
 ]

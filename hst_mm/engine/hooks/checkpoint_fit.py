@@ -53,6 +53,13 @@ def check_checkpoint_fits(
     from ..frozen_trunk import check_export_fits, export_info, unwrap
 
     model = unwrap(model)
+    state_dict = checkpoint.get('state_dict', checkpoint) if isinstance(checkpoint, dict) else None
+    if not isinstance(state_dict, dict):
+        raise CheckpointMismatchError(
+            f'{path or "the checkpoint"}: holds a {type(state_dict or checkpoint).__name__} '
+            f"where a checkpoint dict with a 'state_dict' of named weights belongs; pass a "
+            f"checkpoint saved by mmengine's Runner (or a state dict)"
+        )
     theirs = checkpoint_state_dict(checkpoint)
     ours = model.state_dict()
     info = export_info(checkpoint)
@@ -88,6 +95,40 @@ def check_checkpoint_fits(
     )
 
 
+EXECUTED_META_KEYS = ('config',)
+
+
+def drop_executable_config(checkpoint, path: Optional[str], logger=None) -> None:
+    """Remove the checkpoint entries that mmengine would run as Python.
+
+    ``Runner.resume`` passes ``meta['config']`` to ``Config.fromstring`` (only to compare
+    ``gpu_ids``); mmengine itself writes the config to ``meta['cfg']``, so the entry only
+    comes from another writer, and running it would run whatever the file holds.
+    """
+    meta = checkpoint.get('meta') if isinstance(checkpoint, dict) else None
+    if not isinstance(meta, dict):
+        return
+    for key in EXECUTED_META_KEYS:
+        if key in meta:
+            del meta[key]
+            if logger is not None:
+                logger.warning(
+                    f"{path or 'the checkpoint'}: meta['{key}'] ignored (config text in a "
+                    f'checkpoint is never run)'
+                )
+
+
+def loaded_checkpoint_path(runner) -> Optional[str]:
+    """The file mmengine is loading: ``load_from``, or on ``resume`` without it the one the
+    work dir's ``last_checkpoint`` names."""
+    path = getattr(runner, '_load_from', None)
+    if path is None and getattr(runner, '_resume', False):
+        from mmengine.runner import find_latest_checkpoint
+
+        path = find_latest_checkpoint(runner.work_dir)
+    return path
+
+
 @HOOKS.register_module()
 class CheckpointFitHook(Hook):
     """Refuse a checkpoint (``load_from``, ``--resume``, ``tools/test.py``) that does not fit
@@ -107,7 +148,8 @@ class CheckpointFitHook(Hook):
         from ..frozen_trunk import export_info, restore_frozen_trunk
 
         # mmengine calls this before it copies the weights into the model
-        path = getattr(runner, '_load_from', None)
+        path = loaded_checkpoint_path(runner)
+        drop_executable_config(checkpoint, path, getattr(runner, 'logger', None))
         check_checkpoint_fits(runner.model, checkpoint, path, self.allowed)
         if export_info(checkpoint) is None:
             return

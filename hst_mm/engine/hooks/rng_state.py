@@ -12,6 +12,23 @@ from mmengine.hooks import Hook
 from mmengine.registry import HOOKS
 
 
+def rng_state_problem(state) -> Optional[str]:
+    """What is wrong with a checkpoint's ``torch_rng_state`` entry, or None."""
+    if not isinstance(state, dict):
+        return f'is a {type(state).__name__}, not a dict'
+    for key in ('cpu', 'cuda'):
+        value = state.get(key)
+        if value is None and key == 'cuda':
+            continue
+        if not (torch.is_tensor(value) and value.dtype == torch.uint8 and value.dim() == 1):
+            return f"['{key}'] is not a 1-d uint8 tensor (torch's generator state)"
+    if state['cpu'].numel() != torch.get_rng_state().numel():
+        return f"['cpu'] has {state['cpu'].numel()} bytes, not {torch.get_rng_state().numel()}"
+    if not isinstance(state.get('iter'), (int, type(None))):
+        return "['iter'] is not an iteration number"
+    return None
+
+
 @HOOKS.register_module()
 class TorchRNGStateHook(Hook):
     """Save torch's random state in each checkpoint and restore it on resume, so that a
@@ -52,7 +69,18 @@ class TorchRNGStateHook(Hook):
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
         # Also called by plain `load_from`; before_train_iter tells the two apart.
-        self._pending = checkpoint.get(self.KEY)
+        state = checkpoint.get(self.KEY) if isinstance(checkpoint, dict) else None
+        if state is not None:
+            problem = rng_state_problem(state)
+            if problem:
+                from .checkpoint_fit import CheckpointMismatchError, loaded_checkpoint_path
+
+                path = loaded_checkpoint_path(runner) or 'the checkpoint'
+                raise CheckpointMismatchError(
+                    f"{path}: '{self.KEY}' {problem}; it was not written by "
+                    f'TorchRNGStateHook: delete the entry to resume without it'
+                )
+        self._pending = state
 
     def before_train_iter(self, runner, batch_idx: int, data_batch=None) -> None:
         state, self._pending = self._pending, None
