@@ -5,6 +5,7 @@
 * :mod:`.launch`: what ``tools/train.py`` adds to a config (hooks, gloo without CUDA, the
   work-dir guard, the resumed run's seed);
 * :mod:`.cli`: the argument handling ``tools/train.py`` and ``tools/test.py`` share;
+* :mod:`.inference`: a model for inference from a config and a checkpoint checked to fit;
 * :mod:`.precision`, :mod:`.errors`: float32 without a GPU; errors reported as diagnoses;
 * :mod:`.layer_decay`: ``ViTLayerDecayOptimizerConstructor``, layer-wise lr decay over a timm
   ViT's blocks (the fully fine-tuned baselines).
