@@ -9,13 +9,11 @@ build in seconds on a 2-core CPU; ``test_meta_build_counts_like_a_real_one`` che
 two builds count the same.
 """
 
-import sys
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / 'tools' / 'analysis'))
 CONFIGS = sorted(
     p.relative_to(ROOT).as_posix()
     for p in (ROOT / 'configs').rglob('*.py')
@@ -77,7 +75,7 @@ def load(config):
 
 
 def build(config, meta=True):
-    import count_params
+    from tools.analysis import count_params
 
     model = count_params.build_model(load(config), meta=meta)
     return model, count_params.count(model)

@@ -8,10 +8,10 @@ the bridge's batched projection, and selective recomputation (``recompute``).
 import pytest
 import torch
 
-from workshop.benchmark.saved import saved_activation_mb
 from hst_mm.models import HST, CrossAttention, SideBlock
 from hst_mm.models.bridge import project_then_resize, resize_then_project
 from hst_mm.models.trunk import _block_with_meta, lean_block_with_meta
+from workshop.benchmark.saved import saved_activation_mb
 
 REFERENCE = dict(fold_attention=False, lean_trunk=False)
 VARIANTS = {
