@@ -22,6 +22,9 @@ never deleted or overwritten:
   ``--force``, a folder that ``meta.json`` marks as toy data is first renamed
   to ``DIR.old-N`` (kept, never deleted); any other folder is still refused.
 
+The toy trunk's weights (``vit_tiny_patch16_224.random.pth``) are then added to
+the folder if no file of that name is there.
+
 Layout::
 
     data/toy/
