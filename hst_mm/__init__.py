@@ -4,7 +4,10 @@
 * :mod:`hst_mm.registration`: ``type='HST'`` and ``type='ViTPyramid'`` for OpenMMLab configs;
 * :mod:`hst_mm.engine`: training support (safe checkpoint loading, hooks, tool policies);
 * :mod:`hst_mm.datasets`: data checks (segmentation label maps, COCO annotation files);
-* :mod:`hst_mm.benchmark`, :mod:`hst_mm.toy_data`: the benchmark and the toy data sets.
+* :mod:`hst_mm.analysis`: a run's evaluations beside the paper's tables.
+
+The benchmark, the GPU check and the toy data sets are not part of the package: they live
+in the checkout's ``workshop/``.
 
 ``import hst_mm`` (what ``custom_imports=dict(imports=['hst_mm'])`` does) registers the two
 backbones, the hooks, the ``CheckSegLabels`` transform and the layer-decay optimizer

@@ -2,14 +2,12 @@
 toy detector and segmentor trained once per test session for the tests that need a
 checkpoint."""
 
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # hst_mm importable even before `pip install -e .`
 
 # A 4-block, 32-wide ViT/16: one trunk block per side stage.
 TINY_TRUNK = dict(

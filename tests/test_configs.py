@@ -9,7 +9,6 @@ build in seconds on a 2-core CPU; ``test_meta_build_counts_like_a_real_one`` che
 two builds count the same.
 """
 
-import sys
 from pathlib import Path
 
 import pytest
@@ -17,7 +16,6 @@ import pytest
 from hst_mm.engine import hooks
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / 'tools' / 'analysis'))
 CONFIGS = sorted(
     p.relative_to(ROOT).as_posix()
     for p in (ROOT / 'configs').rglob('*.py')
@@ -81,7 +79,7 @@ def load(config):
 
 
 def build(config, meta=True):
-    import count_params
+    from tools.analysis import count_params
 
     model = count_params.build_model(load(config), meta=meta)
     return model, count_params.count(model)

@@ -94,7 +94,7 @@ def test_overview_of_a_segmentor(tmp_path, toy_seg_run):
     """Ground truth | prediction, both drawn over the 3x upscaled test image."""
     import mmcv
 
-    from tools.draw_overview import draw_overview
+    from workshop.overview import draw_overview
 
     out = tmp_path / 'seg.png'
     rows = draw_overview(TOY_SEG_CONFIG, str(toy_seg_run / 'iter_4.pth'), str(out), num=2, scale=3)

@@ -8,10 +8,10 @@ the bridge's batched projection, and selective recomputation (``recompute``).
 import pytest
 import torch
 
-from hst_mm.benchmark.saved import saved_activation_mb
 from hst_mm.models import HST, CrossAttention, SideBlock
 from hst_mm.models.bridge import project_then_resize, resize_then_project
 from hst_mm.models.trunk import _block_with_meta, lean_block_with_meta
+from workshop.benchmark.saved import saved_activation_mb
 
 REFERENCE = dict(fold_attention=False, lean_trunk=False)
 VARIANTS = {
@@ -181,7 +181,7 @@ def test_recommended_configuration_is_the_configs_default():
     """The benchmark's hst_lean row is what the HST configs train with."""
     from mmengine.config import Config
 
-    from hst_mm.benchmark.modes import HST_OPTIONS
+    from workshop.benchmark.modes import HST_OPTIONS
 
     from tool_runner import ROOT
 

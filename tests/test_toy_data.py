@@ -1,4 +1,4 @@
-"""Tests for hst_mm.toy_data and tools/make_toy_data.py (toy COCO + ADE20K-style sets)."""
+"""Tests for workshop.toy_data and tools/make_toy_data.py (toy COCO + ADE20K-style sets)."""
 
 import hashlib
 import json
@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hst_mm import toy_data as toy
+from workshop import toy_data as toy
 
 REPO = Path(__file__).resolve().parent.parent
 SCRIPT = REPO / 'tools' / 'make_toy_data.py'
@@ -57,7 +57,7 @@ def test_layout(data):
     meta = json.loads((root / 'meta.json').read_text())
     assert meta['seed'] == 0
     # The marker: who wrote the folder, and every file under coco/ and ade/ with its hash.
-    assert meta['generator'] == 'hst_mm.toy_data' and meta['complete'] is True
+    assert meta['generator'] == toy.GENERATOR and meta['complete'] is True
     tree = _tree(root)
     assert meta['files'] == {rel: h for rel, h in tree.items() if h != 'dir' and rel != 'meta.json'}
     for split, n in (('train', N_TRAIN), ('val', N_VAL)):
@@ -167,123 +167,95 @@ def _age(root):
             os.utime(p, ns=(10**18, 10**18))
 
 
-def test_idempotent_and_force(tmp_path):
+def _refused(out, match, **kw):
+    """make_toy_data refuses ``out``, naming it, and changes nothing there or beside it."""
+    before, beside = _tree(out.parent), sorted(os.listdir(out.parent))
+    with pytest.raises(toy.ToyDataError, match=match) as err:
+        _make(out, **kw)
+    assert str(out) in str(err.value)
+    assert _tree(out.parent) == before and sorted(os.listdir(out.parent)) == beside
+    return str(err.value)
+
+
+def test_reused_when_identical(tmp_path):
+    """The same parameters again: the folder is reused as it is, files of its own included."""
     out = tmp_path / 'toy'
     assert _make(out)['generated']
+    (out / 'notes.txt').write_text('mine')
     _age(out)
     before = _mtimes(out)
-    assert not _make(out)['generated']
+    res = _make(out)
+    assert not res['generated'] and res['kept'] is None
     assert _mtimes(out) == before
-    res = _make(out, force=True)
-    assert res['generated']
-    after = _mtimes(out)
-    assert after.keys() == before.keys()
-    assert all(after[p] != before[p] for p in after)
+    assert os.listdir(tmp_path) == ['toy']  # no temporary folder left behind
 
 
-def test_changed_params_regenerate(tmp_path):
+def test_force_keeps_the_previous_toy_data(tmp_path):
+    """--force regenerates; the folder that was there is renamed, never deleted."""
     out = tmp_path / 'toy'
     _make(out)
-    (out / 'keep.txt').write_text('not ours')
-    res = _make(out, num_train=3)  # different params -> rebuilt, no leftovers
-    assert res['generated']
-    assert len(list(res['coco_train_img'].glob('*.png'))) == 3
-    assert len(list(res['ade_train_ann'].glob('*.png'))) == 3
-    assert (out / 'keep.txt').read_text() == 'not ours'
-
-
-def test_refuses_foreign_data(tmp_path):
-    (tmp_path / 'coco').mkdir()
-    (tmp_path / 'coco' / 'x.txt').write_text('foreign')
-    with pytest.raises(RuntimeError, match='coco/x.txt'):
-        _make(tmp_path, force=True)
-    assert (tmp_path / 'coco' / 'x.txt').read_text() == 'foreign'
-
-
-def test_refuses_foreign_meta_and_user_files(tmp_path):
-    """Someone else's meta.json must not make their coco/ look generated."""
-    out = tmp_path / 'mine'
-    (out / 'coco' / 'annotations').mkdir(parents=True)
-    (out / 'meta.json').write_text('{"project": "my own", "version": 1}\n')
-    (out / 'coco' / 'annotations' / 'instances_train.json').write_text('{"images": []}')
-    (out / 'coco' / 'notes.txt').write_text('hand-made notes')
+    (out / 'notes.txt').write_text('mine')
     before = _tree(out)
-    for force in (False, True):
-        with pytest.raises(toy.ToyDataError) as err:
-            _make(out, force=force)
-        msg = str(err.value)
-        assert str(out / 'meta.json') in msg and 'coco/notes.txt' in msg
-        assert _tree(out) == before
+    res = _make(out, force=True)
+    assert res['generated'] and res['kept'] == tmp_path / 'toy.old-1'
+    assert _tree(res['kept']) == before
+    assert _files(out) == {k: v for k, v in _files(res['kept']).items() if k != 'notes.txt'}
+    assert _make(out, force=True)['kept'] == tmp_path / 'toy.old-2'
+
+
+def test_changed_params_refused_by_name(tmp_path):
+    """Other parameters: the existing toy data is named with what differs, and kept."""
+    out = tmp_path / 'toy'
+    _make(out)
+    msg = _refused(out, 'num_train 8 \\(asked for 3\\)', num_train=3)
+    assert '--force' in msg
+    res = _make(out, num_train=3, force=True)
+    assert res['generated'] and len(list(res['coco_train_img'].glob('*.png'))) == 3
+    assert len(list((res['kept'] / 'coco' / 'train').glob('*.png'))) == N_TRAIN
+
+
+@pytest.mark.parametrize('change', ['edit', 'delete'])
+def test_changed_toy_data_refused_by_name(tmp_path, change):
+    """A generated file edited or deleted since: refused, naming the file."""
+    out = tmp_path / 'toy'
+    _make(out)
+    entry = out / 'coco' / 'annotations' / 'instances_val.json'
+    if change == 'edit':
+        entry.write_text('{"edited": "by hand"}')
+    else:
+        entry.unlink()
+    _refused(out, 'coco/annotations/instances_val.json: missing or changed')
+    assert _make(out, force=True)['generated']  # kept as toy.old-1, then regenerated
+
+
+@pytest.mark.parametrize('force', [False, True])
+def test_a_users_folder_is_never_touched(tmp_path, force):
+    """A folder that is not toy data (no meta.json of the generator, or someone else's):
+    refused by name, even with --force, nothing changed."""
+    out = tmp_path / 'project'
+    (out / 'coco' / 'annotations').mkdir(parents=True)
+    (out / 'coco' / 'annotations' / 'instances_train.json').write_text('{"images": []}')
+    (out / 'notes.txt').write_text('hand-made notes')
+    _refused(out, 'meta.json is missing or was not written by', force=force)
+    (out / 'meta.json').write_text('{"project": "my own", "version": 1}\n')
+    _refused(out, 'meta.json is missing or was not written by', force=force)
+
+
+def test_cli_refusal_is_an_error_line(tmp_path):
+    out = tmp_path / 'mine'
+    out.mkdir()
+    (out / 'notes.txt').write_text('hand-made notes')
+    before = _tree(tmp_path)
     args = [sys.executable, str(SCRIPT), '--out', str(out), '--force', '--no-trunk-weights']
     r = subprocess.run(args, capture_output=True, text=True, cwd=tmp_path)
     assert r.returncode == 1, r.stdout + r.stderr
-    assert str(out / 'meta.json') in r.stderr and 'coco/notes.txt' in r.stderr
+    assert r.stderr.startswith(f'error: refusing to write the toy data to {out}')
     assert 'Traceback' not in r.stderr
-    assert _tree(out) == before
+    assert _tree(tmp_path) == before
 
 
-def test_refuses_user_file_in_generated_ade(tmp_path):
-    out = tmp_path / 'toy'
-    _make(out)
-    mine = out / 'ade' / 'images' / 'training' / 'my_photo.png'
-    mine.write_bytes(b'not generated')
-    before = _tree(out)
-    for kw in (dict(force=True), dict(num_train=3)):
-        with pytest.raises(toy.ToyDataError) as err:
-            _make(out, **kw)
-        assert str(out / 'ade') in str(err.value)
-        assert 'ade/images/training/my_photo.png' in str(err.value)
-        assert _tree(out) == before
-    assert not _make(out)['generated']  # same parameters: up to date, nothing touched
-    assert _tree(out) == before
-    mine.unlink()  # once the user's file is moved away, regeneration works again
-    assert _make(out, force=True)['generated']
-
-
-@pytest.mark.parametrize('change', ['edit', 'symlink', 'folder'])
-def test_refuses_changed_or_extra_entries(tmp_path, change):
-    """A generated file edited since, a symlink or an extra folder: all left alone."""
-    out, elsewhere = tmp_path / 'toy', tmp_path / 'elsewhere'
-    _make(out)
-    elsewhere.mkdir()
-    (elsewhere / 'precious.txt').write_text('keep me')
-    if change == 'edit':
-        entry = 'coco/annotations/instances_val.json'
-        (out / entry).write_text('{"edited": "by hand"}')
-    elif change == 'symlink':
-        entry = 'coco/train/link'
-        (out / entry).symlink_to(elsewhere)
-    else:
-        entry = 'ade/extra/'
-        (out / entry).mkdir()
-    before = _tree(out)
-    with pytest.raises(toy.ToyDataError, match=entry):
-        _make(out, force=True)
-    assert _tree(out) == before
-    assert (elsewhere / 'precious.txt').read_text() == 'keep me'
-
-
-def test_unrelated_content_left_alone(tmp_path):
-    """--out at a folder holding other things: only coco/, ade/, meta.json added."""
-    out = tmp_path / 'project'
-    (out / 'results').mkdir(parents=True)
-    (out / 'results' / 'run1.json').write_text('{"map": 0.5}')
-    (out / 'notes.txt').write_text('mine')
-    (out / '.hidden').write_bytes(b'\x00\x01')
-    before = _tree(out)
-    for kw in (dict(), dict(force=True), dict(num_train=2)):
-        assert _make(out, **kw)['generated']
-        after = _tree(out)
-        assert {k: after.get(k) for k in before} == before
-        assert {k.split('/')[0] for k in after} - {k.split('/')[0] for k in before} == {
-            'coco',
-            'ade',
-            'meta.json',
-        }
-
-
-def test_interrupted_run_is_cleaned_up(tmp_path, monkeypatch):
-    """A run killed half-way leaves a marker the next run can regenerate from."""
+def test_interrupted_run_leaves_nothing(tmp_path, monkeypatch):
+    """A run stopped half-way leaves no output folder and no temporary folder."""
     out = tmp_path / 'toy'
 
     def killed(*args):
@@ -292,38 +264,55 @@ def test_interrupted_run_is_cleaned_up(tmp_path, monkeypatch):
     monkeypatch.setattr(toy, '_ade_split', killed)
     with pytest.raises(KeyboardInterrupt):
         _make(out)
-    assert json.loads((out / 'meta.json').read_text())['complete'] is False
-    assert (out / 'coco' / 'annotations' / 'instances_val.json').is_file()
+    assert os.listdir(tmp_path) == []
     monkeypatch.undo()
     assert _make(out)['generated']
     assert _files(out) == _files(_make(tmp_path / 'fresh')['root'])
 
 
-def test_output_from_before_the_marker(tmp_path):
-    """A meta.json without the marker, as written before it existed: adopted only if
-    coco/ and ade/ are exactly what its parameters produce."""
+def test_a_folder_made_meanwhile_is_not_overwritten(tmp_path, monkeypatch):
+    """The target appears while the data are generated: the rename into place fails and
+    what appeared is left as it is."""
+    out = tmp_path / 'toy'
+    ade_split = toy._ade_split
+
+    def user_arrives(*args):
+        if not out.exists():
+            out.mkdir()
+            (out / 'mine.txt').write_text('keep me')
+        return ade_split(*args)
+
+    monkeypatch.setattr(toy, '_ade_split', user_arrives)
+    with pytest.raises(toy.ToyDataError, match='is missing or was not written by'):
+        _make(out)
+    assert _tree(out) == {'mine.txt': hashlib.sha256(b'keep me').hexdigest()}
+    assert os.listdir(tmp_path) == ['toy']
+
+
+def test_a_concurrent_run_that_finished_first_is_reused(tmp_path, monkeypatch):
+    out = tmp_path / 'toy'
+    ade_split = toy._ade_split
+
+    def other_run_finishes(*args):
+        if not out.exists():
+            monkeypatch.setattr(toy, '_ade_split', ade_split)
+            assert _make(out)['generated']
+            monkeypatch.setattr(toy, '_ade_split', other_run_finishes)
+        return ade_split(*args)
+
+    monkeypatch.setattr(toy, '_ade_split', other_run_finishes)
+    assert not _make(out)['generated']
+    assert _files(out) == _files(_make(tmp_path / 'fresh')['root'])
+    assert sorted(os.listdir(tmp_path)) == ['fresh', 'toy']
+
+
+def test_toy_data_of_the_earlier_module_name_is_reused(tmp_path):
+    """Checkouts hold data/toy written while the module was hst_mm.toy_data: same files."""
     out = tmp_path / 'toy'
     _make(out)
-    legacy = (
-        json.dumps(
-            dict(version=1, seed=0, num_train=N_TRAIN, num_val=N_VAL, image_size=128), indent=2
-        )
-        + '\n'
-    )
-    (out / 'meta.json').write_text(legacy)
-    _age(out)
-    data_before = {p: t for p, t in _mtimes(out).items() if p.name != 'meta.json'}
-    assert not _make(out)['generated']  # same parameters: kept, marker recorded
-    assert {p: t for p, t in _mtimes(out).items() if p.name != 'meta.json'} == data_before
-    assert json.loads((out / 'meta.json').read_text())['generator'] == 'hst_mm.toy_data'
-
-    (out / 'meta.json').write_text(legacy)
-    edited = out / 'ade' / 'annotations' / 'validation' / '000001.png'
-    edited.write_bytes(b'hand-made label map')
-    before = _tree(out)
-    with pytest.raises(toy.ToyDataError, match='ade/annotations/validation/000001.png'):
-        _make(out, force=True)
-    assert _tree(out) == before
+    meta = json.loads((out / 'meta.json').read_text())
+    (out / 'meta.json').write_text(json.dumps(dict(meta, generator='hst_mm.toy_data')))
+    assert not _make(out)['generated']
 
 
 def test_cli(tmp_path):

@@ -11,43 +11,16 @@ import argparse
 import os
 import os.path as osp
 import sys
-import warnings
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from a checkout
 
 import mmcv  # noqa: E402
 from mmengine.config import Config  # noqa: E402
-from mmengine.runner.checkpoint import _load_checkpoint  # noqa: E402
 
 import hst_mm  # noqa: E402,F401  registers HST, allow-lists checkpoint types
 from hst_mm.engine.errors import user_error_message  # noqa: E402
-from hst_mm.engine.frozen_trunk import restore_frozen_trunk  # noqa: E402
-from hst_mm.engine.hooks.checkpoint_fit import check_checkpoint_fits  # noqa: E402
+from hst_mm.engine.inference import init_fitting  # noqa: E402
 from hst_mm.engine.quiet import quiet_upstream_warnings  # noqa: E402
-
-
-def init_fitting(init, config: str, checkpoint: str, device: str):
-    """The model of ``config`` with ``checkpoint`` loaded by mmdet's / mmseg's ``init``.
-
-    Those load with strict=False and only warn (mmseg's fails on a checkpoint without meta):
-    the checkpoint is checked against the config's model first. A trainable-only export
-    (``tools/export_trainable.py``) gets its frozen trunk from ``model.backbone.pretrained``.
-    """
-    # mmdet's init_detector without a checkpoint says it falls back to COCO's class names
-    # (after its own warnings.simplefilter('once'), which overrides an ignore filter): this
-    # model only serves the check, the one drawn loads the checkpoint. Other warnings are
-    # passed on.
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter('always')
-        unloaded = init(config, None, device='cpu')
-    for w in caught:
-        if not str(w.message).startswith('checkpoint is None, use COCO classes'):
-            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-    weights = _load_checkpoint(checkpoint, map_location='cpu')
-    check_checkpoint_fits(unloaded, weights, checkpoint)
-    model = init(config, checkpoint, device=device)
-    restore_frozen_trunk(model, weights, checkpoint)  # nothing to do for a full checkpoint
-    return model
 
 
 def draw_detection(image, config, checkpoint, out, score_thr=0.3, device='cpu'):

@@ -1,19 +1,19 @@
 #!/usr/bin/env python
-"""Generate the toy datasets under data/toy: the command line of hst_mm.toy_data.
+"""Generate the toy datasets under data/toy: the command line of workshop.toy_data.
 
     python tools/make_toy_data.py [--out DIR] [--seed 0] [--num-train 64]
                                   [--num-val 16] [--force] [--no-trunk-weights]
 
-Layout, determinism and what a regeneration may delete: see hst_mm/toy_data.py.
+Layout, determinism and what happens to an existing folder: see workshop/toy_data.py.
 """
 
 import argparse
 import os.path as osp
 import sys
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from a checkout
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # the checkout: workshop
 
-from hst_mm.toy_data import main as generate  # noqa: E402
+from workshop.toy_data import main as generate  # noqa: E402
 
 COUNTS = ('--num-train', '--num-val')
 

@@ -5,7 +5,7 @@
 Trains HST (ViT-Ti/16 trunk) Mask R-CNN and UperNet on the generated toy sets on the CPU
 through the real tools (tools/train.py, tools/test.py), evaluates both on the held-out
 split, prints the metrics and writes to the output folder one overview picture per task
-(validation images upscaled, ground truth beside prediction: tools/draw_overview.py) and the
+(validation images upscaled, ground truth beside prediction: workshop/overview.py) and the
 loss curves. The console shows the stage lines and mmengine's progress lines; each tool's
 whole console output is in ``<out>/<task>_{train,test}.log``, mmengine's full log in the
 work dir (``<out>/<task>/<timestamp>/<timestamp>.log``).
@@ -23,8 +23,7 @@ import time
 from glob import glob
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-sys.path.insert(0, ROOT)
-sys.path.insert(0, osp.join(ROOT, 'tools'))
+sys.path.insert(0, ROOT)  # the checkout: workshop, hst_mm
 
 from hst_mm.engine.quiet import quiet_upstream_warnings  # noqa: E402
 
@@ -170,7 +169,7 @@ def main(argv=None):
     t_start = time.time()
 
     step('generating the toy data (tools/make_toy_data.py)')
-    from hst_mm.toy_data import main as make_toy_data
+    from workshop.toy_data import main as make_toy_data
 
     if make_toy_data([]):
         raise SystemExit('toy data generation failed (see above)')
@@ -179,7 +178,7 @@ def main(argv=None):
     seg_ckpt, seg_metrics, seg_s = train_and_test('seg', SEG_CONFIG, seg_iters, out_dir)
 
     step(f'drawing ground truth | prediction on validation images, and loss curves -> {out_dir}')
-    from draw_overview import draw_overview
+    from workshop.overview import draw_overview
 
     pictures = [
         ('det_overview.png', DET_CONFIG, det_ckpt, 'Mask R-CNN + HST (ViT-Ti), toy COCO val'),
@@ -212,8 +211,8 @@ def main(argv=None):
     with open(osp.join(out_dir, 'summary.json'), 'w') as f:
         json.dump(summary, f, indent=2)
     step('results on the held-out toy validation split')
-    print(f'   Mask R-CNN + HST: bbox mAP {bbox}  segm mAP {segm}  (target bbox mAP >= 0.3)')
-    print(f'   UperNet + HST:    mIoU {miou}  (mmseg reports percent; target >= 50)')
+    print(f'   Mask R-CNN + HST: bbox mAP {bbox}  segm mAP {segm}')
+    print(f'   UperNet + HST:    mIoU {miou} (percent, as mmseg reports it)')
     print(
         f'   training time: det {det_s / 60:.1f} min, seg {seg_s / 60:.1f} min; '
         f'demo total {(time.time() - t_start) / 60:.1f} min'

@@ -6,6 +6,7 @@
   work-dir guard, the resumed run's seed);
 * :mod:`.cli`: what ``tools/train.py`` and ``tools/test.py`` share once their arguments are
   parsed (config, ``--cfg-options``, the Runner, errors as one line);
+* :mod:`.inference`: a model for inference from a config and a checkpoint checked to fit;
 * :mod:`.precision`, :mod:`.errors`: float32 without a GPU; errors reported as diagnoses;
 * :mod:`.layer_decay`: ``ViTLayerDecayOptimizerConstructor``, layer-wise lr decay over a timm
   ViT's blocks (the fully fine-tuned baselines).

@@ -2,31 +2,31 @@
 
 Two models (``--model``): ``backbone`` (default), the backbones alone; ``detector``, the
 whole Mask R-CNN of each mode's config on a synthetic COCO-like batch (needs mmdet). The
-rows are those of :mod:`hst_mm.benchmark.modes` (``--modes``, ``--cp``), all on the same
+rows are those of :mod:`workshop.benchmark.modes` (``--modes``, ``--cp``), all on the same
 timm ViT trunk.
 
 Per row: trainable / total parameters, GFLOPs of a batch-1 forward, inference images/s,
 seconds per training step (forward + loss + backward + optimizer step), memory, and what
-autograd saves for backward per part of the model (:mod:`hst_mm.benchmark.saved`). Each
+autograd saves for backward per part of the model (:mod:`workshop.benchmark.saved`). Each
 row runs in its own process (this module re-run with a hidden ``--_worker MODE``), so the
 memory peaks are independent of each other and of the order of the rows.
 
 Usage::
 
-    python -m hst_mm.benchmark.cli --trunk vit_base_patch16_224 --img-size 512 \\
+    python -m workshop.benchmark.cli --trunk vit_base_patch16_224 --img-size 512 \\
         --batch 2 --json bench.json
 
     # the whole Mask R-CNN of each mode
-    python -m hst_mm.benchmark.cli --model detector --img-size 512 --batch 2
+    python -m workshop.benchmark.cli --model detector --img-size 512 --batch 2
 
     # a tiny trunk, for a smoke test on the CPU
-    python -m hst_mm.benchmark.cli --trunk vit_tiny_patch16_224 \\
+    python -m workshop.benchmark.cli --trunk vit_tiny_patch16_224 \\
         --trunk-kwargs '{"depth": 4, "embed_dim": 64, "num_heads": 2}' \\
         --embed-dims 16 32 48 64 --num-heads 1 2 3 4 --img-size 64 --device cpu
 
 (``python tools/analysis/benchmark.py`` takes the same arguments.) The JSON holds one
 object per row plus ``meta`` (device, versions, threads, load average, date, arguments and
-the target ratios of :mod:`hst_mm.benchmark.targets`); stdout gets the markdown report.
+the ratios of :mod:`workshop.benchmark.ratios`); stdout gets the markdown report.
 
 On a shared CPU machine, check each row's ``cpu_share`` (the fraction of its threads' CPU
 time the row actually got while timed; 1.0 = uncontended): timings of rows with different
@@ -52,7 +52,7 @@ from .report import compute_ratios, format_report
 
 __all__ = ['main', 'modes_to_run', 'parse_args', 'run_all', 'run_worker']
 
-WORKER_MODULE = 'hst_mm.benchmark.cli'
+WORKER_MODULE = 'workshop.benchmark.cli'
 # The worker that times every row in one process (--interleave).
 INTERLEAVE_WORKER = 'interleave'
 
@@ -180,19 +180,19 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
 
 # ---- the parent: one worker per row, then the report -------------------------------------
 def _worker_env() -> Dict[str, str]:
-    """This environment, with the directory this ``hst_mm`` was imported from first on
-    ``PYTHONPATH``.
+    """This environment, with the folders this ``workshop`` and this ``hst_mm`` were imported
+    from first on ``PYTHONPATH``.
 
     ``python -m`` finds packages on the path only, so without this a worker started from a
     checkout (``tools/analysis/benchmark.py`` puts it on ``sys.path``) could import another,
-    installed ``hst_mm``.
+    installed ``hst_mm``, or find no ``workshop`` at all.
     """
     import hst_mm
 
-    package_root = str(Path(hst_mm.__file__).resolve().parents[1])
+    roots = [str(Path(m.__file__).resolve().parents[1]) for m in (sys.modules['workshop'], hst_mm)]
     env = dict(os.environ)
     env['PYTHONPATH'] = os.pathsep.join(
-        [package_root, *filter(None, env.get('PYTHONPATH', '').split(os.pathsep))]
+        dict.fromkeys([*roots, *filter(None, env.get('PYTHONPATH', '').split(os.pathsep))])
     )
     return env
 

@@ -1,12 +1,12 @@
-"""The ratios the targets are stated in, and the markdown report of a run."""
+"""The ratios between rows, and the markdown report of a run."""
 
 from __future__ import annotations
 
 from typing import Dict, List, Sequence
 
-from .targets import TARGETS, Target
+from .ratios import RATIOS, Ratio
 
-# The saved-activation parts (hst_mm.benchmark.saved), in the order of the model.
+# The saved-activation parts (workshop.benchmark.saved), in the order of the model.
 PART_ORDER = (
     'trunk',
     'bridge',
@@ -25,14 +25,13 @@ def train_increment_mb(row: Dict[str, object]) -> float:
     return row['peak_mem_mb'] - row['model_mem_mb']
 
 
-def compute_ratios(results: Dict[str, dict], targets: Sequence[Target] = TARGETS) -> List[dict]:
-    """The target ratios whose two rows were measured (rows that failed are skipped).
+def compute_ratios(results: Dict[str, dict], ratios: Sequence[Ratio] = RATIOS) -> List[dict]:
+    """The ratios whose two rows were measured (rows that failed are skipped).
 
-    Each: ``{'metric', 'num', 'den', 'value', 'target', 'met'}``, ``target`` as text
-    (``'<= 0.8'``).
+    Each: ``{'metric', 'num', 'den', 'value'}``.
     """
     out = []
-    for t in targets:
+    for t in ratios:
         a, b = results.get(t.num), results.get(t.den)
         if not a or not b or 'error' in a or 'error' in b:
             continue
@@ -42,16 +41,7 @@ def compute_ratios(results: Dict[str, dict], targets: Sequence[Target] = TARGETS
             continue  # a run from before tensor memory was measured
         get = train_increment_mb if t.metric == 'train_increment_mb' else (lambda r: r[t.metric])
         value = get(a) / get(b)
-        out.append(
-            {
-                'metric': t.metric,
-                'num': t.num,
-                'den': t.den,
-                'value': value,
-                'target': t.text(),
-                'met': t.met(value),
-            }
-        )
+        out.append({'metric': t.metric, 'num': t.num, 'den': t.den, 'value': value})
     return out
 
 
@@ -151,15 +141,12 @@ def _levers_table(results: Dict[str, dict]) -> List[str]:
 
 
 def _ratios_table(ratios: List[dict]) -> List[str]:
-    """The ratios and whether each meets its target (nothing if none was measured)."""
+    """The ratios measured (nothing if none was)."""
     if not ratios:
         return []
-    lines = ['', '| ratio | value | target | met |', '|---|---:|---|---|']
+    lines = ['', '| ratio | value |', '|---|---:|']
     for q in ratios:
-        lines.append(
-            f'| {q["num"]}.{q["metric"]} / {q["den"]}.{q["metric"]} | '
-            f'{q["value"]:.3f} | {q["target"]} | {"yes" if q["met"] else "no"} |'
-        )
+        lines.append(f'| {q["num"]}.{q["metric"]} / {q["den"]}.{q["metric"]} | {q["value"]:.3f} |')
     return lines
 
 

@@ -5,7 +5,7 @@ by live tensors during a training step (on CUDA ``max_memory_allocated``; on the
 same quantity from the profiler's allocation records, :func:`peak_tensor_mb`), which is
 what a model asks of its device. Process memory: on the CPU the peak resident set size,
 which adds the interpreter and libraries and the freed memory the C allocator keeps.
-Each row runs in a fresh process (see :mod:`hst_mm.benchmark.cli`), so the peaks do not
+Each row runs in a fresh process (see :mod:`workshop.benchmark.cli`), so the peaks do not
 depend on the other rows or on their order.
 """
 

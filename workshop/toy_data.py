@@ -1,7 +1,7 @@
 """Generate small, deterministic, *learnable* toy datasets for hst_mm.
 
 From a checkout, ``python tools/make_toy_data.py`` (a thin wrapper around
-:func:`main`); ``python -m hst_mm.toy_data`` does the same. With no arguments
+:func:`main`); ``python -m workshop.toy_data`` does the same. With no arguments
 it writes ``<repo>/data/toy`` (the path comes from this file's location, not
 the CWD)::
 
@@ -9,29 +9,21 @@ the CWD)::
                                   [--num-train 64] [--num-val 16] [--force]
                                   [--no-trunk-weights]
 
-If the output already holds data made with the same parameters (checked
-through ``meta.json``), the script says so and exits at once; ``--force``
-regenerates, and so does a change of parameters.
+The output folder is made whole or not at all: everything is generated into a
+new temporary folder next to it, then renamed into place. A user's files are
+never deleted or overwritten:
 
-What a regeneration may delete: only files this module provably wrote.
-``meta.json`` is the marker: ``"generator": "hst_mm.toy_data"`` and, under
-``"files"``, every file written under ``coco/`` and ``ade/`` with its SHA-256.
-Before anything is removed, every entry under ``DIR/coco`` and ``DIR/ade`` is
-checked against it. If ``meta.json`` is missing while ``coco/`` or ``ade/``
-exists, if ``meta.json`` was not written by this module, or if those folders
-hold anything not in the list (a file of someone else's, an extra folder, a
-symlink, a listed file changed since), it refuses: :class:`ToyDataError` (a
-``RuntimeError``) naming the folder and the entries, exit status 1 on the
-command line, nothing touched. Files are then removed one by one and folders
-only once empty (never a recursive delete). Apart from ``coco/``, ``ade/``
-and ``meta.json`` (replaced atomically), the output folder is left alone: the
-toy trunk's weights file is written only if missing, temporary files get new
-names (so they never overwrite anything) and are renamed into place, and
-nothing else there is changed or deleted. A ``meta.json`` from before this
-marker existed (no ``"generator"`` field) is accepted only if ``coco/`` and
-``ade/`` are byte-identical to what its parameters produce now; an
-interrupted run leaves ``"complete": false`` and the list of files it was
-about to write, so the next run can clean up after it.
+* no ``DIR``, or an empty one: it is generated;
+* ``DIR`` holds the toy data these parameters give (``meta.json`` written by
+  this module with the same parameters, every listed file there with the
+  SHA-256 it records): it is reused, and the script says so;
+* ``DIR`` holds anything else (toy data of other parameters or changed since,
+  a user's folder): :class:`ToyDataError` names it and nothing is touched. With
+  ``--force``, a folder that ``meta.json`` marks as toy data is first renamed
+  to ``DIR.old-N`` (kept, never deleted); any other folder is still refused.
+
+The toy trunk's weights (``vit_tiny_patch16_224.random.pth``) are then added to
+the folder if no file of that name is there.
 
 Layout::
 
@@ -70,7 +62,7 @@ import argparse
 import hashlib
 import json
 import os
-import stat
+import shutil
 import sys
 import tempfile
 import time
@@ -91,37 +83,18 @@ SEG_PALETTE = [[120, 120, 120], [220, 20, 60], [0, 200, 0], [30, 80, 230]]
 # Hue family (OpenCV hue units, 0..179) for each shape class.
 _CLASS_HUE = {'circle': 0, 'square': 60, 'triangle': 115}
 
-# <repo>/data/toy: hst_mm/ sits at the repository root (checkout or editable install).
+# <repo>/data/toy: workshop/ sits at the repository root.
 DEFAULT_OUT = Path(__file__).resolve().parent.parent / 'data' / 'toy'
 
-# meta.json's "generator": marks an output folder as written by this module.
-GENERATOR = 'hst_mm.toy_data'
-# Every folder the generator makes, relative to the output folder; parents first.
-_OWN_DIRS = (
-    'coco',
-    'coco/annotations',
-    'coco/train',
-    'coco/val',
-    'ade',
-    'ade/images',
-    'ade/annotations',
-    'ade/images/training',
-    'ade/images/validation',
-    'ade/annotations/training',
-    'ade/annotations/validation',
-)
-_PARAM_KEYS = ('version', 'seed', 'num_train', 'num_val', 'image_size')
-_MAX_LISTED = 10  # entries named in an error message
+# meta.json's "generator": marks a folder as toy data written by this module (also under
+# the module's earlier name, hst_mm.toy_data, which wrote the same files).
+GENERATOR = 'workshop.toy_data'
+_GENERATORS = (GENERATOR, 'hst_mm.toy_data')
+_MAX_LISTED = 10  # problems named in an error message
 
 
 class ToyDataError(RuntimeError):
-    """The output folder holds something this module did not write.
-
-    Raised before anything is changed, except in one race: if something
-    appears in ``coco/`` or ``ade/`` while the previous output is being
-    removed, the removal stops there (the generator's own files already
-    removed stay removed; the newcomer and ``meta.json`` are kept).
-    """
+    """The output folder exists and is not the toy data asked for; nothing was changed."""
 
 
 # --------------------------------------------------------------------------
@@ -353,318 +326,140 @@ def _write_datasets(out, seed, num_train, num_val):
     _ade_split(out / 'ade', 'validation', num_val, seed)
 
 
-def _replace_atomically(path, write, binary=False):
-    """Write ``path`` with ``write(file)`` through a temporary file and a rename.
-
-    A kill leaves the old file or the new one, never half of one. The
-    temporary name is new and opened with mode 'x', so no existing file (a
-    user's included) is ever overwritten on the way; it gets the usual
-    permissions, unlike a ``mkstemp`` file.
-    """
-    path = Path(path)
-    tmp = path.with_name(f'.{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp')
-    f = open(tmp, 'xb' if binary else 'x')
-    try:
-        with f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-
-
-def _write_meta(out, meta):
-    """Replace ``out/meta.json`` atomically."""
-    _replace_atomically(out / 'meta.json', lambda f: f.write(json.dumps(meta, indent=2) + '\n'))
-
-
-def _scan(out):
-    """Every entry under ``out/coco`` and ``out/ade``: {relative path: kind}.
-
-    ``kind`` is 'dir', 'file', 'symlink' or 'other'. Symlinks are reported,
-    never followed, so nothing outside the two folders is ever looked at.
-    """
-
-    def unreadable(err):
-        raise ToyDataError(f'cannot read {err.filename} ({err.strerror}); nothing was changed')
-
-    found = {}
-    for top in ('coco', 'ade'):
-        root = out / top
-        kind = _kind(root)
-        if kind is not None:
-            found[top] = kind
-        if kind != 'dir':
-            continue
-        for dirpath, dirnames, filenames in os.walk(root, onerror=unreadable):
-            for name in dirnames + filenames:
-                path = Path(dirpath) / name
-                found[path.relative_to(out).as_posix()] = _kind(path)
-    return found
-
-
-def _kind(path):
-    """'dir', 'file', 'symlink', 'other' or None (absent) for ``path``.
-
-    Links are not followed.
-    """
-    try:
-        mode = os.lstat(path).st_mode
-    except FileNotFoundError:
-        return None
-    if stat.S_ISLNK(mode):
-        return 'symlink'
-    if stat.S_ISDIR(mode):
-        return 'dir'
-    return 'file' if stat.S_ISREG(mode) else 'other'
-
-
-def _refusal(out, reason, entries=()):
-    """A ToyDataError saying why ``out`` is left alone, listing some entries.
-
-    ``entries``: relative paths, or (relative path, why) pairs.
-    """
-    lines = [f'refusing to write the toy data in {out}: {reason}']
-    for entry in entries[:_MAX_LISTED]:
-        rel, why = entry if isinstance(entry, tuple) else (entry, '')
-        lines.append(f'  {rel}' + (f'  ({why})' if why else ''))
-    if len(entries) > _MAX_LISTED:
-        lines.append(f'  ... and {len(entries) - _MAX_LISTED} more')
-    lines.append('Nothing was changed: move these away, or pass another --out.')
-    return ToyDataError('\n'.join(lines))
-
-
-def _tops(out, rels, singular, plural):
-    """'DIR/coco holds', 'DIR/coco and DIR/ade hold', ...: where ``rels`` lie,
-    with the verb that fits."""
-    tops = [t for t in ('coco', 'ade') if t in {r.split('/', 1)[0] for r in rels}]
-    names = ' and '.join(str(out / t) for t in tops)
-    return f'{names} {plural if len(tops) > 1 else singular}'
-
-
-def _listing(found):
-    """What the scanned folders hold, for an error message (folders end in /)."""
-    entries = [
-        (rel + '/' if kind == 'dir' else rel, '' if kind in ('dir', 'file') else kind)
-        for rel, kind in sorted(found.items())
-        if '/' in rel or kind != 'dir'
-    ]  # not the bare coco/ and ade/
-    return entries or [('(nothing: empty folders)', '')]
-
-
-def _params(meta):
-    """The generation parameters recorded in a meta.json dict, or None."""
-    params = {k: meta.get(k) for k in _PARAM_KEYS}
-    ok = all(type(v) is int for v in params.values())
-    return params if ok and min(params['num_train'], params['num_val']) >= 0 else None
-
-
-def _read_marker(out):
-    """What ``out/meta.json`` says the generator wrote, after checking it is ours.
-
-    Returns None when there is no meta.json, else a dict: ``params``,
-    ``complete`` and ``files`` ({relative path: SHA-256, or None where the
-    hash is not known}). ``legacy`` marks a meta.json from before the marker
-    existed, whose hashes must be recomputed. Raises ToyDataError when
-    meta.json was not written by this module.
-    """
-    meta_file = out / 'meta.json'
-    if not os.path.lexists(meta_file):
-        return None
-    if _kind(meta_file) != 'file':
-        raise _refusal(out, f'{meta_file} is not a regular file')
-    try:
-        text = meta_file.read_text()
-        meta = json.loads(text)
-    except (ValueError, UnicodeDecodeError):
-        text = meta = None
-    params = _params(meta) if isinstance(meta, dict) else None
-    if params and meta.get('generator') == GENERATOR:
-        return _own_marker(out, meta, params)
-    # The generator before the marker wrote exactly these bytes (and its only
-    # version and size); anything else is someone else's file.
-    if (
-        params
-        and text == json.dumps(params, indent=2) + '\n'
-        and (params['version'], params['image_size']) == (1, IMG_SIZE)
-    ):
-        planned = _planned_files(params['num_train'], params['num_val'])
-        return dict(params=params, complete=True, legacy=True, files=dict.fromkeys(planned))
-    found = _scan(out)
-    reason = (
-        f'{meta_file} was not written by {GENERATOR} (it has no '
-        f'"generator": "{GENERATOR}" field) and would be overwritten'
-    )
-    if found:
-        reason += f'; nothing proves that {_tops(out, found, "holds", "hold")} generated data:'
-    raise _refusal(out, reason, _listing(found) if found else ())
-
-
-def _own_marker(out, meta, params):
-    """Check a marker written by this module against its own parameters."""
-    planned = _planned_files(params['num_train'], params['num_val'])
-    files, complete = meta.get('files'), meta.get('complete')
-    # The names follow from the parameters, so a damaged or edited list can
-    # never make a path outside the planned ones count as ours.
-    ok = (
-        isinstance(files, dict)
-        and sorted(files) == planned
-        and complete in (True, False)
-        and all(
-            (isinstance(h, str) and len(h) == 64) if complete else h is None for h in files.values()
-        )
-    )
-    if not ok:
-        raise _refusal(
-            out,
-            f'{out / "meta.json"} names {GENERATOR} but its '
-            'list of files is damaged; delete coco/, ade/ and '
-            'meta.json yourself if they are only toy data',
-        )
-    return dict(params=params, complete=complete, legacy=False, files=files)
-
-
-def _legacy_hashes(params):
-    """SHA-256 of every file the given parameters produce, made in a temp dir."""
-    with tempfile.TemporaryDirectory(prefix='hst_mm_toy_') as tmp:
-        tmp = Path(tmp)
-        _write_datasets(tmp, params['seed'], params['num_train'], params['num_val'])
-        return {
-            rel: _sha256(tmp / rel)
-            for rel in _planned_files(params['num_train'], params['num_val'])
-        }
-
-
-def _check_owned(out, marker):
-    """Raise ToyDataError unless everything under coco/ and ade/ is ours.
-
-    Ours: the folders the generator makes and the files in the marker's list,
-    unchanged where their hash is known. Files of the list that are missing
-    are fine (an interrupted run or removal).
-    """
-    found = _scan(out)
-    if not found:
-        return
-    if marker is None:
-        raise _refusal(
-            out,
-            f'{_tops(out, found, "exists", "exist")} without '
-            f'{out / "meta.json"}, the marker {GENERATOR} writes, '
-            'so nothing proves that it is generated data:',
-            _listing(found),
-        )
-    foreign = []
-    for rel, kind in sorted(found.items()):
-        if kind == 'dir' and rel not in _OWN_DIRS:
-            foreign.append((rel + '/', f'a folder {GENERATOR} does not make'))
-        elif kind in ('symlink', 'other'):
-            foreign.append((rel, f'a {kind}, not a file {GENERATOR} writes'))
-        elif kind == 'file' and rel not in marker['files']:
-            foreign.append((rel, f'not written by {GENERATOR}'))
-    if foreign:
-        where = _tops(out, [r for r, _ in foreign], 'holds', 'hold')
-        raise _refusal(out, f'{where} entries that {GENERATOR} did not write:', foreign)
-    expected = marker['files']
-    if marker['legacy'] and 'file' in found.values():
-        expected = _legacy_hashes(marker['params'])
-    changed = [
-        (rel, f'changed since {GENERATOR} wrote it')
-        for rel, kind in sorted(found.items())
-        if kind == 'file' and expected[rel] is not None and _sha256(out / rel) != expected[rel]
-    ]
-    if changed:
-        where = _tops(out, [r for r, _ in changed], 'holds', 'hold')
-        raise _refusal(out, f'{where} files that differ from what {GENERATOR} wrote:', changed)
-
-
-def _remove_owned(out, marker):
-    """Delete a checked previous output: listed files, then our empty folders.
-
-    Files go one by one and folders with ``rmdir``, so anything that appeared
-    after the check makes this fail instead of being deleted with the rest.
-    meta.json stays until it is replaced, so an interruption here leaves a
-    marker that still covers whatever is left.
-    """
-    if marker is None:
-        return
-    for rel in marker['files']:
-        if _kind(out / rel) == 'file':
-            (out / rel).unlink()
-    for rel in reversed(_OWN_DIRS):
-        path = out / rel
-        if _kind(path) is None:
-            continue
-        try:
-            path.rmdir()
-        except OSError as err:
-            raise ToyDataError(
-                f'cannot remove {path} ({err.strerror}): something was added '
-                'there while the previous toy data were being removed; it was '
-                'left alone, and so was meta.json'
-            ) from None
-
-
-def make_toy_data(out_dir=DEFAULT_OUT, seed=0, num_train=64, num_val=16, force=False):
-    """Create the toy datasets under ``out_dir``; return a dict of paths.
-
-    The dict also holds ``generated`` (False if existing data was reused).
-    Raises :class:`ToyDataError`, before changing anything, when ``coco/``,
-    ``ade/`` or ``meta.json`` there were not all written by this module.
-    """
-    out = Path(out_dir).resolve()
-    paths = _paths(out)
-    params = dict(
+def _params(seed, num_train, num_val):
+    """The parameters that decide every byte of the output, as meta.json records them."""
+    return dict(
         version=VERSION,
         seed=int(seed),
         num_train=int(num_train),
         num_val=int(num_val),
         image_size=IMG_SIZE,
     )
-    planned = _planned_files(params['num_train'], params['num_val'])
-    if _kind(out) not in (None, 'dir'):
-        raise ToyDataError(f'{out} exists and is not a folder; nothing was changed')
-    marker = _read_marker(out)  # raises if meta.json is someone else's
-    up_to_date = (
-        marker is not None
-        and marker['complete']
-        and not force
-        and marker['params'] == params
-        and all(_kind(out / rel) == 'file' for rel in planned)
-    )
-    if up_to_date and not marker['legacy']:
-        return dict(paths, generated=False)
 
-    _check_owned(out, marker)  # raises, touching nothing, unless all is ours
-    if up_to_date:  # a checked pre-marker output: record it, keep the data
-        _write_meta(
-            out,
-            dict(
-                params,
-                generator=GENERATOR,
-                complete=True,
-                files={rel: _sha256(out / rel) for rel in planned},
-            ),
+
+def _read_meta(out):
+    """``out/meta.json`` as a dict if this module wrote it, else None."""
+    try:
+        meta = json.loads((out / 'meta.json').read_text())
+    except (OSError, ValueError):
+        return None
+    return meta if isinstance(meta, dict) and meta.get('generator') in _GENERATORS else None
+
+
+def _problems(out, meta, params):
+    """Why the folder ``out`` is not the toy data of ``params``: a list, empty if it is.
+
+    It is when ``meta`` (its meta.json, from :func:`_read_meta`) has these parameters and
+    every file it lists is there, a regular file with the SHA-256 it records. Other files
+    in the folder do not matter (they are left alone).
+    """
+    if meta is None:
+        return [f'{out / "meta.json"} is missing or was not written by {GENERATOR}']
+    old = {k: meta.get(k) for k in params}
+    if old != params:
+        diff = ', '.join(
+            f'{k} {old[k]} (asked for {params[k]})' for k in params if old[k] != params[k]
         )
-        return dict(paths, generated=False)
+        return [f'it holds toy data made with other parameters: {diff}']
+    files = meta.get('files')
+    if not isinstance(files, dict) or sorted(files) != _planned_files(
+        params['num_train'], params['num_val']
+    ):
+        return ['its meta.json does not list the files these parameters give']
+    return [
+        f'{rel}: missing or changed since it was generated'
+        for rel, digest in sorted(files.items())
+        if (out / rel).is_symlink() or not (out / rel).is_file() or _sha256(out / rel) != digest
+    ]
 
-    _remove_owned(out, marker)
-    out.mkdir(parents=True, exist_ok=True)
-    # Record the files about to be written before writing them, so that an
-    # interrupted run leaves a marker the next run can clean up after.
-    _write_meta(
-        out, dict(params, generator=GENERATOR, complete=False, files=dict.fromkeys(planned))
-    )
-    _write_datasets(out, params['seed'], params['num_train'], params['num_val'])
-    _write_meta(
-        out,
-        dict(
-            params,
-            generator=GENERATOR,
-            complete=True,
-            files={rel: _sha256(out / rel) for rel in planned},
-        ),
-    )
-    return dict(paths, generated=True)
+
+def _refusal(out, problems, marked):
+    """The ToyDataError for an existing ``out`` that is not the toy data asked for."""
+    lines = [
+        f'refusing to write the toy data to {out}: it exists and is not the toy data asked for:'
+    ]
+    lines += [f'  {p}' for p in problems[:_MAX_LISTED]]
+    if len(problems) > _MAX_LISTED:
+        lines.append(f'  ... and {len(problems) - _MAX_LISTED} more')
+    if marked:
+        lines.append(
+            f'Nothing was changed: pass --force to keep it as {out.name}.old-N and '
+            'regenerate, or pass another --out.'
+        )
+    else:
+        lines.append('Nothing was changed: move it away, or pass another --out.')
+    return ToyDataError('\n'.join(lines))
+
+
+def _move_aside(out):
+    """Rename ``out`` to the first free ``<out>.old-N``; returns the new path."""
+    n = 1
+    while os.path.lexists(out.with_name(f'{out.name}.old-{n}')):
+        n += 1
+    kept = out.with_name(f'{out.name}.old-{n}')
+    os.rename(out, kept)
+    return kept
+
+
+def _generate(out, params):
+    """Write the data sets and meta.json into a new folder next to ``out``, then rename it
+    to ``out``. Returns False, keeping what is there, if ``out`` appeared meanwhile holding
+    the same toy data (another run finished first); raises ToyDataError if it holds
+    anything else."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f'.{out.name}.', suffix='.tmp', dir=out.parent))
+    try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o777 & ~umask)  # mkdtemp's 0o700 would stay with the data
+        _write_datasets(tmp, params['seed'], params['num_train'], params['num_val'])
+        files = {
+            rel: _sha256(tmp / rel)
+            for rel in _planned_files(params['num_train'], params['num_val'])
+        }
+        meta = dict(params, generator=GENERATOR, complete=True, files=files)
+        (tmp / 'meta.json').write_text(json.dumps(meta, indent=2) + '\n')
+        try:
+            # A folder is renamed onto nothing or an empty folder only: whatever appeared
+            # at ``out`` since the check stays as it is.
+            os.rename(tmp, out)
+            return True
+        except OSError:
+            if not os.path.isdir(out):
+                raise
+        problems = _problems(out, _read_meta(out), params)
+        if problems:
+            raise _refusal(out, problems, marked=False)
+        return False
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)  # this run's own temporary folder
+
+
+def make_toy_data(out_dir=DEFAULT_OUT, seed=0, num_train=64, num_val=16, force=False):
+    """Create the toy datasets as the folder ``out_dir``; return a dict of paths.
+
+    The dict also holds ``generated`` (False if existing data was reused) and ``kept``
+    (where ``--force`` moved the previous toy data, else None). Raises
+    :class:`ToyDataError`, changing nothing, when ``out_dir`` exists and is not the toy
+    data of these parameters (with ``force``: and is not toy data at all).
+    """
+    out = Path(out_dir).resolve()
+    params = _params(seed, num_train, num_val)
+    kept = None
+    # An empty folder holds nothing to lose: the rename replaces it.
+    if os.path.lexists(out) and not (out.is_dir() and not any(out.iterdir())):
+        if not out.is_dir():
+            raise ToyDataError(f'{out} exists and is not a folder; nothing was changed')
+        meta = _read_meta(out)
+        problems = _problems(out, meta, params)
+        if not problems and not force:
+            return dict(_paths(out), generated=False, kept=None)
+        if not force or meta is None:
+            raise _refusal(out, problems, marked=meta is not None)
+        kept = _move_aside(out)
+    generated = _generate(out, params)
+    return dict(_paths(out), generated=generated, kept=kept)
 
 
 # The toy configs' trunk: a *randomly initialised* timm ViT-Ti saved locally (no model hub
@@ -688,7 +483,16 @@ def ensure_toy_trunk_weights(path, seed=0):
     torch.manual_seed(seed)
     state = timm.create_model(TOY_TRUNK, pretrained=False).state_dict()
     path.parent.mkdir(parents=True, exist_ok=True)
-    _replace_atomically(path, lambda f: torch.save(state, f), binary=True)
+    # A new file under a unique name, then linked into place: a file that appeared at
+    # ``path`` meanwhile makes the link fail instead of being overwritten.
+    tmp = path.with_name(f'.{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp')
+    try:
+        with open(tmp, 'xb') as f:
+            torch.save(state, f)
+        os.link(tmp, path)
+    finally:
+        if os.path.lexists(tmp):
+            os.unlink(tmp)
     print(f'[toy] wrote randomly initialised {TOY_TRUNK} weights to {path}')
     return path
 
@@ -702,7 +506,11 @@ def main(argv=None):
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--num-train', type=int, default=64, help='training images per dataset')
     p.add_argument('--num-val', type=int, default=16, help='validation images per dataset')
-    p.add_argument('--force', action='store_true', help='regenerate even if matching data exists')
+    p.add_argument(
+        '--force',
+        action='store_true',
+        help='regenerate; toy data already at --out is kept as <out>.old-N',
+    )
     p.add_argument(
         '--no-trunk-weights',
         action='store_true',
@@ -729,6 +537,8 @@ def main(argv=None):
         for s in ('train', 'val')
     }
     print(f'[toy] wrote {res["root"]} in {time.time() - t0:.1f}s (seed={a.seed})')
+    if res['kept']:
+        print(f'  the previous toy data: kept as {res["kept"]}')
     print(
         f'  coco: {a.num_train} train / {a.num_val} val images, '
         f'{n_ann["train"]} / {n_ann["val"]} instances, '
