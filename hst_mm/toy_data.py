@@ -74,11 +74,12 @@ import stat
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
 import cv2
 import numpy as np
+
+from hst_mm.atomic_write import atomic_path, atomic_write_text
 
 VERSION = 1
 IMG_SIZE = 128  # all images are IMG_SIZE x IMG_SIZE
@@ -353,29 +354,9 @@ def _write_datasets(out, seed, num_train, num_val):
     _ade_split(out / 'ade', 'validation', num_val, seed)
 
 
-def _replace_atomically(path, write, binary=False):
-    """Write ``path`` with ``write(file)`` through a temporary file and a rename.
-
-    A kill leaves the old file or the new one, never half of one. The
-    temporary name is new and opened with mode 'x', so no existing file (a
-    user's included) is ever overwritten on the way; it gets the usual
-    permissions, unlike a ``mkstemp`` file.
-    """
-    path = Path(path)
-    tmp = path.with_name(f'.{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp')
-    f = open(tmp, 'xb' if binary else 'x')
-    try:
-        with f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-
-
 def _write_meta(out, meta):
     """Replace ``out/meta.json`` atomically."""
-    _replace_atomically(out / 'meta.json', lambda f: f.write(json.dumps(meta, indent=2) + '\n'))
+    atomic_write_text(out / 'meta.json', json.dumps(meta, indent=2) + '\n')
 
 
 def _scan(out):
@@ -688,7 +669,8 @@ def ensure_toy_trunk_weights(path, seed=0):
     torch.manual_seed(seed)
     state = timm.create_model(TOY_TRUNK, pretrained=False).state_dict()
     path.parent.mkdir(parents=True, exist_ok=True)
-    _replace_atomically(path, lambda f: torch.save(state, f), binary=True)
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
     print(f'[toy] wrote randomly initialised {TOY_TRUNK} weights to {path}')
     return path
 

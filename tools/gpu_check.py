@@ -1084,9 +1084,9 @@ def format_report(report: dict) -> str:
 def write_json(report: dict, path: Path) -> None:
     """Write atomically, so a reader (or a kill) never sees half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + '.tmp')
-    tmp.write_text(json.dumps(report, indent=2))
-    os.replace(tmp, path)
+    from hst_mm.atomic_write import atomic_write_text  # as this script imports hst_mm: late
+
+    atomic_write_text(path, json.dumps(report, indent=2))
 
 
 def run_all(args: argparse.Namespace) -> int:

@@ -31,6 +31,7 @@ import torch
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
 
+from ..atomic_write import atomic_path
 from ..version import __version__
 from .checkpoint_safety import refused_checkpoint_message
 from .frozen_trunk import (
@@ -41,7 +42,6 @@ from .frozen_trunk import (
     restorable_frozen_keys,
     tensor_digest,
 )
-from .hooks.atomic_checkpoint import _fsync
 from .hooks.checkpoint_fit import CheckpointMismatchError, check_checkpoint_fits
 
 
@@ -123,14 +123,8 @@ def save_atomically(obj: dict, out: str, force: bool = False) -> None:
     if osp.exists(out) and not force:
         raise ExportError(f'{out} exists; pass --force to overwrite it')
     os.makedirs(osp.dirname(osp.abspath(out)), exist_ok=True)
-    tmp = f'{out}.tmp{os.getpid()}'
-    try:
+    with atomic_path(out) as tmp:
         torch.save(obj, tmp)
-        _fsync(tmp)
-        os.replace(tmp, out)
-    finally:
-        if osp.exists(tmp):
-            os.remove(tmp)
 
 
 def export_trainable(
