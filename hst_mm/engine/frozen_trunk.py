@@ -22,7 +22,7 @@ from mmengine.model import BaseTTAModel, is_model_wrapper
 
 from .. import models
 from ..registration import PretrainedOnInit
-from .hooks.checkpoint_fit import CheckpointMismatchError, checkpoint_state_dict
+from .checkpoint_weights import CheckpointMismatchError, checkpoint_state_dict
 
 # The key under the checkpoint's ``meta`` that marks a trainable-only export.
 EXPORT_KEY = 'trainable_only'
