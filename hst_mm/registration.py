@@ -9,8 +9,10 @@ mmengine expects of a backbone: ``init_cfg``, and ``pretrained`` loaded in
 
 from __future__ import annotations
 
-from typing import Optional, Union
+import copy
+from typing import Optional, Tuple, Union
 
+import torch
 from mmengine.model import BaseModule
 from mmengine.registry import MODELS
 
@@ -100,3 +102,26 @@ class ViTPyramid(models.ViTPyramid, PretrainedOnInit):
         # it, LoRA's A and B included (B would no longer start at zero): re-initialise them.
         if first_call and self.petl is not None:
             self.petl.reset_trunk_parameters(self.vit)
+
+
+def fit_heads_to_backbone(model_cfg: dict) -> Tuple[int, ...]:
+    """Give the neck of an OpenMMLab ``model`` config (mmseg's UperNet, without a neck: its
+    ``decode_head`` and ``auxiliary_head``) the ``in_channels`` its ``backbone`` returns.
+
+    For a config whose backbone was changed (another trunk, other side widths): the backbone
+    is built on the meta device (shapes only: no memory, no weights) and its
+    ``out_channels`` read, e.g. (64, 128, 256, 384) for HST's defaults. An auxiliary head
+    gets the width of the map it reads (``in_index``). Returns the widths.
+    """
+    backbone = copy.deepcopy(model_cfg['backbone'])
+    backbone.pop('_delete_', None)
+    with torch.device('meta'):
+        widths = tuple(MODELS.build(backbone).out_channels)
+    if model_cfg.get('neck'):
+        model_cfg['neck']['in_channels'] = list(widths)
+        return widths
+    model_cfg['decode_head']['in_channels'] = list(widths)
+    aux = model_cfg.get('auxiliary_head')
+    if aux:
+        aux['in_channels'] = widths[aux.get('in_index', -1)]
+    return widths

@@ -92,7 +92,13 @@ def test_configs_found():
 def test_config_builds(config):
     cfg = load(config)
     assert 'hst_mm' in cfg.custom_imports['imports'], f'{config}: custom_imports lacks hst_mm'
-    _, rows = build(config)
+    model, rows = build(config)
+    # the neck (UperNet: the decode and auxiliary heads) takes what the backbone returns
+    widths = list(model.backbone.out_channels)
+    neck = getattr(model, 'neck', None)
+    assert list((neck or model.decode_head).in_channels) == widths, config
+    aux = getattr(model, 'auxiliary_head', None)
+    assert aux is None or aux.in_channels == widths[aux.in_index], config
     n = rows['all']
     assert 0 < n['trainable'] <= n['total']
     if config in PAPER:

@@ -27,6 +27,9 @@ from .trunk import create_trunk
 class ViTPyramid(nn.Module):
     """``(B, 3, H, W) -> [(B, D, H/s, W/s) for s in 4, 8, 16, 32]`` (for ``out_indices``).
 
+    What it returns, for the neck: :attr:`out_channels` (``D``, the trunk's width, for
+    every map) and :attr:`out_strides` (``s``), one entry per map.
+
     Args:
         trunk: timm ViT model name.
         pretrained: None, a local checkpoint or a timm tag (see :mod:`.pretrained`).
@@ -122,6 +125,18 @@ class ViTPyramid(nn.Module):
         a /16 trunk)."""
         p = self.vit.patch_embed.patch_size[0]
         return (p / 4, p / 2, p, 2 * p)
+
+    @property
+    def out_channels(self) -> Tuple[int, ...]:
+        """Channels of each map :meth:`forward` returns, in its order: the trunk's width for
+        every level, e.g. (768, 768, 768, 768) for ViT-B. A neck's ``in_channels``."""
+        return (self.vit.embed_dim,) * len(self.out_indices)
+
+    @property
+    def out_strides(self) -> Tuple[float, ...]:
+        """Input pixels per cell of each map :meth:`forward` returns, in its order
+        (:attr:`strides` of ``out_indices``): (4, 8, 16, 32) for a /16 trunk."""
+        return tuple(self.strides[i] for i in self.out_indices)
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
         """(B, 3, H, W) -> tuple of (B, D, H_i, W_i), H_i ~ H / s_i (:attr:`strides`).
