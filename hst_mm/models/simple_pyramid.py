@@ -21,7 +21,7 @@ import torch.nn as nn
 from .petl import build_petl, load_plain_state_dict
 from .pretrained import load_trunk_weights
 from .small_inputs import crop_to_input, pad_small_input
-from .trunk import create_trunk
+from .trunk import ViTTrunk, create_trunk
 
 
 class ViTPyramid(nn.Module):
@@ -57,7 +57,8 @@ class ViTPyramid(nn.Module):
         super().__init__()
         self.trunk_name = trunk
         self.trunk_kwargs = dict(trunk_kwargs or {})
-        self.vit = create_trunk(trunk, drop_path_rate, **self.trunk_kwargs)
+        # behind a wrapper without init_weights(): mmengine never re-draws the ViT (or LoRA)
+        self.trunk = ViTTrunk(trunk, drop_path_rate, **self.trunk_kwargs)
         depth, dim = len(self.vit.blocks), self.vit.embed_dim
         if depth % 4:
             raise ValueError(f'a trunk of {depth} blocks cannot feed 4 pyramid levels evenly')
@@ -100,6 +101,24 @@ class ViTPyramid(nn.Module):
                 param.requires_grad_(name in tuned)
         if pretrained:
             self.load_pretrained(pretrained)
+
+    @property
+    def vit(self) -> nn.Module:
+        """The timm ViT (``trunk.vit``; state-dict keys ``trunk.vit.*``)."""
+        return self.trunk.vit
+
+    @staticmethod
+    def rename_old_keys(state_dict: dict, prefix: str = '') -> None:
+        """State dicts of hst_mm 0.2.0 and earlier hold the ViT as ``vit.*``: renamed to
+        ``trunk.vit.*`` in place (keys under ``prefix``, this module's place in the model)."""
+        for key in [k for k in state_dict if k.startswith(f'{prefix}vit.')]:
+            state_dict[f'{prefix}trunk.{key[len(prefix) :]}'] = state_dict.pop(key)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
+        # before this module and its children load them (torch hands the children the
+        # entries of this dict)
+        self.rename_old_keys(state_dict, prefix)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def load_pretrained(self, source: str) -> None:
         if self.petl is None:

@@ -24,6 +24,7 @@ import torch
 from mmengine.hooks import Hook
 from mmengine.registry import HOOKS
 
+from ...models.parts import rename_old_keys
 from ..checkpoint_weights import CheckpointMismatchError, checkpoint_state_dict
 from ..frozen_trunk import check_export_fits, export_info, restore_frozen_trunk, unwrap
 
@@ -41,7 +42,7 @@ def check_checkpoint_fits(
     # mmengine loads into the wrapped model of DDP wrappers and of test-time augmentation
     # (tools/test.py --tta), whose own keys carry a 'module.' prefix
     model = unwrap(model)
-    theirs = checkpoint_state_dict(checkpoint)
+    theirs = rename_old_keys(model, checkpoint_state_dict(checkpoint))
     ours = model.state_dict()
     info = export_info(checkpoint)
     # a trainable-only export lacks exactly the frozen trunk weights it lists
