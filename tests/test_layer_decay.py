@@ -11,11 +11,11 @@ DEPTH = 4
 def expected_layer(name: str) -> int:
     """Written out per name, independently of the constructor's regular expressions."""
     parts = name.split('.')
-    if parts[:2] == ['backbone', 'vit']:
-        if parts[2] in ('cls_token', 'pos_embed', 'patch_embed'):
+    if parts[:3] == ['backbone', 'trunk', 'vit']:
+        if parts[3] in ('cls_token', 'pos_embed', 'patch_embed'):
             return 0
-        if parts[2] == 'blocks':
-            return int(parts[3]) + 1
+        if parts[3] == 'blocks':
+            return int(parts[4]) + 1
     return DEPTH + 1
 
 

@@ -41,9 +41,8 @@ def pretrained_trunks(model: nn.Module) -> Dict[str, dict]:
     ``model`` that loads a pretrained source, e.g. ``'backbone.trunk.vit'``."""
     found = {}
     for name, module in unwrap(model).named_modules():
-        if trunk_vit(module) is None or not isinstance(module, PretrainedOnInit):
-            continue
-        if not module.pretrained:
+        loads = isinstance(module, PretrainedOnInit) and trunk_vit(module) is not None
+        if not (loads and module.pretrained):
             continue
         prefix = f'{name}.{VIT_PATH}' if name else VIT_PATH
         found[prefix] = dict(module=name, source=module.pretrained, trunk=module.trunk_name)
