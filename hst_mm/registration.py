@@ -9,12 +9,15 @@ mmengine expects of a backbone: ``init_cfg``, and ``pretrained`` loaded in
 
 from __future__ import annotations
 
-from typing import Optional, Union
+import copy
+from typing import Optional, Tuple, Union
 
+import torch
 from mmengine.model import BaseModule
 from mmengine.registry import MODELS
 
 from . import models
+from .models.parts import VIT_PATH
 
 
 class PretrainedOnInit(BaseModule):
@@ -22,20 +25,31 @@ class PretrainedOnInit(BaseModule):
 
     The Runner calls ``init_weights()`` before training; ``tools/test.py`` does not, so
     testing a checkpoint never needs the pretrained source. mmengine's default
-    ``init_weights()`` visits direct children only; ours (trunk wrapper, bridge, side
-    network) have no ``init_weights()``, so the timm ViT's own, which would re-randomise the
-    trunk, is never reached.
+    ``init_weights()`` visits direct children only; ours (the trunk wrappers
+    :class:`~hst_mm.models.trunk.MetaTokenViT` / :class:`~hst_mm.models.trunk.ViTTrunk`,
+    bridge, side network, pyramid) have no ``init_weights()``, so the timm ViT's own, which
+    would re-randomise the trunk (and LoRA's A and B in it), is never reached.
+
+    The trunk is loaded once: by ``init_weights()`` or by :meth:`load_pretrained_once`,
+    whichever comes first (mmengine's init flag, set only there, records it).
     """
 
     pretrained: Optional[str] = None
-    # where the ViT that ``load_pretrained`` fills lives in the module
-    trunk_path: str = 'vit'
 
     def init_weights(self) -> None:
-        first_call = not self._is_init
-        super().init_weights()  # applies init_cfg, if any
-        if first_call and self.pretrained:
+        loaded = self.is_init
+        super().init_weights()  # applies init_cfg, if any; mmengine's flag is set after it
+        if not loaded and self.pretrained:
             self.load_pretrained(self.pretrained)
+
+    def load_pretrained_once(self) -> None:
+        """Load the trunk from ``pretrained`` now, unless it is loaded already; a later
+        ``init_weights()`` then leaves the trunk alone (for a checkpoint without the frozen
+        trunk, loaded where the Runner's ``init_weights()`` has not run: tools/test.py,
+        the Inferencers)."""
+        if not self.is_init:
+            self.load_pretrained(self.pretrained)
+            self._is_init = True
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
         """A state dict without the frozen trunk (a trainable-only export of
@@ -44,16 +58,15 @@ class PretrainedOnInit(BaseModule):
         never runs on an untrained trunk. The state dict's own trunk weights (the tuned
         LayerNorms) are copied over it afterwards, as torch loads children after parents."""
         ours = [k for k in state_dict if k.startswith(prefix)]
-        trunk_key = f'{prefix}{self.trunk_path}.patch_embed.proj.weight'
-        if ours and trunk_key not in state_dict and not self._is_init:
+        trunk_key = f'{prefix}{VIT_PATH}.patch_embed.proj.weight'
+        if ours and trunk_key not in state_dict and not self.is_init:
             if not self.pretrained:
                 raise models.PretrainedMismatchError(
                     f'the checkpoint holds this backbone without its frozen trunk (no '
                     f"'{trunk_key}'; a trainable-only export?) and {prefix}pretrained is not "
                     f"set: point model.backbone.pretrained at the trunk's weights"
                 )
-            self.load_pretrained(self.pretrained)
-            self._is_init = True  # the trunk is loaded: init_weights() must not redo it
+            self.load_pretrained_once()
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
 
@@ -74,8 +87,6 @@ class HST(models.HST, PretrainedOnInit):
         self.pretrained = pretrained
         self.init_cfg = init_cfg
 
-    trunk_path = 'trunk.vit'
-
 
 @MODELS.register_module()
 class ViTPyramid(models.ViTPyramid, PretrainedOnInit):
@@ -93,10 +104,25 @@ class ViTPyramid(models.ViTPyramid, PretrainedOnInit):
         self.pretrained = pretrained
         self.init_cfg = init_cfg
 
-    def init_weights(self) -> None:
-        first_call = not self._is_init
-        super().init_weights()
-        # mmengine called the timm ViT's own init_weights(), which re-draws every Linear in
-        # it, LoRA's A and B included (B would no longer start at zero): re-initialise them.
-        if first_call and self.petl is not None:
-            self.petl.reset_trunk_parameters(self.vit)
+
+def fit_heads_to_backbone(model_cfg: dict) -> Tuple[int, ...]:
+    """Give the neck of an OpenMMLab ``model`` config (mmseg's UperNet, without a neck: its
+    ``decode_head`` and ``auxiliary_head``) the ``in_channels`` its ``backbone`` returns.
+
+    For a config whose backbone was changed (another trunk, other side widths): the backbone
+    is built on the meta device (shapes only: no memory, no weights) and its
+    ``out_channels`` read, e.g. (64, 128, 256, 384) for HST's defaults. An auxiliary head
+    gets the width of the map it reads (``in_index``). Returns the widths.
+    """
+    backbone = copy.deepcopy(model_cfg['backbone'])
+    backbone.pop('_delete_', None)
+    with torch.device('meta'):
+        widths = tuple(MODELS.build(backbone).out_channels)
+    if model_cfg.get('neck'):
+        model_cfg['neck']['in_channels'] = list(widths)
+        return widths
+    model_cfg['decode_head']['in_channels'] = list(widths)
+    aux = model_cfg.get('auxiliary_head')
+    if aux:
+        aux['in_channels'] = widths[aux.get('in_index', -1)]
+    return widths

@@ -97,7 +97,13 @@ def test_config_builds(config):
     # the project's hooks come with the config (configs/_base_/hst_runtime.py), so mim runs them
     listed = {h['type'] for h in cfg.custom_hooks} | {cfg.default_hooks.checkpoint.type}
     assert PROJECT_HOOKS <= listed, f'{config}: lacks {PROJECT_HOOKS - listed}'
-    _, rows = build(config)
+    model, rows = build(config)
+    # the neck (UperNet: the decode and auxiliary heads) takes what the backbone returns
+    widths = list(model.backbone.out_channels)
+    neck = getattr(model, 'neck', None)
+    assert list((neck or model.decode_head).in_channels) == widths, config
+    aux = getattr(model, 'auxiliary_head', None)
+    assert aux is None or aux.in_channels == widths[aux.in_index], config
     n = rows['all']
     assert 0 < n['trainable'] <= n['total']
     if config in PAPER:

@@ -11,6 +11,7 @@ from mmengine.config import Config
 from mmengine.runner.checkpoint import _load_checkpoint_to_model
 
 import hst_mm  # noqa: F401  (registers HST, allow-lists checkpoint types)
+from hst_mm import atomic_write
 from hst_mm.analysis.paper_table import read_run
 from hst_mm.engine.frozen_trunk import restorable_frozen_keys
 from hst_mm.engine.hooks import CheckpointFitHook, CheckpointMismatchError
@@ -193,7 +194,9 @@ def test_hook_refuses_an_export_without_its_trunk(exported, tmp_path):
         )
 
 
-def test_refuses_to_overwrite_and_never_leaves_a_partial_file(full_checkpoint, tmp_path):
+def test_refuses_to_overwrite_and_never_leaves_a_partial_file(
+    full_checkpoint, tmp_path, monkeypatch
+):
     path, _ = full_checkpoint
     out = tmp_path / 'out.pth'
     out.write_bytes(b'mine')
@@ -208,7 +211,9 @@ def test_refuses_to_overwrite_and_never_leaves_a_partial_file(full_checkpoint, t
     # a real full disk: the temporary file is /dev/full, whose writes fail with ENOSPC
     target = tmp_path / 'full_disk.pth'
     target.write_bytes(b'mine')
-    os.symlink('/dev/full', f'{target}.tmp{os.getpid()}')
+    full = tmp_path / 'dev_full'
+    os.symlink('/dev/full', full)
+    monkeypatch.setattr(atomic_write, '_new_temporary', lambda path: str(full))
     with pytest.raises(ExportError) as e:
         save_atomically({'w': torch.zeros(10000)}, str(target), force=True)
     assert str(target) in str(e.value) and 'disk full' in str(e.value)
@@ -254,7 +259,7 @@ def test_only_frozen_trunk_weights_are_left_out_of_the_baselines():
     assert restorable_frozen_keys(tiny('mask-rcnn_vit-b-full_fpn_1x_coco.py')) == []
     frozen = tiny('mask-rcnn_vit-b-frozen_fpn_1x_coco.py')
     keys = restorable_frozen_keys(frozen)
-    assert keys and all(k.startswith('backbone.vit.') for k in keys)
+    assert keys and all(k.startswith('backbone.trunk.vit.') for k in keys)
     assert set(keys) == {n for n, p in frozen.named_parameters() if not p.requires_grad}
 
 

@@ -11,11 +11,11 @@ DEPTH = 4
 def expected_layer(name: str) -> int:
     """Written out per name, independently of the constructor's regular expressions."""
     parts = name.split('.')
-    if parts[:2] == ['backbone', 'vit']:
-        if parts[2] in ('cls_token', 'pos_embed', 'patch_embed'):
+    if parts[:3] == ['backbone', 'trunk', 'vit']:
+        if parts[3] in ('cls_token', 'pos_embed', 'patch_embed'):
             return 0
-        if parts[2] == 'blocks':
-            return int(parts[3]) + 1
+        if parts[3] == 'blocks':
+            return int(parts[4]) + 1
     return DEPTH + 1
 
 
@@ -84,8 +84,8 @@ def test_lr_per_parameter_follows_the_layer():
         layers.add(layer)
         assert group_lr == pytest.approx(lr * decay ** (DEPTH + 1 - layer), rel=1e-12), name
     assert layers == set(range(DEPTH + 2))  # embeddings, every block, the rest
-    assert got['backbone.vit.patch_embed.proj.weight'][0] == pytest.approx(lr * decay**5)
-    assert got['backbone.vit.blocks.3.mlp.fc1.weight'][0] == pytest.approx(lr * decay)
+    assert got['backbone.trunk.vit.patch_embed.proj.weight'][0] == pytest.approx(lr * decay**5)
+    assert got['backbone.trunk.vit.blocks.3.mlp.fc1.weight'][0] == pytest.approx(lr * decay)
     assert got['neck.lateral_convs.0.conv.weight'][0] == pytest.approx(lr)
 
 
@@ -101,9 +101,9 @@ def test_mmengine_paramwise_options_still_apply():
             custom_keys={'pos_embed': dict(decay_mult=0.0), 'bbox_head': dict(lr_mult=0.5)},
         ).optimizer,
     )
-    assert got['backbone.vit.blocks.0.norm1.weight'][1] == 0.0  # norm_decay_mult
-    assert got['backbone.vit.pos_embed'][1] == 0.0  # custom key
-    assert got['backbone.vit.blocks.0.attn.qkv.weight'][1] == wd
+    assert got['backbone.trunk.vit.blocks.0.norm1.weight'][1] == 0.0  # norm_decay_mult
+    assert got['backbone.trunk.vit.pos_embed'][1] == 0.0  # custom key
+    assert got['backbone.trunk.vit.blocks.0.attn.qkv.weight'][1] == wd
     # custom lr_mult and layer decay multiply (the head is at the full-rate layer)
     assert got['bbox_head.retina_cls.weight'][0] == pytest.approx(2e-4 * 0.5)
 
@@ -112,7 +112,7 @@ def test_frozen_parameters_get_no_group():
     model = detector()
     model.backbone.vit.blocks[0].requires_grad_(False)
     got = lr_and_wd_by_name(model, build_wrapper(model).optimizer)
-    assert not any(n.startswith('backbone.vit.blocks.0.') for n in got)
+    assert not any(n.startswith('backbone.trunk.vit.blocks.0.') for n in got)
 
 
 @pytest.mark.parametrize(
@@ -192,6 +192,6 @@ def test_baseline_configs_build_their_optimizer(config, decay, lr):
     optim_cfg.pop('loss_scale', None)
     optim_cfg.paramwise_cfg.num_layers = DEPTH  # the tiny trunk
     got = lr_and_wd_by_name(model, build_optim_wrapper(model, optim_cfg).optimizer)
-    assert got['backbone.vit.blocks.0.attn.qkv.weight'][0] == pytest.approx(lr * decay**DEPTH)
-    assert got['backbone.vit.pos_embed'] == (pytest.approx(lr * decay ** (DEPTH + 1)), 0.0)
+    assert got['backbone.trunk.vit.blocks.0.attn.qkv.weight'][0] == pytest.approx(lr * decay**DEPTH)
+    assert got['backbone.trunk.vit.pos_embed'] == (pytest.approx(lr * decay ** (DEPTH + 1)), 0.0)
     assert max(g[0] for g in got.values()) == pytest.approx(lr)

@@ -13,6 +13,8 @@ import torch
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
 
+from hst_mm.registration import fit_heads_to_backbone
+
 from conftest import ROOT
 
 pytestmark = pytest.mark.slow  # a training and a test step of every shipped config
@@ -52,19 +54,10 @@ def build(config):
     backbone.update(TINY)
     if backbone.type == 'HST':
         backbone.update(embed_dims=(16, 32, 48, 64), num_heads=(1, 2, 3, 4))
-        channels = [16, 32, 48, 64]
-    else:
-        channels = [32] * 4
-    if 'neck' in cfg.model:
-        cfg.model.neck.in_channels = channels
-    else:  # UperNet: the heads read the backbone
-        cfg.model.decode_head.in_channels = channels
-        cfg.model.auxiliary_head.in_channels = channels[cfg.model.auxiliary_head.in_index]
+    fit_heads_to_backbone(cfg.model)  # the neck (UperNet: the heads) reads the backbone
     if cfg.default_scope == 'mmseg':
         cfg.model.data_preprocessor.size = (SIZE, SIZE)
     from mmengine.registry import MODELS
-
-    import hst_mm  # noqa: F401
 
     return MODELS.build(cfg.model), cfg.default_scope
 

@@ -43,7 +43,7 @@ def _probe_like(model):
 
 def _petl_names(model):
     """Every parameter of the PETL method: in the method module or (LoRA) in the trunk."""
-    inside = {f'vit.{n}' for n in model.petl.trunk_parameter_names(model.vit)}
+    inside = {f'trunk.vit.{n}' for n in model.petl.trunk_parameter_names(model.vit)}
     return inside | {f'petl.{n}' for n, _ in model.petl.named_parameters()}
 
 
@@ -167,8 +167,9 @@ def test_pretrained_mismatch_is_named(tmp_path):
 
 @pytest.mark.parametrize('name', sorted(PETL))
 def test_registered_init_weights_keeps_pretrained_trunk_and_petl_init(name, saved_tiny_vit):
-    """mmengine's init_weights() runs timm's ViT init_weights() (every Linear re-drawn, LoRA's
-    too): the trunk is reloaded and LoRA's B is zero again, so the model starts as the probe."""
+    """mmengine's init_weights() never reaches timm's ViT init_weights() (which would re-draw
+    every Linear, LoRA's too): the trunk is the pretrained one, the method's own parameters
+    keep their initialisation (LoRA's B zero), so the model starts as the probe."""
     from mmengine.registry import MODELS
 
     import hst_mm  # noqa: F401
@@ -177,14 +178,16 @@ def test_registered_init_weights_keeps_pretrained_trunk_and_petl_init(name, save
     backbone = MODELS.build(
         dict(type='ViTPyramid', **TINY_TRUNK, frozen=True, petl=PETL[name], pretrained=path)
     )
+    petl = backbone.petl.trunk_parameter_names(backbone.vit)
+    before = {k: v.clone() for k, v in backbone.vit.state_dict().items() if k in petl}
     backbone.init_weights()
     ref = vit.state_dict()
-    petl = backbone.petl.trunk_parameter_names(backbone.vit)
     for k, v in backbone.vit.state_dict().items():
         if k not in petl:
             assert torch.equal(v, ref[backbone.petl.plain_key(k)]), k
-        elif '.lora_B.' in k:
-            assert not v.any(), f'{k} is not zero after init_weights()'
+        else:
+            assert torch.equal(v, before[k]), f'{k} was re-drawn by init_weights()'
+            assert '.lora_B.' not in k or not v.any(), f'{k} is not zero after init_weights()'
     assert all(p.requires_grad == (n in petl) for n, p in backbone.vit.named_parameters())
     if name in IDENTITY_AT_INIT:
         probe = _probe_like(backbone)

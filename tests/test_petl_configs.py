@@ -128,9 +128,9 @@ def test_one_training_step_through_train_tool(method, tmp_path):
     state = state['state_dict']
     vit = torch.load(data / 'vit_tiny_patch16_224.random.pth', map_location='cpu')
     trunk = {
-        k[len('backbone.vit.') :].replace('.base_layer.', '.'): v
+        k[len('backbone.trunk.vit.') :].replace('.base_layer.', '.'): v
         for k, v in state.items()
-        if k.startswith('backbone.vit.') and '.lora_' not in k
+        if k.startswith('backbone.trunk.vit.') and '.lora_' not in k
     }
     assert trunk and all(torch.equal(v, vit[k]) for k, v in trunk.items())
     petl = [k for k in state if k.startswith('backbone.petl.') or '.lora_' in k]

@@ -27,6 +27,9 @@ def test_builds_from_registry(scope, cfg):
     backbone = models.build(dict(cfg)).eval()
     outs = backbone(torch.randn(1, 3, 64, 64))
     assert [o.shape[-1] for o in outs] == [16, 8, 4, 2]
+    # what the backbone declares is what it returns
+    assert [o.shape[1] for o in outs] == list(backbone.out_channels)
+    assert [64 / o.shape[-1] for o in outs] == list(backbone.out_strides)
 
 
 def test_hst_mm_imports_neither_framework():
@@ -53,39 +56,34 @@ def test_pretrained_survives_init_weights(backbone, saved_tiny_vit):
     from mmdet.registry import MODELS
     from mmengine.registry import init_default_scope
 
-    import hst_mm  # noqa: F401
+    from hst_mm.registration import fit_heads_to_backbone
 
     init_default_scope('mmdet')
     path, vit = saved_tiny_vit
-    detector = MODELS.build(
-        dict(
-            type='RetinaNet',
-            data_preprocessor=dict(type='DetDataPreprocessor'),
-            backbone=dict(backbone, pretrained=path),
-            neck=dict(
-                type='FPN',
-                in_channels=[16, 32, 48, 64] if backbone['type'] == 'HST' else [32] * 4,
-                out_channels=16,
-                num_outs=4,
+    model = dict(
+        type='RetinaNet',
+        data_preprocessor=dict(type='DetDataPreprocessor'),
+        backbone=dict(backbone, pretrained=path),
+        neck=dict(type='FPN', out_channels=16, num_outs=4),
+        bbox_head=dict(
+            type='RetinaHead',
+            num_classes=3,
+            in_channels=16,
+            feat_channels=16,
+            anchor_generator=dict(
+                type='AnchorGenerator',
+                octave_base_scale=4,
+                scales_per_octave=1,
+                ratios=[1.0],
+                strides=[4, 8, 16, 32],
             ),
-            bbox_head=dict(
-                type='RetinaHead',
-                num_classes=3,
-                in_channels=16,
-                feat_channels=16,
-                anchor_generator=dict(
-                    type='AnchorGenerator',
-                    octave_base_scale=4,
-                    scales_per_octave=1,
-                    ratios=[1.0],
-                    strides=[4, 8, 16, 32],
-                ),
-                bbox_coder=dict(type='DeltaXYWHBBoxCoder'),
-                loss_cls=dict(type='FocalLoss', use_sigmoid=True),
-                loss_bbox=dict(type='L1Loss'),
-            ),
-        )
+            bbox_coder=dict(type='DeltaXYWHBBoxCoder'),
+            loss_cls=dict(type='FocalLoss', use_sigmoid=True),
+            loss_bbox=dict(type='L1Loss'),
+        ),
     )
+    fit_heads_to_backbone(model)  # the neck takes what the backbone returns
+    detector = MODELS.build(model)
     trunk = detector.backbone.trunk.vit if backbone['type'] == 'HST' else detector.backbone.vit
     ref = vit.state_dict()
     assert not torch.equal(trunk.blocks[0].attn.qkv.weight, ref['blocks.0.attn.qkv.weight'])

@@ -63,7 +63,7 @@ def test_norms_train_in_the_frozen_probe():
     model = ViTPyramid(**TINY, frozen=True).train()
     sum(o.square().mean() for o in model(torch.randn(2, 3, 64, 64))).backward()
     for name, p in model.named_parameters():
-        if name.startswith('vit.'):
+        if name.startswith('trunk.'):
             assert not p.requires_grad and p.grad is None, name
         else:
             assert p.requires_grad and p.grad is not None and p.grad.abs().sum() > 0, name
@@ -87,3 +87,32 @@ def test_parameter_count_vit_b():
 def test_width_must_fit_the_groups():
     with pytest.raises(ValueError, match='32 groups'):
         ViTPyramid('vit_tiny_patch16_224', trunk_kwargs=dict(depth=4, embed_dim=48, num_heads=2))
+
+
+def test_state_dict_of_the_old_layout_loads(tmp_path):
+    """Before the ViT moved behind its wrapper (hst_mm 0.2.0) its keys were ``vit.*``; such
+    a state dict loads into ``trunk.vit.*``, strictly, through torch and mmengine alike."""
+    from mmengine.runner import load_checkpoint
+
+    import hst_mm.registration as registration
+    from hst_mm.engine.hooks.checkpoint_fit import check_checkpoint_fits
+
+    saved = ViTPyramid(**TINY, frozen=True)
+    old = {k.replace('trunk.vit.', 'vit.', 1): v for k, v in saved.state_dict().items()}
+    assert any(k.startswith('vit.') for k in old) and not any('trunk' in k for k in old)
+    model = ViTPyramid(**TINY, frozen=True)
+    model.load_state_dict(old)  # strict
+    assert all(torch.equal(v, saved.state_dict()[k]) for k, v in model.state_dict().items())
+    path = tmp_path / 'old.pth'
+    torch.save({'state_dict': {f'backbone.{k}': v for k, v in old.items()}}, path)
+
+    class Detector(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.backbone = registration.ViTPyramid(**TINY, frozen=True)
+
+    detector = Detector()
+    # the fit check renames as the load does: an old checkpoint is not refused
+    check_checkpoint_fits(detector, torch.load(path, weights_only=True), str(path))
+    load_checkpoint(detector, str(path), strict=True)
+    assert torch.equal(detector.backbone.vit.pos_embed, saved.vit.pos_embed)

@@ -14,6 +14,8 @@ import os
 import timm
 import torch
 
+from hst_mm.atomic_write import atomic_path
+
 
 def save_trunk_weights(model: str, out: str, pretrained: bool = False, seed: int = 0) -> str:
     """Write ``model``'s state dict to ``out`` (never overwrites an existing file)."""
@@ -22,9 +24,8 @@ def save_trunk_weights(model: str, out: str, pretrained: bool = False, seed: int
     torch.manual_seed(seed)
     vit = timm.create_model(model, pretrained=pretrained)
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-    tmp = out + '.tmp'
-    torch.save(vit.state_dict(), tmp)
-    os.replace(tmp, out)  # atomic: a kill never leaves a half-written file
+    with atomic_path(out) as tmp:  # a kill never leaves a half-written file
+        torch.save(vit.state_dict(), tmp)
     return out
 
 

@@ -10,7 +10,7 @@ hst_backbone = dict(
     type='HST',
     trunk='vit_base_patch16_224',
     pretrained='augreg_in21k',
-    embed_dims=(64, 128, 256, 384),
+    embed_dims=[64, 128, 256, 384],  # what it returns: HST.out_channels
     num_heads=(2, 4, 8, 12),
     drop_path_rate=0.1,  # (choice) side blocks only; the trunk is frozen
     out_indices=(0, 1, 2, 3),
@@ -22,7 +22,9 @@ hst_backbone = dict(
     # alone (row hst_rc_side) is faster and keeps more (README Benchmark).
     recompute=('side', 'trunk_mlp'),
 )
-hst_in_channels = [64, 128, 256, 384]
+# Necks and decode heads take the backbone's widths, as `hst_backbone.embed_dims`; mmseg's
+# auxiliary FCN head reads the third map (in_index=2).
+hst_aux_in_channels = hst_backbone['embed_dims'][2]
 
 # AugReg ViTs were trained on images scaled to [-1, 1].
 hst_mean = [127.5, 127.5, 127.5]

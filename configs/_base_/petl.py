@@ -24,7 +24,6 @@ petl_adaptformer_backbone = dict(
 )
 # SSF: scale and shift after the patch embedding and every block's LNs and Linears.
 petl_ssf_backbone = dict(petl_frozen_vitb, petl=dict(method='ssf'))
-petl_in_channels = [768, 768, 768, 768]
 
 # Prompts and scale/shift vectors get no weight decay, as norms and tokens in the HST recipe.
 petl_paramwise_cfg = dict(

@@ -10,7 +10,10 @@ vitb_pyramid_backbone = dict(
     drop_path_rate=0.1,
     with_cp=False,
 )
-vitb_pyramid_channels = [768, 768, 768, 768]
+# What it returns (ViTPyramid.out_channels): ViT-B's width at every level, for the neck and
+# the heads.
+vitb_width = 768
+vitb_pyramid_channels = [vitb_width] * 4
 
 # Full fine-tuning with layer-wise lr decay (hst_mm's ViTLayerDecayOptimizerConstructor reads
 # timm's block names): merged into the HST recipe's optim_wrapper (AdamW, mixed precision, no

@@ -5,5 +5,5 @@ _base_ = ['../hst/upernet_hst-vit-b_8xb2-160k_ade20k-512x512.py', '../_base_/vit
 model = dict(
     backbone={{_base_.vitb_frozen_backbone}},
     decode_head=dict(in_channels={{_base_.vitb_pyramid_channels}}),
-    auxiliary_head=dict(in_channels=768),
+    auxiliary_head=dict(in_channels={{_base_.vitb_width}}),
 )

@@ -14,7 +14,7 @@ model = dict(
     data_preprocessor=dict(mean={{_base_.hst_mean}}, std={{_base_.hst_std}}),
     backbone={{_base_.hst_backbone}},
     # start_level=1 (mmdet's ATSS): the stride-4 stage is computed but not used by the FPN
-    neck=dict(in_channels={{_base_.hst_in_channels}}),
+    neck=dict(in_channels={{_base_.hst_backbone.embed_dims}}),
 )
 
 train_dataloader = dict(dataset=dict(pipeline={{_base_.ms3x_box_train_pipeline}}))

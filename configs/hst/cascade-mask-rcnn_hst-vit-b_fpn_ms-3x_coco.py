@@ -19,7 +19,7 @@ checkpoint_file = None  # the ConvNeXt base's backbone weights: unused
 model = dict(
     data_preprocessor=dict(mean={{_base_.hst_mean}}, std={{_base_.hst_std}}),
     backbone={{_base_.hst_backbone}},
-    neck=dict(in_channels={{_base_.hst_in_channels}}),
+    neck=dict(in_channels={{_base_.hst_backbone.embed_dims}}),
 )
 
 train_dataloader = dict(dataset=dict(pipeline={{_base_.ms3x_train_pipeline}}))

@@ -17,7 +17,7 @@ model = dict(
     data_preprocessor=data_preprocessor,
     pretrained=None,
     backbone={{_base_.hst_backbone}},
-    neck=dict(in_channels={{_base_.hst_in_channels}}),
+    neck=dict(in_channels={{_base_.hst_backbone.embed_dims}}),
     decode_head=dict(num_classes=150),
     test_cfg={{_base_.hst_ade_test_cfg}},  # sliding 512x512 windows, stride 341
 )

@@ -9,7 +9,7 @@ custom_imports = dict(imports=['hst_mm'], allow_failed_imports=False)
 model = dict(
     data_preprocessor=dict(mean={{_base_.hst_mean}}, std={{_base_.hst_std}}),
     backbone={{_base_.hst_backbone}},
-    neck=dict(in_channels={{_base_.hst_in_channels}}),
+    neck=dict(in_channels={{_base_.hst_backbone.embed_dims}}),
 )
 
 optim_wrapper = {{_base_.hst_optim_wrapper_fp16}}

@@ -15,8 +15,8 @@ data_preprocessor = dict(mean={{_base_.hst_mean}}, std={{_base_.hst_std}})
 model = dict(
     data_preprocessor=data_preprocessor,
     backbone={{_base_.hst_backbone}},
-    decode_head=dict(in_channels={{_base_.hst_in_channels}}),
-    auxiliary_head=dict(in_channels=256),  # stage 3 (in_index=2) of the side network
+    decode_head=dict(in_channels={{_base_.hst_backbone.embed_dims}}),
+    auxiliary_head=dict(in_channels={{_base_.hst_aux_in_channels}}),  # stage 3 (in_index=2)
     test_cfg={{_base_.hst_ade_test_cfg}},  # sliding 512x512 windows, stride 341
 )
 

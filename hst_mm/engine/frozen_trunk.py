@@ -20,9 +20,9 @@ import torch
 import torch.nn as nn
 from mmengine.model import BaseTTAModel, is_model_wrapper
 
-from .. import models
+from ..models.parts import VIT_PATH, rename_old_keys, trunk_vit
 from ..registration import PretrainedOnInit
-from .hooks.checkpoint_fit import CheckpointMismatchError, checkpoint_state_dict
+from .checkpoint_weights import CheckpointMismatchError, checkpoint_state_dict
 
 # The key under the checkpoint's ``meta`` that marks a trainable-only export.
 EXPORT_KEY = 'trainable_only'
@@ -36,24 +36,15 @@ def unwrap(model: nn.Module) -> nn.Module:
     return model
 
 
-def _vit_of(backbone: nn.Module) -> Optional[str]:
-    """The attribute path of the ViT that ``backbone.load_pretrained`` loads."""
-    if isinstance(backbone, models.HST):
-        return 'trunk.vit'
-    if isinstance(backbone, models.ViTPyramid):
-        return 'vit'
-    return None
-
-
 def pretrained_trunks(model: nn.Module) -> Dict[str, dict]:
     """``{prefix of the loaded ViT: {'module', 'source', 'trunk'}}`` for every backbone of
-    ``model`` that loads a pretrained source, e.g. ``'backbone.trunk.vit'`` for HST."""
+    ``model`` that loads a pretrained source, e.g. ``'backbone.trunk.vit'``."""
     found = {}
     for name, module in unwrap(model).named_modules():
-        vit = _vit_of(module)
-        if vit is None or not isinstance(module, PretrainedOnInit) or not module.pretrained:
+        loads = isinstance(module, PretrainedOnInit) and trunk_vit(module) is not None
+        if not (loads and module.pretrained):
             continue
-        prefix = f'{name}.{vit}' if name else vit
+        prefix = f'{name}.{VIT_PATH}' if name else VIT_PATH
         found[prefix] = dict(module=name, source=module.pretrained, trunk=module.trunk_name)
     return found
 
@@ -114,7 +105,7 @@ def check_export_fits(model: nn.Module, info: dict, path: Optional[str]) -> List
             f'{type(info["omitted"]).__name__}, not the mapping of left-out weight names to '
             f'digests that tools/export_trainable.py writes; export the full checkpoint again'
         )
-    omitted = list(info.get('omitted', {}))
+    omitted = list(rename_old_keys(model, info.get('omitted', {})))
     restorable = set(restorable_frozen_keys(model))
     not_restorable = [k for k in omitted if k not in restorable]
     if not_restorable:
@@ -147,12 +138,10 @@ def restore_frozen_trunk(model: nn.Module, checkpoint: dict, path: Optional[str]
     if info is None:
         return
     omitted = check_export_fits(model, info, path)
-    theirs = checkpoint_state_dict(checkpoint)
+    theirs = rename_old_keys(model, checkpoint_state_dict(checkpoint))
     for prefix, trunk in pretrained_trunks(model).items():
         backbone = model.get_submodule(trunk['module']) if trunk['module'] else model
-        if not backbone.is_init:
-            backbone.load_pretrained(trunk['source'])
-            backbone._is_init = True  # loaded: the backbone's own load must not redo it
+        backbone.load_pretrained_once()  # unless init_weights() has loaded it already
         vit = model.get_submodule(prefix)
         own = {k[len(prefix) + 1 :]: v for k, v in theirs.items() if k.startswith(prefix + '.')}
         # the export's own weights in this trunk (tuned LayerNorms); the hook's caller

@@ -3,7 +3,7 @@
 MMSegmentation's ``LayerDecayOptimizerConstructor`` and MMDetection's
 ``LearningRateDecayOptimizerConstructor`` find the transformer blocks by their own backbones'
 names (``backbone.layers.N``, ``backbone.stages.N``); a timm ViT names them
-``backbone.vit.blocks.N``, so with those constructors every block would get the head's rate.
+``backbone.trunk.vit.blocks.N``, so with those constructors every block would get the head's rate.
 This one keeps mmengine's ``DefaultOptimWrapperConstructor`` for everything it does
 (``custom_keys``, ``norm_decay_mult``, ...) and only scales each group's learning rate by its
 layer:
@@ -32,8 +32,8 @@ from mmengine.logging import print_log
 from mmengine.optim import DefaultOptimWrapperConstructor
 from mmengine.registry import OPTIM_WRAPPER_CONSTRUCTORS
 
-# A timm ViT's parts, after any prefix that ends in 'vit.' ('backbone.vit.', HST's
-# 'backbone.trunk.vit.').
+# A timm ViT's parts, after any prefix that ends in 'vit.' ('backbone.trunk.vit.' of both
+# backbones).
 _EMBEDDING = re.compile(r'(^|\.)vit\.(cls_token|reg_token|pos_embed|patch_embed\.)')
 _BLOCK = re.compile(r'(^|\.)vit\.blocks\.(\d+)\.')
 

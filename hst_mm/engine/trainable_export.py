@@ -32,6 +32,7 @@ import torch
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
 
+from ..atomic_write import atomic_path
 from ..version import __version__
 from .checkpoint_safety import refused_checkpoint_message
 from .config_data import ConfigDataError, config_from_text
@@ -128,15 +129,12 @@ def save_atomically(obj: dict, out: str, force: bool = False) -> None:
     if osp.exists(out) and not force:
         raise ExportError(f'{out} exists; pass --force to overwrite it')
     os.makedirs(osp.dirname(osp.abspath(out)), exist_ok=True)
-    tmp = f'{out}.tmp{os.getpid()}'
     try:
-        # written through a Python file: a full disk raises OSError(ENOSPC), not torch's
-        # "PytorchStreamWriter failed writing file" (which names neither cause nor path)
-        with open(tmp, 'wb') as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, out)
+        with atomic_path(out) as tmp:
+            # written through a Python file: a full disk raises OSError(ENOSPC), not torch's
+            # "PytorchStreamWriter failed writing file" (which names neither cause nor path)
+            with open(tmp, 'wb') as f:
+                torch.save(obj, f)
     except (OSError, RuntimeError) as e:
         full = isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT)
         raise ExportError(
@@ -148,9 +146,6 @@ def save_atomically(obj: dict, out: str, force: bool = False) -> None:
             )
             + '; nothing was written there; free space or choose another OUT'
         ) from None
-    finally:
-        if osp.exists(tmp):
-            os.remove(tmp)
 
 
 def export_trainable(

@@ -37,10 +37,18 @@ def check_with_cp(with_cp):
     return with_cp
 
 
+def stage_stride(stage: int) -> int:
+    """Input pixels per map cell of side-network stage ``stage`` (0-3): 4, 8, 16, 32 (the
+    stem halves twice, each later stage once more)."""
+    return 2 ** (stage + 2)
+
+
 class HST(nn.Module):
     """Hierarchical Side-Tuning backbone.
 
     ``(B, 3, H, W) -> [(B, C_i, H/s, W/s) for s in 4, 8, 16, 32]`` (for ``out_indices``).
+    What it returns, for the neck: :attr:`out_channels` (``C_i``) and :attr:`out_strides`
+    (``s``), one entry per map.
 
     Args:
         trunk: timm ViT model name.
@@ -167,9 +175,21 @@ class HST(nn.Module):
         # trunk first): each block's outputs are bridged as soon as they exist.
         outs = self.side(x, self.trunk.iter_blocks(x), self.bridge)
         outs = crop_to_input(
-            outs, size, tuple(x.shape[-2:]), strides=[2 ** (s + 2) for s in range(len(outs))]
+            outs, size, tuple(x.shape[-2:]), strides=[stage_stride(s) for s in range(len(outs))]
         )
         return tuple(outs[i] for i in self.out_indices)
+
+    @property
+    def out_channels(self) -> Tuple[int, ...]:
+        """Channels of each map :meth:`forward` returns, in its order: ``embed_dims[i]`` for
+        ``i`` in ``out_indices``, e.g. (64, 128, 256, 384). A neck's ``in_channels``."""
+        return tuple(self.embed_dims[i] for i in self.out_indices)
+
+    @property
+    def out_strides(self) -> Tuple[int, ...]:
+        """Input pixels per cell of each map :meth:`forward` returns, in its order: (4, 8,
+        16, 32) for ``out_indices=(0, 1, 2, 3)``."""
+        return tuple(stage_stride(i) for i in self.out_indices)
 
     @property
     def min_pad_size(self) -> int:

@@ -21,11 +21,14 @@ import torch.nn as nn
 from .petl import build_petl, load_plain_state_dict
 from .pretrained import load_trunk_weights
 from .small_inputs import crop_to_input, pad_small_input
-from .trunk import create_trunk
+from .trunk import ViTTrunk, create_trunk
 
 
 class ViTPyramid(nn.Module):
     """``(B, 3, H, W) -> [(B, D, H/s, W/s) for s in 4, 8, 16, 32]`` (for ``out_indices``).
+
+    What it returns, for the neck: :attr:`out_channels` (``D``, the trunk's width, for
+    every map) and :attr:`out_strides` (``s``), one entry per map.
 
     Args:
         trunk: timm ViT model name.
@@ -54,7 +57,8 @@ class ViTPyramid(nn.Module):
         super().__init__()
         self.trunk_name = trunk
         self.trunk_kwargs = dict(trunk_kwargs or {})
-        self.vit = create_trunk(trunk, drop_path_rate, **self.trunk_kwargs)
+        # behind a wrapper without init_weights(): mmengine never re-draws the ViT (or LoRA)
+        self.trunk = ViTTrunk(trunk, drop_path_rate, **self.trunk_kwargs)
         depth, dim = len(self.vit.blocks), self.vit.embed_dim
         if depth % 4:
             raise ValueError(f'a trunk of {depth} blocks cannot feed 4 pyramid levels evenly')
@@ -98,6 +102,24 @@ class ViTPyramid(nn.Module):
         if pretrained:
             self.load_pretrained(pretrained)
 
+    @property
+    def vit(self) -> nn.Module:
+        """The timm ViT (``trunk.vit``; state-dict keys ``trunk.vit.*``)."""
+        return self.trunk.vit
+
+    @staticmethod
+    def rename_old_keys(state_dict: dict, prefix: str = '') -> None:
+        """State dicts of hst_mm 0.2.0 and earlier hold the ViT as ``vit.*``: renamed to
+        ``trunk.vit.*`` in place (keys under ``prefix``, this module's place in the model)."""
+        for key in [k for k in state_dict if k.startswith(f'{prefix}vit.')]:
+            state_dict[f'{prefix}trunk.{key[len(prefix) :]}'] = state_dict.pop(key)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
+        # before this module and its children load them (torch hands the children the
+        # entries of this dict)
+        self.rename_old_keys(state_dict, prefix)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
     def load_pretrained(self, source: str) -> None:
         if self.petl is None:
             load_trunk_weights(self.vit, self.trunk_name, source, **self.trunk_kwargs)
@@ -122,6 +144,18 @@ class ViTPyramid(nn.Module):
         a /16 trunk)."""
         p = self.vit.patch_embed.patch_size[0]
         return (p / 4, p / 2, p, 2 * p)
+
+    @property
+    def out_channels(self) -> Tuple[int, ...]:
+        """Channels of each map :meth:`forward` returns, in its order: the trunk's width for
+        every level, e.g. (768, 768, 768, 768) for ViT-B. A neck's ``in_channels``."""
+        return (self.vit.embed_dim,) * len(self.out_indices)
+
+    @property
+    def out_strides(self) -> Tuple[float, ...]:
+        """Input pixels per cell of each map :meth:`forward` returns, in its order
+        (:attr:`strides` of ``out_indices``): (4, 8, 16, 32) for a /16 trunk."""
+        return tuple(self.strides[i] for i in self.out_indices)
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
         """(B, 3, H, W) -> tuple of (B, D, H_i, W_i), H_i ~ H / s_i (:attr:`strides`).

@@ -90,7 +90,33 @@ def lean_block_with_meta(
     return y + block.drop_path2(block.ls2(mlp))
 
 
-class MetaTokenViT(nn.Module):
+class ViTTrunk(nn.Module):
+    """A timm ViT (:func:`create_trunk`) held as ``.vit``, behind a module without an
+    ``init_weights()``.
+
+    mmengine's ``BaseModule.init_weights()`` calls the ``init_weights()`` of a backbone's
+    direct children; timm's ``VisionTransformer.init_weights()`` would re-draw every weight
+    of the ViT, and of anything inserted into it (LoRA's A and B). Behind this wrapper it is
+    never reached: the trunk's weights come from its initialisation here and from
+    ``load_pretrained`` only. State-dict keys: ``vit.<timm key>``.
+
+    Args:
+        model_name: timm model name, e.g. ``'vit_base_patch16_224'``.
+        drop_path_rate: stochastic depth of the trunk blocks.
+        **timm_kwargs: passed to ``timm.create_model``.
+    """
+
+    def __init__(
+        self, model_name: str = 'vit_base_patch16_224', drop_path_rate: float = 0.0, **timm_kwargs
+    ) -> None:
+        super().__init__()
+        self.vit = create_trunk(model_name, drop_path_rate, **timm_kwargs)
+        self.embed_dim: int = self.vit.embed_dim
+        self.depth: int = len(self.vit.blocks)
+        self.patch_size: int = self.vit.patch_embed.patch_size[0]
+
+
+class MetaTokenViT(ViTTrunk):
     """A frozen timm ViT that emits, per block, its meta-token output and its patch map.
 
     Args:
@@ -115,14 +141,10 @@ class MetaTokenViT(nn.Module):
         recompute_mlp: bool = False,
         **timm_kwargs,
     ) -> None:
-        super().__init__()
-        self.vit = create_trunk(model_name, drop_path_rate, **timm_kwargs)
+        super().__init__(model_name, drop_path_rate, **timm_kwargs)
         self.with_cp = with_cp
         self.lean = lean
         self.recompute_mlp = recompute_mlp
-        self.embed_dim: int = self.vit.embed_dim
-        self.depth: int = len(self.vit.blocks)
-        self.patch_size: int = self.vit.patch_embed.patch_size[0]
 
         # One meta token (1, 1, D) per block, xavier-uniform as in the authors' code:
         # for a (1, 1, D) tensor fan_in = fan_out = D, so the bound is sqrt(3 / D).

@@ -24,41 +24,7 @@ from mmengine.config import Config, DictAction  # noqa: E402
 from mmengine.registry import init_default_scope  # noqa: E402
 
 import hst_mm  # noqa: E402,F401
-
-PARTS = (
-    'trunk frozen',
-    'trunk tuned',
-    'meta tokens',
-    'bridge',
-    'side network',
-    'pyramid',
-    'petl',
-    'backbone other',
-    'neck',
-    'heads',
-)
-
-
-def part_of(name: str, trainable: bool) -> str:
-    """Which part of the model a parameter name belongs to."""
-    if name.startswith('backbone.'):
-        sub = name[len('backbone.') :]
-        if sub.startswith('petl.') or '.lora_' in sub:
-            return 'petl'
-        if sub.startswith('trunk.meta_tokens'):
-            return 'meta tokens'
-        if sub.startswith(('trunk.', 'vit.')):
-            return 'trunk tuned' if trainable else 'trunk frozen'
-        if sub.startswith('bridge.'):
-            return 'bridge'
-        if sub.startswith('side.'):
-            return 'side network'
-        if sub.startswith(('pyramid.', 'norms.')):
-            return 'pyramid'
-        return 'backbone other'
-    if name.startswith('neck.'):
-        return 'neck'
-    return 'heads'
+from hst_mm.models.parts import PARTS, part_of  # noqa: E402
 
 
 def build_model(cfg: Config, meta: bool = False):

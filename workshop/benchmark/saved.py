@@ -16,44 +16,7 @@ from typing import Callable, Dict, List, Tuple
 import torch
 import torch.nn as nn
 
-
-def part_modules(model: nn.Module) -> List[Tuple[str, nn.Module]]:
-    """The parts to attribute saved tensors to: (name, module), outer parts first.
-
-    HST: ``trunk``, ``bridge``, ``side`` (its checkpoint inputs, if any), ``side stage s``
-    (stem or downsampling, Side Blocks, norm); the simple pyramid: ``trunk``, ``pyramid``;
-    a detector or segmentor: the backbone's parts, then ``neck`` and ``heads``.
-    """
-    from timm.models.vision_transformer import VisionTransformer
-
-    from hst_mm.models import HST, ViTPyramid
-
-    backbone = getattr(model, 'backbone', model)
-    parts: List[Tuple[str, nn.Module]] = []
-    if isinstance(backbone, HST):
-        side = backbone.side
-        # The side network runs the trunk block by block (MetaTokenViT.iter_blocks, not a
-        # call of the trunk module): saved_activation_mb marks those steps as the trunk's.
-        parts += [('trunk', backbone.trunk), ('bridge', backbone.bridge), ('side', side)]
-        for s, norm in enumerate(side.norms):
-            name = f'side stage {s + 1}'
-            parts.append((name, side.stem if s == 0 else side.downsamples[s - 1]))
-            parts.append((name, norm))
-        parts += [(f'side stage {s + 1}', b) for s, b in zip(side.stage_of_block, side.blocks)]
-    elif isinstance(backbone, ViTPyramid):
-        # timm's forward_intermediates calls the ViT's blocks one by one, not the ViT.
-        parts += [('trunk', m) for m in backbone.vit.modules() if m is not backbone.vit]
-        # its levels are called one by one, not the ModuleList
-        parts += [('pyramid', m) for m in backbone.pyramid.modules()]
-    elif isinstance(backbone, VisionTransformer):
-        parts.append(('trunk', backbone))
-    else:
-        parts.append(('backbone', backbone))
-    if backbone is not model:
-        for name, child in model.named_children():
-            if child is not backbone:
-                parts.append(('neck' if name == 'neck' else 'heads', child))
-    return parts
+from hst_mm.models.parts import part_modules
 
 
 def _marked_blocks(iter_blocks: Callable, stack: List[str]) -> Callable:

@@ -147,6 +147,8 @@ def build_detector(mode: str, args: argparse.Namespace) -> Tuple[torch.nn.Module
     from mmengine.config import Config
     from mmengine.registry import init_default_scope
 
+    from hst_mm.registration import fit_heads_to_backbone
+
     cfg = Config.fromfile(str(ROOT / DETECTOR_CONFIGS[base_mode(mode)]))
     init_default_scope(cfg.get('default_scope', 'mmdet'))
     backbone = cfg.model.backbone
@@ -156,15 +158,7 @@ def build_detector(mode: str, args: argparse.Namespace) -> Tuple[torch.nn.Module
     backbone.update(hst_options(mode))
     if backbone.type == 'HST':
         backbone.update(embed_dims=tuple(args.embed_dims), num_heads=tuple(args.num_heads))
-        cfg.model.neck.in_channels = list(args.embed_dims)
-    else:
-        # The trunk's width, from a parameter-free (meta device) build: building a real
-        # ViT here would leave its freed memory in this worker's RSS.
-        import timm
-
-        with torch.device('meta'):
-            width = timm.create_model(args.trunk, pretrained=False, **args.trunk_kwargs).embed_dim
-        cfg.model.neck.in_channels = [width] * 4
+    fit_heads_to_backbone(cfg.model)  # a meta-device build: no memory left in this worker
     model = MODELS.build(cfg.model)
     model.init_weights()
     return model, cfg

@@ -24,6 +24,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import List, Optional
 
+from hst_mm.atomic_write import atomic_write_text
+
 from .parity import format_case
 from .throughput import ROOT, TRAIN_CONFIGS, train_ratios
 
@@ -363,9 +365,7 @@ def format_report(report: dict) -> str:
 def write_json(report: dict, path: Path) -> None:
     """Write atomically, so a reader (or a kill) never sees half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + '.tmp')
-    tmp.write_text(json.dumps(report, indent=2))
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(report, indent=2))
 
 
 def run_all(args: argparse.Namespace) -> int:

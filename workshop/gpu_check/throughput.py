@@ -78,6 +78,7 @@ def build_model(task: str, mode: str, tiny: bool, gpu: bool):
 
     import hst_mm  # noqa: F401  (registers HST and ViTPyramid)
     from hst_mm.engine.precision import float32_without_gpu
+    from hst_mm.registration import fit_heads_to_backbone
 
     cfg = Config.fromfile(str(ROOT / TRAIN_CONFIGS[task][mode]))
     init_default_scope(cfg.default_scope)
@@ -87,15 +88,7 @@ def build_model(task: str, mode: str, tiny: bool, gpu: bool):
         backbone.update(TINY_TRUNK)
         if backbone.type == 'HST':
             backbone.update(TINY_SIDE)
-            channels = list(TINY_SIDE['embed_dims'])
-        else:
-            channels = [TINY_TRUNK['trunk_kwargs']['embed_dim']] * 4
-        if task == 'detection':
-            cfg.model.neck.in_channels = channels
-        else:
-            cfg.model.decode_head.in_channels = channels
-            aux = cfg.model.auxiliary_head
-            aux.in_channels = channels[aux.in_index]
+        fit_heads_to_backbone(cfg.model)
         cfg.merge_from_dict(TINY_HEADS[task])
     if task == 'segmentation':
         side = TINY_SIZE if tiny else TRAIN_SIZE[task][0]

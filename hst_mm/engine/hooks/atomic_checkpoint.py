@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import os.path as osp
 
@@ -11,20 +12,7 @@ from mmengine.hooks import CheckpointHook
 from mmengine.registry import HOOKS
 from mmengine.runner import Runner
 
-
-def _fsync(path: str) -> None:
-    with open(path, 'rb+') as f:
-        os.fsync(f.fileno())
-
-
-def atomic_write_text(path: str, text: str) -> None:
-    """Write ``text`` to ``path`` so that readers see either the old or the new content."""
-    tmp = f'{path}.tmp'
-    with open(tmp, 'w') as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+from ...atomic_write import atomic_path, atomic_write_text
 
 
 @HOOKS.register_module()
@@ -35,11 +23,11 @@ class AtomicCheckpointHook(CheckpointHook):
     opens ``iter_N.pth`` with ``'wb'``), deletes the oldest kept checkpoint *before* saving
     the new one (``max_keep_ckpts``), and rewrites ``last_checkpoint`` in place. A kill
     during a save can therefore leave a truncated ``iter_N.pth``, and with
-    ``max_keep_ckpts=1`` no checkpoint at all. Here the checkpoint is written to
-    ``iter_N.pth.tmp``, flushed to disk and renamed (``os.replace`` is atomic on POSIX
-    within a file system), then ``last_checkpoint`` is replaced the same way, and only then
-    is the oldest checkpoint deleted. A save that fails (a full disk) removes its ``.tmp``
-    so as not to keep the disk full; the disk needs room for one more checkpoint than
+    ``max_keep_ckpts=1`` no checkpoint at all. Here the checkpoint is written to a
+    temporary file beside ``iter_N.pth``, flushed to disk and renamed
+    (:mod:`hst_mm.atomic_write`), then ``last_checkpoint`` is replaced the same way, and only
+    then is the oldest checkpoint deleted. A save that fails (a full disk) removes its
+    temporary file so as not to keep the disk full; the disk needs room for one more checkpoint than
     ``max_keep_ckpts`` while a save is under way.
 
     Why a hook subclass rather than patching ``LocalBackend.put`` or ``torch.save``: it
@@ -71,11 +59,12 @@ class AtomicCheckpointHook(CheckpointHook):
         name = self.filename_tmpl.format(step)
         self.last_ckpt = osp.join(self.out_dir, name)
         runner.message_hub.update_info('last_ckpt', self.last_ckpt)
-        tmp = f'{self.last_ckpt}.tmp'
-        try:
-            runner.save_checkpoint(  # saves on the main process only
+        # only the main process writes; the others take part in the save without a file
+        saving = atomic_path if is_main_process() else contextlib.nullcontext
+        with saving(self.last_ckpt) as tmp:
+            runner.save_checkpoint(
                 self.out_dir,
-                f'{name}.tmp',
+                osp.basename(tmp),
                 save_optimizer=self.save_optimizer,
                 save_param_scheduler=self.save_param_scheduler,
                 meta=meta,
@@ -83,14 +72,8 @@ class AtomicCheckpointHook(CheckpointHook):
                 backend_args=self.backend_args,
                 **self.args,
             )
-            if not is_main_process():
-                return
-            _fsync(tmp)  # data on disk before the rename, so a power cut cannot empty it
-        except BaseException:
-            if is_main_process() and osp.exists(tmp):
-                os.remove(tmp)  # a partial file would keep a full disk full
-            raise
-        os.replace(tmp, self.last_ckpt)
+        if not is_main_process():
+            return
         atomic_write_text(osp.join(runner.work_dir, 'last_checkpoint'), self.last_ckpt)
         if stale is not None:
             path = osp.join(self.out_dir, self.filename_tmpl.format(stale))

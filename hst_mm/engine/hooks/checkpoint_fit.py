@@ -18,23 +18,15 @@ its ``pretrained`` source; the hook then loads that source where ``init_weights(
 from __future__ import annotations
 
 import fnmatch
-import re
-from typing import Dict, List, Optional, Sequence
+from typing import List, Optional, Sequence
 
 import torch
 from mmengine.hooks import Hook
 from mmengine.registry import HOOKS
 
-
-class CheckpointMismatchError(ValueError):
-    """A checkpoint whose weights do not fit the model (names the file and the keys)."""
-
-
-def checkpoint_state_dict(checkpoint: dict) -> Dict[str, torch.Tensor]:
-    """The weights as mmengine loads them: ``state_dict`` (or the whole dict), with the
-    ``module.`` prefix of wrapped models removed."""
-    state_dict = checkpoint.get('state_dict', checkpoint)
-    return {re.sub(r'^module\.', '', k): v for k, v in state_dict.items()}
+from ...models.parts import rename_old_keys
+from ..checkpoint_weights import CheckpointMismatchError, checkpoint_state_dict
+from ..frozen_trunk import check_export_fits, export_info, restore_frozen_trunk, unwrap
 
 
 def _first(keys: List[str], n: int = 5) -> str:
@@ -49,9 +41,6 @@ def check_checkpoint_fits(
     ``allowed`` pattern excepted)."""
     # mmengine loads into the wrapped model of DDP wrappers and of test-time augmentation
     # (tools/test.py --tta), whose own keys carry a 'module.' prefix
-    # frozen_trunk raises this module's error: imported here, not at the top
-    from ..frozen_trunk import check_export_fits, export_info, unwrap
-
     model = unwrap(model)
     state_dict = checkpoint.get('state_dict', checkpoint) if isinstance(checkpoint, dict) else None
     if not isinstance(state_dict, dict):
@@ -60,7 +49,7 @@ def check_checkpoint_fits(
             f"where a checkpoint dict with a 'state_dict' of named weights belongs; pass a "
             f"checkpoint saved by mmengine's Runner (or a state dict)"
         )
-    theirs = checkpoint_state_dict(checkpoint)
+    theirs = rename_old_keys(model, checkpoint_state_dict(checkpoint))
     ours = model.state_dict()
     info = export_info(checkpoint)
     # a trainable-only export lacks exactly the frozen trunk weights it lists
@@ -145,8 +134,6 @@ class CheckpointFitHook(Hook):
         self.allowed = tuple(allowed)
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
-        from ..frozen_trunk import export_info, restore_frozen_trunk
-
         # mmengine calls this before it copies the weights into the model
         path = loaded_checkpoint_path(runner)
         drop_executable_config(checkpoint, path, getattr(runner, 'logger', None))

@@ -33,10 +33,6 @@ class PETLMethod(nn.Module):
         """The key a plain timm ViT's state dict uses for the adapted trunk's ``key``."""
         return key
 
-    def reset_trunk_parameters(self, vit: nn.Module) -> None:
-        """Re-initialise the parameters that live inside the trunk (after timm's
-        ``VisionTransformer.init_weights()`` has re-randomised every Linear in it)."""
-
 
 def load_plain_state_dict(
     vit: nn.Module, method: PETLMethod, state_dict: Dict[str, torch.Tensor], source: str

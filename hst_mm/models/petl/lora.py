@@ -67,12 +67,5 @@ class LoRA(PETLMethod):
     def plain_key(self, key: str) -> str:
         return key.replace('.base_layer.', '.')
 
-    def reset_trunk_parameters(self, vit: nn.Module) -> None:
-        from peft.tuners.lora import LoraLayer
-
-        for module in vit.modules():
-            if isinstance(module, LoraLayer):
-                module.reset_lora_parameters(ADAPTER, init_lora_weights=True)
-
     def extra_repr(self) -> str:
         return f'rank={self.rank}, alpha={self.alpha}, targets={self.targets}'
