@@ -9,13 +9,13 @@ build in seconds on a 2-core CPU; ``test_meta_build_counts_like_a_real_one`` che
 two builds count the same.
 """
 
-import sys
 from pathlib import Path
 
 import pytest
 
+from hst_mm.analysis import count_params
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / 'tools' / 'analysis'))
 CONFIGS = sorted(
     p.relative_to(ROOT).as_posix()
     for p in (ROOT / 'configs').rglob('*.py')
@@ -35,7 +35,7 @@ PAPER = {
     'configs/baselines/mask-rcnn_vit-b-full_fpn_ms-3x_coco.py': (113.6e6, 'total'),
     'configs/baselines/cascade-mask-rcnn_vit-b-full_fpn_ms-3x_coco.py': (151.4e6, 'total'),
 }
-# The project's own counts (tools/analysis/count_params.py) for every paper config:
+# The project's own counts (hst_mm.analysis.count_params) for every paper config:
 # (trainable, total), exact.
 OWN = {
     'configs/hst/atss_hst-vit-b_fpn_ms-3x_coco.py': (18_470_490, 104_230_746),
@@ -77,8 +77,6 @@ def load(config):
 
 
 def build(config, meta=True):
-    import count_params
-
     model = count_params.build_model(load(config), meta=meta)
     return model, count_params.count(model)
 

@@ -1,13 +1,13 @@
 """The PETL rows' configs: trainable parameters (ViT-B), and one training step of each method
 through tools/train.py on the toy set."""
 
-import sys
 from pathlib import Path
 
 import pytest
 
+from hst_mm.analysis import count_params
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / 'tools' / 'analysis'))
 METHODS = ('lora', 'vpt', 'adaptformer', 'ssf')
 PROBE = 27_779_568  # the frozen-trunk probe's Mask R-CNN 1x: pyramid + FPN + heads
 PROBE_UPERNET = 41_229_356
@@ -28,7 +28,6 @@ PETL_PARAMS = {'lora': 589_824, 'vpt': 589_824, 'adaptformer': 1_189_632, 'ssf':
 
 
 def _count(config):
-    import count_params
     from mmengine.config import Config
 
     return count_params.count(count_params.build_model(Config.fromfile(str(ROOT / config))))

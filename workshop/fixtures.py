@@ -34,14 +34,18 @@ def backbone_widths(backbone) -> list:
     return [backbone.trunk_kwargs['embed_dim']] * 4
 
 
-def shrink_to_tiny(cfg, side: int = None):
-    """Put ``cfg.model`` (a shipped config, in place) on the tiny trunk, without weights.
+def shrink_to_tiny(cfg, side: int = None, keep_pretrained: bool = False):
+    """Put ``cfg.model`` (a shipped config, in place) on the tiny trunk.
 
     HST also gets :data:`TINY_SIDE`; the neck (or UperNet's heads) read the new widths. With
-    ``side``, a segmentor pads its inputs to ``side x side`` pixels. Returns ``cfg``.
+    ``side``, a segmentor pads its inputs to ``side x side`` pixels. The trunk's
+    ``pretrained`` source is dropped unless ``keep_pretrained`` (the backbones load it in
+    ``init_weights()``, not when built). Returns ``cfg``.
     """
     backbone = cfg.model.backbone
-    backbone.update(TINY_TRUNK, pretrained=None)
+    backbone.update(TINY_TRUNK)
+    if not keep_pretrained:
+        backbone.pretrained = None
     if backbone.type == 'HST':
         backbone.update(TINY_SIDE)
     channels = backbone_widths(backbone)
