@@ -200,7 +200,7 @@ def test_refuses_foreign_data(tmp_path):
     assert (tmp_path / 'coco' / 'x.txt').read_text() == 'foreign'
 
 
-def test_refuses_foreign_meta_and_user_files(tmp_path):
+def test_refuses_foreign_meta_and_user_files(tmp_path, capsys):
     """Someone else's meta.json must not make their coco/ look generated."""
     out = tmp_path / 'mine'
     (out / 'coco' / 'annotations').mkdir(parents=True)
@@ -214,11 +214,10 @@ def test_refuses_foreign_meta_and_user_files(tmp_path):
         msg = str(err.value)
         assert str(out / 'meta.json') in msg and 'coco/notes.txt' in msg
         assert _tree(out) == before
-    args = [sys.executable, str(SCRIPT), '--out', str(out), '--force', '--no-trunk-weights']
-    r = subprocess.run(args, capture_output=True, text=True, cwd=tmp_path)
-    assert r.returncode == 1, r.stdout + r.stderr
-    assert str(out / 'meta.json') in r.stderr and 'coco/notes.txt' in r.stderr
-    assert 'Traceback' not in r.stderr
+    # the command line: exit status 1 and the refusal on stderr, not a traceback
+    assert toy.main(['--out', str(out), '--force', '--no-trunk-weights']) == 1
+    err = capsys.readouterr().err
+    assert str(out / 'meta.json') in err and 'coco/notes.txt' in err
     assert _tree(out) == before
 
 
@@ -326,27 +325,16 @@ def test_output_from_before_the_marker(tmp_path):
     assert _tree(out) == before
 
 
-def test_cli(tmp_path):
+def test_cli(tmp_path, capsys):
+    """The command line's main (tools/make_toy_data.py runs it; the script itself:
+    test_default_out_is_the_checkouts_data_folder)."""
     out = tmp_path / 'cli'
-    args = [
-        sys.executable,
-        str(SCRIPT),
-        '--out',
-        str(out),
-        '--seed',
-        '3',
-        '--num-train',
-        '2',
-        '--num-val',
-        '1',
-    ]
-    r = subprocess.run(args, capture_output=True, text=True, cwd=tmp_path)
-    assert r.returncode == 0, r.stderr
-    assert 'wrote' in r.stdout
+    argv = ['--out', str(out), '--seed', '3', '--num-train', '2', '--num-val', '1']
+    assert toy.main(argv) == 0
+    assert 'wrote' in capsys.readouterr().out
     meta = json.loads((out / 'meta.json').read_text())
     assert (meta['seed'], meta['num_train'], meta['num_val']) == (3, 2, 1)
-    r = subprocess.run(args, capture_output=True, text=True, cwd=tmp_path)
-    assert r.returncode == 0 and 'up to date' in r.stdout
+    assert toy.main(argv) == 0 and 'up to date' in capsys.readouterr().out
 
 
 @pytest.mark.slow
