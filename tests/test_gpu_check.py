@@ -227,6 +227,7 @@ def test_reference_nms_on_a_small_case():
     assert tool.reference_nms(boxes, scores, 0.95, 0) == [3, 0, 1, 2]
 
 
+@pytest.mark.slow  # starts a shell and its children
 def test_timeout_kills_the_whole_process_group():
     """A part that hangs, children included, ends at its limit."""
     tool = load_tool()

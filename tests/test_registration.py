@@ -30,6 +30,7 @@ def test_builds_from_registry(scope, cfg):
     assert [o.shape[-1] for o in outs] == [16, 8, 4, 2]
 
 
+@pytest.mark.slow  # a fresh interpreter: what `import hst_mm` alone imports
 def test_hst_mm_imports_neither_framework():
     import subprocess
     import sys
