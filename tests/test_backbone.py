@@ -249,10 +249,10 @@ def test_pretrained_safetensors_and_position_resampling(tiny_cfg, tmp_path):
     from safetensors.torch import save_file
 
     # a checkpoint trained at 384 (24x24 grid) loads into the 224 trunk: timm resamples
-    src = timm.create_model('vit_tiny_patch16_384', depth=4, embed_dim=32, num_heads=2)
+    src = timm.create_model('vit_tiny_patch16_384', **tiny_cfg['trunk_kwargs'])
     save_file(src.state_dict(), str(tmp_path / 'vit384.safetensors'))
     model = HST(**tiny_cfg, pretrained=str(tmp_path / 'vit384.safetensors'))
-    assert model.trunk.vit.pos_embed.shape == (1, 1 + 14 * 14, 32)
+    assert model.trunk.vit.pos_embed.shape == (1, 1 + 14 * 14, model.trunk.embed_dim)
     assert torch.equal(model.trunk.vit.blocks[0].attn.qkv.weight, src.blocks[0].attn.qkv.weight)
 
 
@@ -260,7 +260,7 @@ def test_pretrained_npz(tiny_cfg, tmp_path):
     """Google .npz files go through timm's JAX reader."""
     import numpy as np
 
-    src = timm.create_model('vit_tiny_patch16_224', depth=4, embed_dim=32, num_heads=2)
+    src = timm.create_model(tiny_cfg['trunk'], **tiny_cfg['trunk_kwargs'])
     sd = {k: v.numpy() for k, v in src.state_dict().items()}
     # write the big_vision layout timm reads (a subset is enough for the trunk)
     w = {

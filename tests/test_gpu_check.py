@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from workshop.fixtures import TINY_TRUNK
+
 ROOT = Path(__file__).resolve().parents[1]
 TOOL = ROOT / 'tools' / 'gpu_check.py'
 TASKS = ('detection', 'segmentation')
@@ -210,7 +212,7 @@ def test_benchmark_command_uses_real_flags():
     tiny = tool._load_benchmark_module().parse_args(
         tool.benchmark_command(tool.parse_args(['--device', 'cpu', '--tiny']), Path('x'))[2:]
     )
-    assert tiny.trunk == 'vit_tiny_patch16_224' and tiny.amp == 'off'
+    assert tiny.trunk == TINY_TRUNK['trunk'] and tiny.amp == 'off'
 
 
 def test_reference_nms_on_a_small_case():

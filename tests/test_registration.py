@@ -4,7 +4,7 @@ pretrained weights survive mmengine's init_weights()."""
 import pytest
 import torch
 
-from workshop.fixtures import TINY_SIDE
+from workshop.fixtures import TINY_SIDE, backbone_widths
 from workshop.fixtures import TINY_TRUNK as TINY
 
 
@@ -66,7 +66,7 @@ def test_pretrained_survives_init_weights(backbone, saved_tiny_vit):
             backbone=dict(backbone, pretrained=path),
             neck=dict(
                 type='FPN',
-                in_channels=[16, 32, 48, 64] if backbone['type'] == 'HST' else [32] * 4,
+                in_channels=backbone_widths(backbone),
                 out_channels=16,
                 num_outs=4,
             ),

@@ -29,9 +29,9 @@ TRUNK_KINDS = {
 
 def backbone_widths(backbone) -> list:
     """The four output widths of a (shrunk) ``HST`` or ``ViTPyramid`` config dict."""
-    if backbone.type == 'HST':
-        return list(backbone.embed_dims)
-    return [backbone.trunk_kwargs['embed_dim']] * 4
+    if backbone['type'] == 'HST':
+        return list(backbone['embed_dims'])
+    return [backbone['trunk_kwargs']['embed_dim']] * 4
 
 
 def shrink_to_tiny(cfg, side: int = None, keep_pretrained: bool = False):
