@@ -12,7 +12,14 @@ import torch
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
 
-from workshop.fixtures import det_batch, few_proposals, loss_sum, seg_batch, shrink_to_tiny
+from workshop.fixtures import (
+    det_batch,
+    few_proposals,
+    loss_sum,
+    narrow_heads,
+    seg_batch,
+    shrink_to_tiny,
+)
 
 from conftest import ROOT
 
@@ -42,12 +49,13 @@ def calls(monkeypatch):
 
 
 def build(config):
-    """The config's model on the tiny trunk, with few proposals: the same operators."""
+    """The config's model on the tiny trunk, narrow heads, few proposals: the same
+    operators."""
     from mmengine.registry import MODELS
 
     import hst_mm  # noqa: F401
 
-    cfg = shrink_to_tiny(Config.fromfile(str(ROOT / config)), side=SIZE)
+    cfg = narrow_heads(shrink_to_tiny(Config.fromfile(str(ROOT / config)), side=SIZE))
     init_default_scope(cfg.default_scope)
     if cfg.default_scope == 'mmdet':
         few_proposals(cfg)

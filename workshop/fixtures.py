@@ -3,7 +3,8 @@
 - :data:`TINY_TRUNK` / :data:`TINY_SIDE`: a 4-block, 32-wide ViT/16 (one trunk block per side
   stage) and a small side network, as ``HST`` / ``ViTPyramid`` keyword arguments.
 - :func:`shrink_to_tiny`: a shipped config's model on that trunk, its neck / heads fitted.
-- :func:`few_proposals`: a detector config's proposal and RoI-sample counts cut for the CPU.
+- :func:`few_proposals`, :func:`narrow_heads`: a config's proposal and RoI-sample counts, and
+  its neck and heads' widths, cut for the CPU (the same layers and operators).
 - :func:`det_batch` / :func:`seg_batch`: synthetic COCO-like and ADE20K-like batches in the
   ``{'inputs': [...], 'data_samples': [...]}`` form of ``model.data_preprocessor``.
 """
@@ -73,6 +74,34 @@ def few_proposals(cfg, proposals: int = 64, samples: int = 32):
     rcnn = train.get('rcnn')
     for stage in rcnn if isinstance(rcnn, (list, tuple)) else [rcnn] if rcnn else []:
         stage.sampler.num = samples
+    return cfg
+
+
+def narrow_heads(cfg, width: int = 32):
+    """The neck and heads of ``cfg.model`` (in place) ``width`` channels wide instead of their
+    256 (mmdet's FPN and heads) or UperNet's 512 / 256: the same layers and operators at a
+    CPU's cost. Returns ``cfg``."""
+    keys = ('in_channels', 'out_channels', 'feat_channels', 'conv_out_channels')
+
+    def narrow(node):
+        if isinstance(node, (list, tuple)):
+            for item in node:
+                narrow(item)
+        elif isinstance(node, dict):
+            for key, value in node.items():
+                if key in keys and value == 256:
+                    node[key] = width
+                elif key in keys and isinstance(value, list) and set(value) == {256}:
+                    node[key] = [width] * len(value)  # Semantic FPN's head reads the neck
+                else:
+                    narrow(value)
+
+    for part in ('neck', 'rpn_head', 'roi_head', 'bbox_head', 'decode_head', 'auxiliary_head'):
+        if part in cfg.model:
+            narrow(cfg.model[part])
+    for part in ('decode_head', 'auxiliary_head'):
+        if part in cfg.model:
+            cfg.model[part].channels = width
     return cfg
 
 
