@@ -1,8 +1,6 @@
 """hst_mm.benchmark and tools/analysis/benchmark.py: run end to end on a tiny trunk, check
 what they report."""
 
-import contextlib
-import io
 import json
 import math
 import subprocess
@@ -61,46 +59,19 @@ LEVER_ROWS = ('hst_ref', 'hst_fold', 'hst_rc_side', 'hst_lean')
 HST_PARTS = ['trunk', 'bridge', 'side stage 1', 'side stage 2', 'side stage 3', 'side stage 4']
 
 
-def _in_process_worker(mode, argv):
-    """``cli.run_worker`` without the fresh process: the row's ``main`` here, its last
-    stdout line parsed. (Rows in their own processes: ``test_rows_run_in_their_own_processes``
-    and ``test_peaks_are_not_inherited``.)"""
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        assert cli.main([*argv, '--_worker', mode]) == 0
-    return json.loads(out.getvalue().strip().splitlines()[-1])
-
-
-def _run_in_process(argv, tmp_path_factory, name):
-    """The benchmark's parent ``main(argv)`` with every row run in this process: (the JSON,
-    stdout)."""
-    out = tmp_path_factory.mktemp(name) / 'bench.json'
-    stdout = io.StringIO()
-    with pytest.MonkeyPatch.context() as mp, contextlib.redirect_stdout(stdout):
-        mp.setattr(cli, 'run_worker', _in_process_worker)
-        assert cli.main([*argv, '--json', str(out)]) == 0
-    return json.loads(out.read_text()), stdout.getvalue()
-
-
 @pytest.fixture(scope='module')
 def bench(tmp_path_factory):
-    """One run of every mode (default --cp both), with one interleaved round: (the JSON,
-    stdout)."""
-    return _run_in_process([*TINY_ARGS, '--interleave', '1'], tmp_path_factory, 'bench')
-
-
-@pytest.mark.slow
-def test_rows_run_in_their_own_processes(tmp_path):
-    """tools/analysis/benchmark.py end to end: each row in a fresh worker process."""
-    out = tmp_path / 'bench.json'
-    args = [*TINY_ARGS, '--modes', 'trunk', '--cp', 'off', '--levers', 'off', '--json', out]
+    """One run of every mode (default --cp both), with one interleaved round, through the
+    tool: (the JSON, stdout)."""
+    out = tmp_path_factory.mktemp('bench') / 'bench.json'
     proc = subprocess.run(
-        [sys.executable, str(TOOL), *map(str, args)], capture_output=True, text=True, timeout=300
+        [sys.executable, str(TOOL), *TINY_ARGS, '--interleave', '1', '--json', str(out)],
+        capture_output=True,
+        text=True,
+        timeout=1200,  # 11 rows, each in its own process, on a possibly busy machine
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    data = json.loads(out.read_text())
-    assert set(data) == {'trunk', 'meta'} and '\n| trunk | ' in proc.stdout
-    assert data['trunk']['peak_mem_mb'] > 0 and data['trunk']['infer_img_per_s'] > 0
+    return json.loads(out.read_text()), proc.stdout
 
 
 @pytest.mark.slow
@@ -377,21 +348,34 @@ def test_peaks_are_not_inherited():
 
 @pytest.fixture(scope='module')
 def bench_detector(tmp_path_factory):
-    """Detector mode, HST and full fine-tuning only: (JSON, stdout)."""
-    argv = [
-        *TINY_ARGS,
-        '--model',
-        'detector',
-        '--modes',
-        'hst',
-        'hst_lean',
-        'full',
-        '--cp',
-        'off',
-        '--levers',
-        'off',
-    ]
-    return _run_in_process(argv, tmp_path_factory, 'bench_det')
+    """Detector mode, HST and full fine-tuning only, through ``python -m``: (JSON, stdout)."""
+    out = tmp_path_factory.mktemp('bench_det') / 'bench.json'
+    proc = subprocess.run(
+        [
+            sys.executable,
+            '-m',
+            'hst_mm.benchmark.cli',
+            *TINY_ARGS,
+            '--model',
+            'detector',
+            '--modes',
+            'hst',
+            'hst_lean',
+            'full',
+            '--cp',
+            'off',
+            '--levers',
+            'off',
+            '--json',
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=ROOT,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return json.loads(out.read_text()), proc.stdout
 
 
 @pytest.mark.slow
