@@ -1,28 +1,15 @@
-"""Shared fixtures: tiny timm trunks so that backbone tests run in seconds on the CPU, and the
-toy detector and segmentor trained once per test session for the tests that need a
-checkpoint."""
+"""Shared fixtures: tiny timm trunks (workshop.fixtures) so that backbone tests run in seconds
+on the CPU, and the toy detector and segmentor trained once per test session for the tests
+that need a checkpoint."""
 
 from pathlib import Path
 
 import pytest
 import torch
 
+from workshop.fixtures import TINY_SIDE, TINY_TRUNK, TRUNK_KINDS
+
 ROOT = Path(__file__).resolve().parents[1]
-
-# A 4-block, 32-wide ViT/16: one trunk block per side stage.
-TINY_TRUNK = dict(
-    trunk='vit_tiny_patch16_224', trunk_kwargs=dict(depth=4, embed_dim=32, num_heads=2)
-)
-TINY_SIDE = dict(embed_dims=(16, 32, 48, 64), num_heads=(1, 2, 3, 4))
-
-
-# Trunk kinds HST must handle: prefix tokens before the patches are 1 (class token), 0, or
-# 1 + 4 registers; their number decides where the patch map starts.
-TRUNK_KINDS = {
-    'class_token': {},
-    'no_class_token': dict(class_token=False, global_pool='avg'),
-    'registers': dict(reg_tokens=4),
-}
 
 
 @pytest.fixture

@@ -177,22 +177,55 @@ def test_trunk_matches_timm_and_loads_saved_weights(any_trunk_cfg, tmp_path):
     assert model.trunk.vit.num_prefix_tokens == vit.num_prefix_tokens
 
 
-def test_trunk_blocks_compute_timm_vit(tiny_cfg, saved_tiny_vit):
-    """Without meta tokens our trunk loop is timm's forward_features (before the final norm)."""
-    path, vit = saved_tiny_vit
-    model = HST(**tiny_cfg, pretrained=path).eval()
-    vit = timm.create_model(
-        'vit_tiny_patch16_224', pretrained=False, dynamic_img_size=True, **tiny_cfg['trunk_kwargs']
-    )
-    vit.load_state_dict(torch.load(path))
-    vit.eval()
-    x = torch.randn(1, 3, 64, 80)
-    # remove the meta token's influence by running the blocks directly
+def _plain_timm_loop(vit, meta_tokens, x):
+    """The trunk written out over timm's own blocks, float64: before block l the meta token
+    (1, 1, D) is concatenated in front, after it taken out again. Returns (metas (B, 1, D),
+    patch maps (B, D, h, w)) per block; ``meta_tokens=None``: no meta token at all."""
+    tokens = vit.patch_embed(x)  # (B, h, w, D)
+    B, h, w, D = tokens.shape
+    tokens = vit.norm_pre(vit._pos_embed(tokens))
+    metas, maps = [], []
+    for i, block in enumerate(vit.blocks):
+        if meta_tokens is None:
+            tokens = block(tokens)
+        else:
+            out = block(torch.cat([meta_tokens[i].expand(B, -1, -1), tokens], dim=1))
+            metas.append(out[:, :1])
+            tokens = out[:, 1:]
+        patches = tokens[:, vit.num_prefix_tokens :]  # (B, h*w, D)
+        maps.append(patches.transpose(1, 2).reshape(B, D, h, w))
+    return metas, maps
+
+
+@pytest.mark.parametrize('size', [(64, 64), (48, 80)])
+@pytest.mark.parametrize(
+    'options', [dict(lean=True), dict(lean=False), dict(lean=True, recompute_mlp=True)]
+)
+def test_meta_token_trunk_is_a_loop_over_timm_blocks(any_trunk_cfg, size, options):
+    """MetaTokenViT (its own block computation when ``lean``) gives, float64, what timm's
+    blocks give with each block's meta token put in front and taken out again; the meta
+    tokens change the patch maps (so the comparison sees them)."""
+    from hst_mm.models.trunk import MetaTokenViT
+
+    trunk = MetaTokenViT(any_trunk_cfg['trunk'], **options, **any_trunk_cfg['trunk_kwargs'])
+    trunk = trunk.double().eval()
+    with torch.no_grad():  # meta tokens of a trained size, LN-tuned norms off their init
+        trunk.meta_tokens.normal_()
+        for name, p in trunk.vit.named_parameters():
+            if p.requires_grad:
+                p.add_(0.1 * torch.randn_like(p))
+    x = torch.randn(2, 3, *size, dtype=torch.float64)
     with torch.no_grad():
-        ref = vit.blocks(vit.norm_pre(vit._pos_embed(vit.patch_embed(x))))
-        t = model.trunk.vit
-        ours = t.blocks(t.norm_pre(t._pos_embed(t.patch_embed(x))))
-    torch.testing.assert_close(ours, ref)
+        metas, maps = trunk(x)
+        ref_metas, ref_maps = _plain_timm_loop(trunk.vit, trunk.meta_tokens, x)
+        _, no_meta_maps = _plain_timm_loop(trunk.vit, None, x)
+    assert len(maps) == len(ref_maps) == len(trunk.vit.blocks)
+    grid = (size[0] // 16, size[1] // 16)
+    for ours, ref, meta, ref_meta in zip(maps, ref_maps, metas, ref_metas):
+        assert ours.shape == (2, trunk.embed_dim, *grid)
+        torch.testing.assert_close(ours, ref, rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(meta, ref_meta, rtol=1e-12, atol=1e-12)
+    assert not torch.allclose(maps[-1], no_meta_maps[-1], atol=1e-3)
 
 
 def test_pretrained_file_errors(tiny_cfg, tmp_path, saved_tiny_vit):
@@ -216,10 +249,10 @@ def test_pretrained_safetensors_and_position_resampling(tiny_cfg, tmp_path):
     from safetensors.torch import save_file
 
     # a checkpoint trained at 384 (24x24 grid) loads into the 224 trunk: timm resamples
-    src = timm.create_model('vit_tiny_patch16_384', depth=4, embed_dim=32, num_heads=2)
+    src = timm.create_model('vit_tiny_patch16_384', **tiny_cfg['trunk_kwargs'])
     save_file(src.state_dict(), str(tmp_path / 'vit384.safetensors'))
     model = HST(**tiny_cfg, pretrained=str(tmp_path / 'vit384.safetensors'))
-    assert model.trunk.vit.pos_embed.shape == (1, 1 + 14 * 14, 32)
+    assert model.trunk.vit.pos_embed.shape == (1, 1 + 14 * 14, model.trunk.embed_dim)
     assert torch.equal(model.trunk.vit.blocks[0].attn.qkv.weight, src.blocks[0].attn.qkv.weight)
 
 
@@ -227,7 +260,7 @@ def test_pretrained_npz(tiny_cfg, tmp_path):
     """Google .npz files go through timm's JAX reader."""
     import numpy as np
 
-    src = timm.create_model('vit_tiny_patch16_224', depth=4, embed_dim=32, num_heads=2)
+    src = timm.create_model(tiny_cfg['trunk'], **tiny_cfg['trunk_kwargs'])
     sd = {k: v.numpy() for k, v in src.state_dict().items()}
     # write the big_vision layout timm reads (a subset is enough for the trunk)
     w = {

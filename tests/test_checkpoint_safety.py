@@ -65,6 +65,7 @@ def test_runner_checkpoint_loads_weights_only(runner_checkpoint):
     assert {'state_dict', 'optimizer', 'param_schedulers', 'message_hub'} <= set(ckpt)
 
 
+@pytest.mark.slow  # a fresh interpreter each
 @pytest.mark.parametrize('import_hst_mm', [False, True])
 def test_the_allow_list_is_what_makes_it_load(runner_checkpoint, import_hst_mm):
     """In a fresh process, with torch's global switch that turns weights_only off removed from

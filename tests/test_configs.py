@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from hst_mm.analysis import count_params
 from hst_mm.engine import hooks
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -35,7 +36,7 @@ PAPER = {
     'configs/baselines/mask-rcnn_vit-b-full_fpn_ms-3x_coco.py': (113.6e6, 'total'),
     'configs/baselines/cascade-mask-rcnn_vit-b-full_fpn_ms-3x_coco.py': (151.4e6, 'total'),
 }
-# The project's own counts (tools/analysis/count_params.py) for every paper config:
+# The project's own counts (hst_mm.analysis.count_params) for every paper config:
 # (trainable, total), exact.
 OWN = {
     'configs/hst/atss_hst-vit-b_fpn_ms-3x_coco.py': (18_470_490, 104_230_746),
@@ -79,8 +80,6 @@ def load(config):
 
 
 def build(config, meta=True):
-    from tools.analysis import count_params
-
     model = count_params.build_model(load(config), meta=meta)
     return model, count_params.count(model)
 

@@ -49,6 +49,7 @@ def test_install_docs_state_the_pinned_versions():
         )
 
 
+@pytest.mark.slow  # a fresh interpreter outside the checkout
 def test_hst_mm_is_installed_in_the_venv():
     """mim and custom_imports need hst_mm importable from anywhere (pip install -e .)."""
     out = subprocess.run(

@@ -22,16 +22,12 @@ from hst_mm.engine.trainable_export import (
     main,
     save_atomically,
 )
+from workshop.fixtures import shrink_to_tiny
 
 from conftest import ROOT, TOY_DET_CONFIG
 from tool_runner import ensure_toy_data, run
 
 TRUNK = 'data/toy/vit_tiny_patch16_224.random.pth'
-# the baselines with a 4-block, 32-wide ViT
-TINY_BASELINE = {
-    'model.backbone.trunk_kwargs': dict(depth=4, embed_dim=32, num_heads=2),
-    'model.neck.in_channels': [32] * 4,
-}
 
 
 def toy_config(pretrained=TRUNK) -> Config:
@@ -253,8 +249,7 @@ def test_only_frozen_trunk_weights_are_left_out_of_the_baselines():
 
     def tiny(config):
         cfg = Config.fromfile(str(ROOT / 'configs/baselines' / config))
-        cfg.merge_from_dict(TINY_BASELINE)
-        return build_model(cfg)
+        return build_model(shrink_to_tiny(cfg, keep_pretrained=True))
 
     assert restorable_frozen_keys(tiny('mask-rcnn_vit-b-full_fpn_1x_coco.py')) == []
     frozen = tiny('mask-rcnn_vit-b-frozen_fpn_1x_coco.py')
@@ -264,14 +259,14 @@ def test_only_frozen_trunk_weights_are_left_out_of_the_baselines():
 
 
 @pytest.mark.slow
-def test_tools_evaluate_and_draw_with_an_export(toy_det_run, tmp_path):
-    """tools/export_trainable.py on a trained toy checkpoint, then tools/test.py and
+def test_tools_evaluate_and_draw_with_an_export(toy_det_run, tmp_path, capsys):
+    """The export tool's main on a trained toy checkpoint, then tools/test.py and
     tools/demo.py with the export: the same metrics as the full checkpoint."""
     out = tmp_path / 'trainable.pth'
-    proc = run(['tools/export_trainable.py', toy_det_run / 'iter_4.pth', out])
-    assert 'frozen trunk tensors left out' in proc.stdout
-    again = run(['tools/export_trainable.py', toy_det_run / 'iter_4.pth', out], check=False)
-    assert again.returncode == 1 and 'exists; pass --force' in again.stderr
+    main([str(toy_det_run / 'iter_4.pth'), str(out)])
+    assert 'frozen trunk tensors left out' in capsys.readouterr().out
+    with pytest.raises(SystemExit, match='exists; pass --force'):
+        main([str(toy_det_run / 'iter_4.pth'), str(out)])
     metrics = {}
     for name, ckpt in (('full', toy_det_run / 'iter_4.pth'), ('export', out)):
         run(['tools/test.py', TOY_DET_CONFIG, ckpt, '--work-dir', tmp_path / name])

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from workshop.benchmark.cli import parse_args as benchmark_args
+from workshop.fixtures import TINY_TRUNK
 from workshop.gpu_check import cli, harness, parity
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -207,7 +208,7 @@ def test_benchmark_command_uses_real_flags():
     tiny = benchmark_args(
         harness.benchmark_command(cli.parse_args(['--device', 'cpu', '--tiny']), Path('x'))[3:]
     )
-    assert tiny.trunk == 'vit_tiny_patch16_224' and tiny.amp == 'off'
+    assert tiny.trunk == TINY_TRUNK['trunk'] and tiny.amp == 'off'
 
 
 def test_reference_nms_on_a_small_case():
@@ -223,6 +224,7 @@ def test_reference_nms_on_a_small_case():
     assert parity.reference_nms(boxes, scores, 0.95, 0) == [3, 0, 1, 2]
 
 
+@pytest.mark.slow  # starts a shell and its children
 def test_timeout_kills_the_whole_process_group():
     """A part that hangs, children included, ends at its limit."""
     start = time.perf_counter()

@@ -4,8 +4,9 @@ builds from mmdet's and mmseg's registries and from the baseline configs."""
 
 import pytest
 
-TINY = dict(trunk='vit_tiny_patch16_224', trunk_kwargs=dict(depth=4, embed_dim=32, num_heads=2))
-DEPTH = 4
+from workshop.fixtures import TINY_TRUNK as TINY
+
+DEPTH = TINY['trunk_kwargs']['depth']
 
 
 def expected_layer(name: str) -> int:
@@ -31,7 +32,12 @@ def detector():
             type='RetinaNet',
             data_preprocessor=dict(type='DetDataPreprocessor'),
             backbone=dict(type='ViTPyramid', frozen=False, **TINY),
-            neck=dict(type='FPN', in_channels=[32] * 4, out_channels=16, num_outs=4),
+            neck=dict(
+                type='FPN',
+                in_channels=[TINY['trunk_kwargs']['embed_dim']] * 4,
+                out_channels=16,
+                num_outs=4,
+            ),
             bbox_head=dict(
                 type='RetinaHead',
                 num_classes=3,
@@ -174,17 +180,12 @@ def test_baseline_configs_build_their_optimizer(config, decay, lr):
     from mmengine.registry import init_default_scope
 
     import hst_mm  # noqa: F401
+    from workshop.fixtures import shrink_to_tiny
 
     from conftest import ROOT
 
-    cfg = Config.fromfile(str(ROOT / config))
+    cfg = shrink_to_tiny(Config.fromfile(str(ROOT / config)))
     init_default_scope(cfg.default_scope)
-    cfg.model.backbone.update(TINY, pretrained=None)
-    if 'neck' in cfg.model:
-        cfg.model.neck.in_channels = [32] * 4
-    else:
-        cfg.model.decode_head.in_channels = [32] * 4
-        cfg.model.auxiliary_head.in_channels = 32
     model = importlib.import_module(f'{cfg.default_scope}.registry').MODELS.build(cfg.model)
     optim_cfg = cfg.optim_wrapper.copy()
     optim_cfg.type = 'OptimWrapper'  # AmpOptimWrapper needs a GPU

@@ -7,13 +7,19 @@ tiny trunk in place of ViT-B, its own necks and heads) runs one loss + backward 
 """
 
 import mmcv._ext as ext
-import numpy as np
 import pytest
 import torch
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
 
-from hst_mm.registration import fit_heads_to_backbone
+from workshop.fixtures import (
+    det_batch,
+    few_proposals,
+    loss_sum,
+    narrow_heads,
+    seg_batch,
+    shrink_to_tiny,
+)
 
 from conftest import ROOT
 
@@ -25,11 +31,6 @@ PROVIDED = (
     'roi_align_backward',
     'sigmoid_focal_loss_forward',
     'sigmoid_focal_loss_backward',
-)
-TINY = dict(
-    trunk='vit_tiny_patch16_224',
-    pretrained=None,
-    trunk_kwargs=dict(depth=4, embed_dim=32, num_heads=2),
 )
 SIZE = 128
 
@@ -48,66 +49,17 @@ def calls(monkeypatch):
 
 
 def build(config):
-    cfg = Config.fromfile(str(ROOT / config))
-    init_default_scope(cfg.default_scope)
-    backbone = cfg.model.backbone
-    backbone.update(TINY)
-    if backbone.type == 'HST':
-        backbone.update(embed_dims=(16, 32, 48, 64), num_heads=(1, 2, 3, 4))
-    fit_heads_to_backbone(cfg.model)  # the neck (UperNet: the heads) reads the backbone
-    if cfg.default_scope == 'mmseg':
-        cfg.model.data_preprocessor.size = (SIZE, SIZE)
+    """The config's model on the tiny trunk, narrow heads, few proposals: the same
+    operators."""
     from mmengine.registry import MODELS
 
+    import hst_mm  # noqa: F401
+
+    cfg = narrow_heads(shrink_to_tiny(Config.fromfile(str(ROOT / config)), side=SIZE))
+    init_default_scope(cfg.default_scope)
+    if cfg.default_scope == 'mmdet':
+        few_proposals(cfg)
     return MODELS.build(cfg.model), cfg.default_scope
-
-
-def det_batch():
-    from mmdet.structures import DetDataSample
-    from mmdet.structures.mask import BitmapMasks
-    from mmengine.structures import InstanceData
-
-    rng = np.random.default_rng(0)
-    inputs, samples = [], []
-    for _ in range(2):
-        inputs.append(torch.from_numpy(rng.integers(0, 256, (3, SIZE, SIZE), dtype=np.uint8)))
-        boxes = np.array([[8, 8, 60, 70], [50, 40, 120, 100]], np.float32)
-        masks = np.zeros((2, SIZE, SIZE), np.uint8)
-        for m, (x0, y0, x1, y1) in zip(masks, boxes.astype(int)):
-            m[y0:y1, x0:x1] = 1
-        s = DetDataSample(
-            metainfo=dict(
-                img_shape=(SIZE, SIZE),
-                ori_shape=(SIZE, SIZE),
-                scale_factor=(1.0, 1.0),
-                pad_shape=(SIZE, SIZE),
-            )
-        )
-        s.gt_instances = InstanceData(
-            bboxes=torch.from_numpy(boxes),
-            labels=torch.tensor([1, 2]),
-            masks=BitmapMasks(masks, SIZE, SIZE),
-        )
-        samples.append(s)
-    return {'inputs': inputs, 'data_samples': samples}
-
-
-def seg_batch(num_classes):
-    from mmengine.structures import PixelData
-    from mmseg.structures import SegDataSample
-
-    rng = np.random.default_rng(0)
-    inputs, samples = [], []
-    for _ in range(2):
-        inputs.append(torch.from_numpy(rng.integers(0, 256, (3, SIZE, SIZE), dtype=np.uint8)))
-        s = SegDataSample(
-            metainfo=dict(img_shape=(SIZE, SIZE), ori_shape=(SIZE, SIZE), pad_shape=(SIZE, SIZE))
-        )
-        s.gt_sem_seg = PixelData(
-            data=torch.from_numpy(rng.integers(0, num_classes, (1, SIZE, SIZE)))
-        )
-        samples.append(s)
-    return {'inputs': inputs, 'data_samples': samples}
 
 
 RCNN = {'nms', 'roi_align_forward', 'roi_align_backward'}
@@ -183,15 +135,13 @@ def test_every_shipped_config_is_listed():
 @pytest.mark.parametrize('config', sorted(CONFIGS))
 def test_operators_reached(config, calls):
     model, scope = build(config)
-    data = det_batch() if scope == 'mmdet' else seg_batch(model.decode_head.num_classes)
+    if scope == 'mmdet':
+        data = det_batch(size=SIZE, num_classes=3)  # every shipped detector has >= 3 classes
+    else:
+        data = seg_batch(size=SIZE, num_classes=model.decode_head.num_classes)
     model.train()
     batch = model.data_preprocessor(data, True)
-    losses = model.loss(batch['inputs'], batch['data_samples'])
-    sum(
-        v.sum() if torch.is_tensor(v) else sum(x.sum() for x in v)
-        for k, v in losses.items()
-        if 'loss' in k
-    ).backward()
+    loss_sum(model.loss(batch['inputs'], batch['data_samples'])).backward()
     model.eval()
     with torch.no_grad():
         model.test_step(data)

@@ -8,8 +8,7 @@ import torch
 
 from hst_mm.models import PretrainedMismatchError, ViTPyramid
 from hst_mm.models.petl import METHODS
-
-from conftest import TINY_TRUNK, TRUNK_KINDS
+from workshop.fixtures import TINY_TRUNK, TRUNK_KINDS
 
 # Small settings for a 32-wide trunk.
 PETL = {

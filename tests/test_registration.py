@@ -4,14 +4,15 @@ pretrained weights survive mmengine's init_weights()."""
 import pytest
 import torch
 
-TINY = dict(trunk='vit_tiny_patch16_224', trunk_kwargs=dict(depth=4, embed_dim=32, num_heads=2))
+from workshop.fixtures import TINY_SIDE
+from workshop.fixtures import TINY_TRUNK as TINY
 
 
 @pytest.mark.parametrize('scope', ['mmdet', 'mmseg'])
 @pytest.mark.parametrize(
     'cfg',
     [
-        dict(type='HST', embed_dims=(16, 32, 48, 64), num_heads=(1, 2, 3, 4), **TINY),
+        dict(type='HST', **TINY_SIDE, **TINY),
         dict(type='ViTPyramid', frozen=True, **TINY),
     ],
 )
@@ -32,6 +33,7 @@ def test_builds_from_registry(scope, cfg):
     assert [64 / o.shape[-1] for o in outs] == list(backbone.out_strides)
 
 
+@pytest.mark.slow  # a fresh interpreter: what `import hst_mm` alone imports
 def test_hst_mm_imports_neither_framework():
     import subprocess
     import sys
@@ -47,7 +49,7 @@ def test_hst_mm_imports_neither_framework():
 @pytest.mark.parametrize(
     'backbone',
     [
-        dict(type='HST', embed_dims=(16, 32, 48, 64), num_heads=(1, 2, 3, 4), **TINY),
+        dict(type='HST', **TINY_SIDE, **TINY),
         dict(type='ViTPyramid', frozen=False, **TINY),
     ],
 )

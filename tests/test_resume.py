@@ -18,11 +18,12 @@ import torch
 
 import hst_mm  # noqa: F401  allow-lists mmengine checkpoints for weights_only loading
 
+from conftest import TOY_SEG_CONFIG
 from tool_runner import ROOT, VENV_BIN, ensure_toy_data, logged_steps
 
 pytestmark = pytest.mark.slow  # subprocess training through the tools
 
-CONFIG = 'configs/toy/upernet_hst-vit-ti_toy.py'
+CONFIG = TOY_SEG_CONFIG
 OPTS = [
     'train_cfg.max_iters=3',
     'default_hooks.logger.interval=1',

@@ -7,8 +7,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from hst_mm.models import ViTPyramid
-
-TINY = dict(trunk='vit_tiny_patch16_224', trunk_kwargs=dict(depth=4, embed_dim=32, num_heads=2))
+from workshop.fixtures import TINY_TRUNK as TINY
 
 
 def _reference(model, x):

@@ -3,11 +3,12 @@
 import pytest
 import torch
 
+from conftest import TOY_DET_CONFIG
 from tool_runner import ensure_toy_data, logged_steps, run
 
 pytestmark = pytest.mark.slow  # subprocess training through the tools
 
-CONFIG = 'configs/toy/mask-rcnn_hst-vit-ti_fpn_toy.py'
+CONFIG = TOY_DET_CONFIG
 SHORT = [
     'default_hooks.logger.interval=1',
     'default_hooks.checkpoint.interval=2',
@@ -54,22 +55,22 @@ def _trainable_names(state_dict):
         yield k
 
 
-def test_test_tool_evaluates_bbox_and_segm(trained):
-    work_dir, _ = trained
+def test_test_tool_evaluates_bbox_and_segm(trained, tmp_path):
+    work_dir, _ = trained  # the session's run is shared: read it, write elsewhere
     proc = run(
         [
             'tools/test.py',
             CONFIG,
             work_dir / 'iter_4.pth',
             '--work-dir',
-            work_dir / 'test',
+            tmp_path / 'test',
             '--out',
-            work_dir / 'preds.pkl',
+            tmp_path / 'preds.pkl',
         ]
     )
     out = proc.stdout + proc.stderr
     assert 'coco/bbox_mAP' in out and 'coco/segm_mAP' in out, out[-3000:]
-    assert (work_dir / 'preds.pkl').is_file()
+    assert (tmp_path / 'preds.pkl').is_file()
 
 
 def test_mim_train_mmdet(tmp_path):

@@ -3,11 +3,12 @@
 import pytest
 import torch
 
+from conftest import TOY_SEG_CONFIG
 from tool_runner import ensure_toy_data, logged_steps, run
 
 pytestmark = pytest.mark.slow  # subprocess training through the tools
 
-CONFIG = 'configs/toy/upernet_hst-vit-ti_toy.py'
+CONFIG = TOY_SEG_CONFIG
 SHORT = [
     'default_hooks.logger.interval=1',
     'default_hooks.checkpoint.interval=2',
@@ -27,8 +28,9 @@ def test_resume_continues_at_saved_iteration(trained):
     assert [s['step'] for s in last['optimizer']['state'].values()][0] == 4
 
 
-def test_test_tool_evaluates_miou(trained):
-    proc = run(['tools/test.py', CONFIG, trained / 'iter_4.pth', '--work-dir', trained / 'test'])
+def test_test_tool_evaluates_miou(trained, tmp_path):
+    # the session's run is shared: read it, write elsewhere
+    proc = run(['tools/test.py', CONFIG, trained / 'iter_4.pth', '--work-dir', tmp_path])
     assert 'mIoU' in proc.stdout + proc.stderr
 
 

@@ -241,16 +241,15 @@ def test_a_users_folder_is_never_touched(tmp_path, force):
     _refused(out, 'meta.json is missing or was not written by', force=force)
 
 
-def test_cli_refusal_is_an_error_line(tmp_path):
+def test_cli_refusal_is_an_error_line(tmp_path, capsys):
+    """The command line's main: exit status 1 and the refusal on stderr, not a traceback."""
     out = tmp_path / 'mine'
     out.mkdir()
     (out / 'notes.txt').write_text('hand-made notes')
     before = _tree(tmp_path)
-    args = [sys.executable, str(SCRIPT), '--out', str(out), '--force', '--no-trunk-weights']
-    r = subprocess.run(args, capture_output=True, text=True, cwd=tmp_path)
-    assert r.returncode == 1, r.stdout + r.stderr
-    assert r.stderr.startswith(f'error: refusing to write the toy data to {out}')
-    assert 'Traceback' not in r.stderr
+    assert toy.main(['--out', str(out), '--force', '--no-trunk-weights']) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f'error: refusing to write the toy data to {out}')
     assert _tree(tmp_path) == before
 
 
@@ -315,27 +314,16 @@ def test_toy_data_of_the_earlier_module_name_is_reused(tmp_path):
     assert not _make(out)['generated']
 
 
-def test_cli(tmp_path):
+def test_cli(tmp_path, capsys):
+    """The command line's main (tools/make_toy_data.py runs it; the script itself:
+    test_default_out_is_the_checkouts_data_folder)."""
     out = tmp_path / 'cli'
-    args = [
-        sys.executable,
-        str(SCRIPT),
-        '--out',
-        str(out),
-        '--seed',
-        '3',
-        '--num-train',
-        '2',
-        '--num-val',
-        '1',
-    ]
-    r = subprocess.run(args, capture_output=True, text=True, cwd=tmp_path)
-    assert r.returncode == 0, r.stderr
-    assert 'wrote' in r.stdout
+    argv = ['--out', str(out), '--seed', '3', '--num-train', '2', '--num-val', '1']
+    assert toy.main(argv) == 0
+    assert 'wrote' in capsys.readouterr().out
     meta = json.loads((out / 'meta.json').read_text())
     assert (meta['seed'], meta['num_train'], meta['num_val']) == (3, 2, 1)
-    r = subprocess.run(args, capture_output=True, text=True, cwd=tmp_path)
-    assert r.returncode == 0 and 'up to date' in r.stdout
+    assert toy.main(argv) == 0 and 'up to date' in capsys.readouterr().out
 
 
 @pytest.mark.slow

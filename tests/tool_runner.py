@@ -1,5 +1,6 @@
 """Run the project's command-line tools as a user would: subprocesses from the repo root."""
 
+import functools
 import glob
 import json
 import os
@@ -44,6 +45,12 @@ def logged_steps(work_dir) -> list:
     return [r['step'] for r in rows if 'loss' in r]
 
 
+@functools.lru_cache(maxsize=None)
 def ensure_toy_data():
-    run(['tools/make_toy_data.py'])
-    return ROOT / 'data' / 'toy'
+    """data/toy generated (or found up to date) once per test session, in this process (the
+    generator's command line is tested in tests/test_toy_data.py)."""
+    from hst_mm.toy_data import main
+
+    out = ROOT / 'data' / 'toy'
+    assert main(['--out', str(out)]) == 0, f'toy data could not be written to {out}'
+    return out

@@ -9,7 +9,9 @@ the wheel, not in ``pip install``), so it may read the checkout's ``configs/`` a
 * :mod:`workshop.gpu_check`: operator parity, training throughput and the benchmark on a
   CUDA machine (``tools/gpu_check.py``);
 * :mod:`workshop.toy_data`: the toy COCO and ADE20K-style sets under ``data/toy``
-  (``tools/make_toy_data.py``).
+  (``tools/make_toy_data.py``);
+* :mod:`workshop.fixtures`: the tiny test trunk, shrinking a shipped config to it, synthetic
+  det/seg batches (tests, benchmark, GPU check).
 
 Tests import it as ``workshop.*`` (pytest puts the repository root on ``sys.path``); the
 tools that use it put the repository root on ``sys.path`` themselves, in one line.

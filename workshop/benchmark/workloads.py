@@ -16,10 +16,11 @@ from __future__ import annotations
 import argparse
 from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Callable, Dict, Optional, Tuple
+from typing import Callable, Optional, Tuple
 
 import torch
 
+from ..fixtures import det_batch
 from .modes import PETL_MODES, base_mode, hst_options, with_cp
 
 # The repository checkout this package lives in: the detector configs are read from it.
@@ -164,47 +165,6 @@ def build_detector(mode: str, args: argparse.Namespace) -> Tuple[torch.nn.Module
     return model, cfg
 
 
-def detector_batch(batch: int, img_size: int, seed: int = 0) -> Dict[str, list]:
-    """A synthetic COCO-like batch for ``model.train_step`` / ``test_step``.
-
-    Each image: uint8 noise of shape ``(3, S, S)``, with 4 random boxes (16 px to S/2 a
-    side), each with a filled-rectangle mask of shape ``(S, S)`` and a random one of 80
-    labels. Returns ``{'inputs': [...], 'data_samples': [...]}``, one entry per image.
-    """
-    import numpy as np
-    from mmdet.structures import DetDataSample
-    from mmdet.structures.mask import BitmapMasks
-    from mmengine.structures import InstanceData
-
-    rng = np.random.default_rng(seed)
-    inputs, samples = [], []
-    for _ in range(batch):
-        inputs.append(
-            torch.from_numpy(rng.integers(0, 256, (3, img_size, img_size), dtype=np.uint8))
-        )
-        wh = rng.uniform(16, max(17, img_size / 2), (4, 2))
-        xy = rng.uniform(0, 1, (4, 2)) * (img_size - wh)
-        boxes = np.concatenate([xy, xy + wh], 1).astype(np.float32)  # (4, 4) x0 y0 x1 y1
-        masks = np.zeros((4, img_size, img_size), np.uint8)
-        for m, (x0, y0, x1, y1) in zip(masks, boxes.astype(int)):
-            m[y0:y1, x0:x1] = 1
-        sample = DetDataSample(
-            metainfo=dict(
-                img_shape=(img_size, img_size),
-                ori_shape=(img_size, img_size),
-                scale_factor=(1.0, 1.0),
-                pad_shape=(img_size, img_size),
-            )
-        )
-        sample.gt_instances = InstanceData(
-            bboxes=torch.from_numpy(boxes),
-            labels=torch.from_numpy(rng.integers(0, 80, 4)),
-            masks=BitmapMasks(masks, img_size, img_size),
-        )
-        samples.append(sample)
-    return {'inputs': inputs, 'data_samples': samples}
-
-
 def detector_workload(
     mode: str, args: argparse.Namespace, device: torch.device, amp: AmpContext
 ) -> Workload:
@@ -215,8 +175,8 @@ def detector_workload(
 
     model, cfg = build_detector(mode, args)
     model = model.to(device)
-    data = detector_batch(args.batch, args.img_size)
-    data1 = detector_batch(1, args.img_size, seed=1)
+    data = det_batch(args.batch, args.img_size)
+    data1 = det_batch(1, args.img_size, seed=1)
     # The config's AmpOptimWrapper would autocast by itself: precision is --amp's alone here.
     float32_without_gpu(cfg.optim_wrapper, gpu=False)
     optim_wrapper = build_optim_wrapper(model, cfg.optim_wrapper)

@@ -8,16 +8,10 @@ import json
 import sys
 from typing import Optional, Sequence
 
+from ..fixtures import TINY_SIDE, TINY_TRUNK
 from .harness import DEFAULT_BUDGET_S, DEFAULT_TIMEOUT_S, PARTS, run_all
 from .parity import parity_worker
-from .throughput import (
-    TINY_BATCH,
-    TINY_SIDE,
-    TINY_SIZE,
-    TINY_TRUNK,
-    TRAIN_CONFIGS,
-    train_worker,
-)
+from .throughput import TINY_BATCH, TINY_SIZE, TRAIN_CONFIGS, train_worker
 
 
 def _positive_int(text: str) -> int:

@@ -15,6 +15,8 @@ import time
 from pathlib import Path
 from typing import Dict, Optional
 
+from ..fixtures import det_batch, seg_batch, shrink_to_tiny
+
 # The checkout: the configs are read from it (the workshop is never installed).
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -32,11 +34,7 @@ TRAIN_CONFIGS = {
 TRAIN_SIZE = {'detection': (1024, 2), 'segmentation': (512, 8)}  # (image side, batch)
 SEG_CLASSES = 150  # ADE20K
 
-# --tiny: a 4-block, 32-wide ViT/16 and a small side network; 128 px images, batch 2.
-TINY_TRUNK = dict(
-    trunk='vit_tiny_patch16_224', trunk_kwargs=dict(depth=4, embed_dim=32, num_heads=2)
-)
-TINY_SIDE = dict(embed_dims=(16, 32, 48, 64), num_heads=(1, 2, 3, 4))
+# --tiny: the tests' tiny trunk and side network (workshop.fixtures); 128 px images, batch 2.
 TINY_SIZE, TINY_BATCH = 128, 2
 # ... and CPU-sized necks and heads (full-size heads make a tiny CPU step take ~10 s).
 TINY_HEADS = {
@@ -78,17 +76,12 @@ def build_model(task: str, mode: str, tiny: bool, gpu: bool):
 
     import hst_mm  # noqa: F401  (registers HST and ViTPyramid)
     from hst_mm.engine.precision import float32_without_gpu
-    from hst_mm.registration import fit_heads_to_backbone
 
     cfg = Config.fromfile(str(ROOT / TRAIN_CONFIGS[task][mode]))
     init_default_scope(cfg.default_scope)
-    backbone = cfg.model.backbone
-    backbone.pretrained = None
+    cfg.model.backbone.pretrained = None
     if tiny:
-        backbone.update(TINY_TRUNK)
-        if backbone.type == 'HST':
-            backbone.update(TINY_SIDE)
-        fit_heads_to_backbone(cfg.model)
+        shrink_to_tiny(cfg)
         cfg.merge_from_dict(TINY_HEADS[task])
     if task == 'segmentation':
         side = TINY_SIZE if tiny else TRAIN_SIZE[task][0]
@@ -99,35 +92,12 @@ def build_model(task: str, mode: str, tiny: bool, gpu: bool):
     return model, cfg.optim_wrapper, cfg, note
 
 
-def segmentation_batch(batch: int, size: int, seed: int = 0) -> dict:
-    """A synthetic ADE20K-like batch: uint8 noise images ``(3, S, S)`` and random labels
-    ``(1, S, S)`` in ``[0, 150)``."""
-    import numpy as np
-    import torch
-    from mmengine.structures import PixelData
-    from mmseg.structures import SegDataSample
-
-    rng = np.random.default_rng(seed)
-    inputs, samples = [], []
-    for _ in range(batch):
-        inputs.append(torch.from_numpy(rng.integers(0, 256, (3, size, size), dtype=np.uint8)))
-        sample = SegDataSample(
-            metainfo=dict(img_shape=(size, size), ori_shape=(size, size), pad_shape=(size, size))
-        )
-        sample.gt_sem_seg = PixelData(
-            data=torch.from_numpy(rng.integers(0, SEG_CLASSES, (1, size, size)))
-        )
-        samples.append(sample)
-    return {'inputs': inputs, 'data_samples': samples}
-
-
 def train_worker(args: argparse.Namespace, task: str, mode: str) -> dict:
     """Time ``args.iters`` ``train_step`` calls of one model after ``args.warmup``."""
     import torch
     from mmengine.optim import build_optim_wrapper
 
     from workshop.benchmark.measure import current_rss_mb, peak_rss_mb
-    from workshop.benchmark.workloads import detector_batch
 
     device = torch.device(args.device)
     cuda = device.type == 'cuda'
@@ -140,7 +110,7 @@ def train_worker(args: argparse.Namespace, task: str, mode: str) -> dict:
     torch.backends.cudnn.benchmark = bool(cfg.get('env_cfg', {}).get('cudnn_benchmark', False))
     model = model.to(device)
     optim_wrapper = build_optim_wrapper(model, optim_cfg)
-    data = detector_batch(batch, side) if task == 'detection' else segmentation_batch(batch, side)
+    data = det_batch(batch, side) if task == 'detection' else seg_batch(batch, side, SEG_CLASSES)
     build_s = time.perf_counter() - start
     if cuda:
         torch.cuda.synchronize(device)
