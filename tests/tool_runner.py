@@ -49,7 +49,7 @@ def logged_steps(work_dir) -> list:
 def ensure_toy_data():
     """data/toy generated (or found up to date) once per test session, in this process (the
     generator's command line is tested in tests/test_toy_data.py)."""
-    from hst_mm.toy_data import main
+    from workshop.toy_data import main
 
     out = ROOT / 'data' / 'toy'
     assert main(['--out', str(out)]) == 0, f'toy data could not be written to {out}'
