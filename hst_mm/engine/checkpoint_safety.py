@@ -76,6 +76,24 @@ def pickled_bytes(*args) -> bytes:
     )
 
 
+def pickled_bytearray(*args) -> bytearray:
+    """``bytearray`` as pickles use it: ``bytearray()``, ``bytearray(b)`` or
+    ``bytearray(text, encoding)``, never ``bytearray(size)``.
+
+    torch's own ``weights_only`` table allows the real ``bytearray``, with which a file of a
+    few bytes asks for any amount of memory; :func:`allow_mmengine_checkpoints` puts this
+    function in its place.
+    """
+    if not args:
+        return bytearray()
+    if isinstance(args[0], int):
+        raise pickle.UnpicklingError(
+            f'refused bytearray({_describe(args[0])}) in a weights_only checkpoint: a '
+            f'bytearray is built from the data in the file, never from a size'
+        )
+    return bytearray(pickled_bytes(*args))
+
+
 def pickled_ndarray(*args):
     """``numpy.ndarray`` as a pickle names it: only as the type ``_reconstruct`` builds.
 
@@ -140,8 +158,23 @@ def mmengine_checkpoint_types() -> List[object]:
 
 
 def allow_mmengine_checkpoints() -> None:
-    """Allow-list mmengine's checkpoint types for ``torch.load(weights_only=True)``."""
+    """Allow-list mmengine's checkpoint types for ``torch.load(weights_only=True)``, and
+    narrow torch's own ``builtins.bytearray`` entry to :func:`pickled_bytearray`."""
     torch.serialization.add_safe_globals(mmengine_checkpoint_types())
+    _narrow_torch_bytearray()
+
+
+def _narrow_torch_bytearray() -> None:
+    """torch checks its built-in table (``_get_allowed_globals``, computed once and cached)
+    before the user's allow-list, so ``add_safe_globals`` cannot replace its
+    ``builtins.bytearray``: the entry is replaced in that cached table. A torch without the
+    table (another layout) is left as it is."""
+    from torch import _weights_only_unpickler as unpickler
+
+    table = getattr(unpickler, '_get_allowed_globals', None)
+    allowed = table() if callable(table) else None
+    if isinstance(allowed, dict) and allowed.get('builtins.bytearray') is bytearray:
+        allowed['builtins.bytearray'] = pickled_bytearray
 
 
 def refused_checkpoint_message(path: str, exc: BaseException) -> str:
