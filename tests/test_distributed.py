@@ -56,13 +56,10 @@ def test_dist_train_two_cpu_processes(config, tmp_path):
     # Both ranks ran every step: DDP all-reduces the gradients of every iteration, which
     # blocks until the other rank joins, and torchrun exits 0 only if both exited 0.
     assert logged_steps(tmp_path) == [1, 2]
-    # one file per save, written by rank 0 only, no temporary files left
-    assert sorted(p.name for p in tmp_path.iterdir() if p.is_file()) == [
-        'iter_1.pth',
-        'iter_2.pth',
-        'last_checkpoint',
-        config.split('/')[-1],
-    ]
+    # one file per save, written by rank 0 only, no temporary files left; rank 0's run lock
+    assert sorted(p.name for p in tmp_path.iterdir() if p.is_file()) == sorted(
+        ['iter_1.pth', 'iter_2.pth', 'last_checkpoint', 'train.lock', config.split('/')[-1]]
+    )
     ckpt = torch.load(tmp_path / 'iter_2.pth', map_location='cpu', weights_only=True)
     assert ckpt['meta']['iter'] == 2
 
