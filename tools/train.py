@@ -90,6 +90,7 @@ if __name__ == '__main__':
 import hst_mm  # noqa: E402,F401  registers HST and the hooks, allow-lists checkpoint types
 from hst_mm.engine import cli, launch  # noqa: E402
 from hst_mm.engine.precision import float32_without_gpu  # noqa: E402
+from hst_mm.extras import MissingExtraError  # noqa: E402
 
 
 def build_config(args):
@@ -124,7 +125,10 @@ def build_config(args):
 
 def main(argv=None):
     args = parse_args(argv)
-    cfg = build_config(args)
+    try:
+        cfg = build_config(args)
+    except MissingExtraError as e:
+        sys.exit(f'error: {e}')
     # held for the whole run, taken before the checks: a second run into it is refused by name
     with launch.work_dir_locked(cfg):
         launch.check_work_dir(cfg, args.overwrite)

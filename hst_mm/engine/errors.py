@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Optional
 
 from ..datasets.seg_labels import SegLabelError
+from ..extras import MissingExtraError
 from ..models import PretrainedMismatchError
 from ..models.pretrained import PretrainedNotFoundError, unpickling_error
 from .checkpoint_safety import incomplete_checkpoint, refused_checkpoint_message
@@ -20,7 +21,13 @@ def user_error_message(exc: BaseException, checkpoint: Optional[str] = None) -> 
     """
     if isinstance(
         exc,
-        (PretrainedMismatchError, NonFiniteLossError, CheckpointMismatchError, WorkDirLockedError),
+        (
+            PretrainedMismatchError,
+            NonFiniteLossError,
+            CheckpointMismatchError,
+            WorkDirLockedError,
+            MissingExtraError,
+        ),
     ):
         return str(exc)
     if isinstance(exc, SegLabelError):

@@ -25,6 +25,7 @@ from mmengine.config import Config, ConfigDict
 from mmengine.registry import MODEL_WRAPPERS
 
 from ..datasets.coco_check import check_coco
+from ..extras import import_extra
 from .checkpoint_safety import incomplete_checkpoint
 from .hooks import work_dir_lock
 
@@ -73,12 +74,7 @@ def add_tensorboard(cfg: Config) -> None:
     """Log to TensorBoard as well: append mmengine's ``TensorboardVisBackend`` to
     ``cfg.visualizer.vis_backends`` (the local back-end, whose ``scalars.json`` the log tools
     read, stays). Events go to ``<work_dir>/<timestamp>/vis_data/``."""
-    try:
-        import tensorboard  # noqa: F401
-    except ImportError as e:  # an extra: not in the default install
-        raise ImportError(
-            f"--tensorboard needs TensorBoard: pip install 'hst_mm[tensorboard]' ({e})"
-        ) from e
+    import_extra('tensorboard', 'tensorboard', '--tensorboard')  # not in the default install
     visualizer = cfg.get('visualizer', None)
     if visualizer is None:
         raise KeyError(f'{cfg.filename}: --tensorboard needs a visualizer in the config')

@@ -14,6 +14,7 @@ from typing import Sequence, Set
 
 import torch.nn as nn
 
+from ...extras import import_extra
 from .base import PETLMethod
 
 ADAPTER = 'default'  # peft's adapter name; it appears in the parameter names
@@ -42,10 +43,7 @@ class LoRA(PETLMethod):
         dropout: float = 0.0,
     ) -> None:
         super().__init__()
-        try:
-            from peft import LoraConfig, inject_adapter_in_model
-        except ImportError as e:  # an extra: not in the default install
-            raise ImportError(f"LoRA needs peft: pip install 'hst_mm[lora]' ({e})") from e
+        peft = import_extra('peft', 'lora', 'LoRA')  # an extra: not in the default install
 
         known = ('qkv', 'proj')
         if not targets or any(t not in known for t in targets):
@@ -54,10 +52,10 @@ class LoRA(PETLMethod):
         # A regular expression on full module names: only the attention projections of the
         # blocks, never e.g. an MLP layer that happened to share a name.
         pattern = r'blocks\.\d+\.attn\.(' + '|'.join(self.targets) + ')'
-        config = LoraConfig(
+        config = peft.LoraConfig(
             r=rank, lora_alpha=alpha, lora_dropout=dropout, target_modules=pattern, bias='none'
         )
-        inject_adapter_in_model(config, vit, adapter_name=ADAPTER)
+        peft.inject_adapter_in_model(config, vit, adapter_name=ADAPTER)
         if not self.trunk_parameter_names(vit):
             raise ValueError(f'LoRA found no attention layers {list(targets)} in the trunk')
 
