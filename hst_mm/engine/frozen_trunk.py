@@ -148,7 +148,13 @@ def restore_frozen_trunk(model: nn.Module, checkpoint: dict, path: Optional[str]
         # copies them again afterwards, tools/demo.py has copied them already. strict=False
         # only because the left-out keys are missing here: check_export_fits has named every
         # key of the export against the model already, and the digests below check the rest.
-        vit.load_state_dict(own, strict=False)
+        result = vit.load_state_dict(own, strict=False)
+        if result.unexpected_keys:  # keys the trunk lacks would otherwise be dropped unseen
+            raise CheckpointMismatchError(
+                f"{path or 'the checkpoint'}: weights under {prefix} that this model's trunk "
+                f'does not have: {result.unexpected_keys[:5]}; export from a checkpoint of '
+                f'this config'
+            )
     state = model.state_dict()
     differ = [k for k in omitted if tensor_digest(state[k]) != info['omitted'][k]]
     if differ:

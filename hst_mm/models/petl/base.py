@@ -65,4 +65,8 @@ def load_plain_state_dict(
     result = vit.load_state_dict(mapped, strict=False)
     # strict=False only because the method's own parameters are not in a plain checkpoint;
     # that they and nothing else were left out is checked here.
-    assert set(result.missing_keys) == petl_names and not result.unexpected_keys, result
+    if set(result.missing_keys) != petl_names or result.unexpected_keys:
+        raise PretrainedMismatchError(
+            f'{source}: loading left out {sorted(set(result.missing_keys) - petl_names)[:5]} '
+            f'and did not use {result.unexpected_keys[:5]}'
+        )
