@@ -84,8 +84,7 @@ class _PartClock(TorchFunctionMode):
 
 def _phase(parts: Dict[str, float], wall: float) -> Dict[str, object]:
     """``{'parts': {part: s}, 'rest_s', 'wall_s'}`` of one profiled phase."""
-    parts = {p: round(s, 6) for p, s in parts.items()}
-    return {'parts': parts, 'rest_s': round(wall - sum(parts.values()), 6), 'wall_s': wall}
+    return {'parts': dict(parts), 'rest_s': wall - sum(parts.values()), 'wall_s': wall}
 
 
 def profile_parts(
