@@ -2,12 +2,17 @@
 
 Two models (``--model``): ``backbone`` (default), the backbones alone; ``detector``, the
 whole Mask R-CNN of each mode's config on a synthetic COCO-like batch (needs mmdet). The
-rows are those of :mod:`workshop.benchmark.modes` (``--modes``, ``--cp``), all on the same
-timm ViT trunk.
+rows are those of :mod:`workshop.benchmark.modes`: exactly those ``--modes`` names (lever
+and checkpointed rows only with ``--levers on`` / ``--cp on|both``), all on the same timm
+ViT trunk. A positional CONFIG adds its backbone (row ``config``, :mod:`.config`) and
+gives the trunk, side network and input size.
 
 Per row: trainable / total parameters, GFLOPs of a batch-1 forward, inference images/s,
-seconds per training step (forward + loss + backward + optimizer step), memory, and what
-autograd saves for backward per part of the model (:mod:`workshop.benchmark.saved`). Each
+seconds per training step (forward + loss + backward + optimizer step), its first call
+apart, peak tensor memory and peak RSS, and what autograd saves for backward per part of
+the model (:mod:`workshop.benchmark.saved`); for the rows ``--profile`` names, where the
+time goes per part (:mod:`workshop.benchmark.profile`). Speed ratios come from rounds and
+are printed only when the rounds agree within ``--margin`` (:mod:`workshop.benchmark.ratios`). Each
 row runs in its own process (this module re-run with a hidden ``--_worker MODE``), so the
 memory peaks are independent of each other and of the order of the rows.
 
