@@ -567,9 +567,13 @@ def test_config_gives_backbone_and_input_size(tmp_path):
     assert args.modes == ['config', *modes.DEFAULT_MODES]
     assert args.img_size == 128  # its RandomCrop
     assert args.trunk == 'vit_tiny_patch16_224' and args.embed_dims == [64, 128, 256, 384]
+    # built as the config sets it (recompute=('side', 'trunk_mlp')), on the tiny trunk here
+    args.config_backbone.update(
+        trunk_kwargs=TRUNK_KWARGS, embed_dims=EMBED_DIMS, num_heads=NUM_HEADS
+    )
     model = workloads.build_backbone('config', args)
     assert type(model).__module__ == 'hst_mm.registration'  # the registered class
-    assert model.trunk.recompute_mlp  # recompute=('side', 'trunk_mlp') as the config sets
+    assert model.trunk.recompute_mlp
     # an explicit argument wins over the config's
     assert (
         cli.parse_args(['configs/toy/upernet_hst-vit-ti_toy.py', '--img-size', '64']).img_size == 64

@@ -51,8 +51,8 @@ def first_call_s(fn: Callable[[], None], clock: Callable[[], float]) -> float:
 def warmup_of(mode: str, args: argparse.Namespace) -> int:
     """The untimed calls before the timed ones: ``--warmup``, and at least the first call
     for a row that compiles (its compile time is not a step time)."""
-    compiles = hst_options(mode).get('compile', False)
-    return max(args.warmup, 1) if compiles else args.warmup
+    options = (args.config_backbone or {}) if mode == CONFIG_MODE else hst_options(mode)
+    return max(args.warmup, 1) if options.get('compile', False) else args.warmup
 
 
 # ---- memory of this process --------------------------------------------------------------
