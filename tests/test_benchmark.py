@@ -55,10 +55,10 @@ HST_PARTS = ['trunk', 'bridge', 'side stage 1', 'side stage 2', 'side stage 3', 
 
 @pytest.fixture(scope='module')
 def bench(tmp_path_factory):
-    """The one run of the tool in its own process: three rows, each in its own worker, then
-    two interleaved rounds: (the JSON, stdout)."""
+    """The one run of the tool in its own process: three rows, each in its own worker, two
+    timed iterations each (the interleaved rounds are tested in-process): (JSON, stdout)."""
     out = tmp_path_factory.mktemp('bench') / 'bench.json'
-    rows = ['--modes', *ROWS, '--interleave', '2', '--json', str(out)]
+    rows = ['--modes', *ROWS, '--iters', '2', '--json', str(out)]
     proc = subprocess.run(
         [sys.executable, str(TOOL), *TINY_ARGS, *rows],
         capture_output=True,
@@ -98,23 +98,13 @@ def test_json_structure(bench):
             # live tensors are part of the process: their peak is below its peak RSS
             assert row['peak_tensor_mb'] < row['peak_rss_mb'], mode
         assert 0 < row['cpu_share'] < 2, mode  # CPU time / (wall time x threads)
-        # --warmup 1 --iters 1: the first call apart, then one timed call of each.
-        assert len(row['infer_times_s']) == 1, mode
-        assert len(row['train_times_s']) == (0 if mode == 'trunk' else 1), mode
-        assert set(row['first_call_s_alone']) == (
-            {'infer'} if mode == 'trunk' else {'infer', 'train'}
-        )
-        # --interleave 2: the reported speeds are the medians of the two interleaved rounds
-        times = row['interleaved_times_s']
-        assert len(times['infer_times_s']) == 2, mode
-        assert row['infer_img_per_s'] == pytest.approx(
-            2 / statistics.median(times['infer_times_s'])
-        )
-        assert row['infer_img_per_s_alone'] == pytest.approx(
-            2 / statistics.median(row['infer_times_s'])
-        )
+        # --warmup 1 --iters 2: the first call apart, then two timed calls of each.
+        assert len(row['infer_times_s']) == 2, mode
+        assert len(row['train_times_s']) == (0 if mode == 'trunk' else 2), mode
+        assert set(row['first_call_s']) == ({'infer'} if mode == 'trunk' else {'infer', 'train'})
+        assert row['infer_img_per_s'] == pytest.approx(2 / statistics.median(row['infer_times_s']))
         if mode != 'trunk':
-            assert row['train_step_s'] == statistics.median(times['train_times_s']), mode
+            assert row['train_step_s'] == statistics.median(row['train_times_s']), mode
     meta = data['meta']
     assert meta['device'] == 'cpu'
     for key in ('torch', 'timm', 'cpu_count', 'torch_threads', 'date', 'args', 'ratios'):
@@ -157,11 +147,11 @@ def test_report_and_ratios(bench):
     assert q['value'] == pytest.approx(
         data['hst_lean']['peak_rss_mb'] / data['full']['peak_rss_mb']
     )
-    # speed ratios: the per-round ratios of the two interleaved rounds
+    # speed ratios: the per-round ratios of the two rows' iterations, in order
     q = ratios[('infer_img_per_s', 'hst_lean', 'trunk')]
-    a, b = (data[m]['interleaved_times_s']['infer_times_s'] for m in ('hst_lean', 'trunk'))
+    a, b = (data[m]['infer_times_s'] for m in ('hst_lean', 'trunk'))
     rounds = [tb / ta for ta, tb in zip(a, b)]
-    assert q['rounds'] == 2 and q['source'] == 'interleaved'
+    assert q['rounds'] == 2 and q['source'] == 'iterations'
     assert q['spread'] == pytest.approx([min(rounds), max(rounds)])
     assert q['median'] == pytest.approx(statistics.median(rounds))
     agree = max(rounds) - min(rounds) <= 0.05 * statistics.median(rounds)
@@ -200,6 +190,44 @@ def test_saved_activations_and_profile(bench):
     assert set(data['trunk']['profile']['inference']['parts']) == {'trunk'}
     assert '| hst_lean | train backward | ' in stdout
     assert 'profile' not in data['full']  # only the rows --profile names (default)
+
+
+def test_interleaved_rounds_replace_the_speeds(monkeypatch):
+    """--interleave N: one process times the rows that ran, N rounds; their medians become
+    the rows' speeds, the own-process ones stay as *_alone (in-process, tiny trunk)."""
+    threads = torch.get_num_threads()
+    asked = []
+
+    def in_process(mode, argv):
+        args = cli.parse_args(argv)
+        asked.append(modes.modes_to_run(args))
+        return {'row': measure.interleaved_times(modes.modes_to_run(args), args), 'env': {}}
+
+    monkeypatch.setattr(cli, 'run_worker', in_process)
+    argv = [*TINY_ARGS, '--modes', 'hst_lean', 'hst_k6', 'trunk', '--interleave', '2']
+    own = {'infer_img_per_s': 1.0, 'train_step_s': 9.0, 'first_call_s': {'infer': 9.0}}
+    results = {
+        'hst_lean': dict(own),
+        'hst_k6': {'error': 'exit 1: MissingOptionError ...'},
+        'trunk': dict(own, train_step_s=None),
+    }
+    try:
+        cli._apply_interleaved(results, argv)
+    finally:
+        torch.set_num_threads(threads)
+    assert asked == [['hst_lean', 'trunk']]  # the rows that ran, nothing added
+    for mode in ('hst_lean', 'trunk'):
+        row, times = results[mode], results[mode]['interleaved_times_s']
+        assert len(times['infer_times_s']) == 2 and row['infer_img_per_s_alone'] == 1.0
+        assert row['infer_img_per_s'] == pytest.approx(
+            2 / statistics.median(times['infer_times_s'])
+        )
+        assert row['first_call_s_alone'] == {'infer': 9.0}
+    lean = results['hst_lean']
+    assert set(lean['first_call_s']) == {'infer', 'train'}
+    assert lean['train_step_s'] == statistics.median(lean['interleaved_times_s']['train_times_s'])
+    assert lean['train_step_s_alone'] == 9.0
+    assert results['trunk']['interleaved_times_s']['train_times_s'] == []
 
 
 def _timed_row(train, infer, **memory):
@@ -456,7 +484,11 @@ def test_detector_mode():
     """The whole Mask R-CNN is measured (in-process): the heads' parameters and FLOPs are
     counted, the row's options reach its backbone, the neck and heads save for backward."""
     args = tiny_args('--model', 'detector', '--iters', '1', '--warmup', '0', '--profile')
-    out = measure.measure_mode('hst_lean', args)
+    threads = torch.get_num_threads()
+    try:
+        out = measure.measure_mode('hst_lean', args)
+    finally:
+        torch.set_num_threads(threads)
     row = out['row']
     assert row['options'] == {'recompute': ('side', 'trunk_mlp')}
     assert {'neck', 'heads'} <= set(row['saved_mb']['parts'])
