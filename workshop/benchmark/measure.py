@@ -307,9 +307,10 @@ def measure_mode(mode: str, args: argparse.Namespace) -> Dict[str, object]:
     # Memory held once the model exists: the baseline the training run adds to.
     # CUDA: tensors allocated; CPU: the process's RSS (interpreter + libraries + weights).
     model_mem_mb = model_memory_mb(device)
+    config = args.config_backbone if mode == CONFIG_MODE else None
     row: Dict[str, object] = {
-        'with_cp': with_cp(mode),
-        'options': args.config_backbone if mode == CONFIG_MODE else hst_options(mode),
+        'with_cp': config.get('with_cp', False) if config else with_cp(mode),
+        'options': config if config else hst_options(mode),
         **count_params(model),
     }
 
