@@ -103,6 +103,11 @@ DEFAULTS = dict(
 )
 
 
+def _fail(p: argparse.ArgumentParser, message: str) -> None:
+    """Exit 2 with ``error: message`` on one line (argparse's ``error`` adds the usage)."""
+    p.exit(2, f'{p.prog}: error: {message}\n')
+
+
 def _fill_defaults(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """The arguments not given, from the CONFIG (if any), else :data:`DEFAULTS`; the rows.
 
@@ -115,11 +120,11 @@ def _fill_defaults(p: argparse.ArgumentParser, args: argparse.Namespace) -> None
     args.config_backbone = None
     if args.config:
         if args.model == 'detector':
-            p.error("CONFIG measures the config's backbone: use it with --model backbone")
+            _fail(p, "CONFIG measures the config's backbone: use it with --model backbone")
         try:
             cfg = read_config(args.config)
         except BenchmarkConfigError as e:
-            p.error(str(e))
+            _fail(p, str(e))
         backbone = cfg['backbone']
         args.config_backbone = backbone
         found.update(trunk=backbone.get('trunk', found['trunk']))
@@ -137,7 +142,7 @@ def _fill_defaults(p: argparse.ArgumentParser, args: argparse.Namespace) -> None
     if args.modes is None:
         args.modes = ([CONFIG_MODE] if args.config else []) + list(DEFAULT_MODES)
     if CONFIG_MODE in args.modes and not args.config:
-        p.error('--modes config: the row of a CONFIG; give the config file first')
+        _fail(p, '--modes config: the row of a CONFIG; give the config file first')
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:

@@ -67,7 +67,11 @@ def read_config(path: str) -> Dict[str, object]:
 
     if not Path(path).is_file():
         raise BenchmarkConfigError(f'CONFIG {path}: no such file')
-    cfg = Config.fromfile(path)
+    try:
+        cfg = Config.fromfile(path)
+    except Exception as e:  # a syntax error, a missing base file, a bad mmdet:: path...
+        first = str(e).strip().splitlines()[0] if str(e).strip() else ''
+        raise BenchmarkConfigError(f'CONFIG {path}: {type(e).__name__}: {first}') from e
     backbone = (cfg.get('model') or {}).get('backbone')
     kind = backbone.get('type') if isinstance(backbone, dict) else None
     if kind not in SUPPORTED:
