@@ -12,8 +12,8 @@ seconds per training step (forward + loss + backward + optimizer step), its firs
 apart, peak tensor memory and peak RSS, and what autograd saves for backward per part of
 the model (:mod:`workshop.benchmark.saved`); for the rows ``--profile`` names, where the
 time goes per part (:mod:`workshop.benchmark.profile`). Speed ratios come from rounds and
-are printed only when the rounds agree within ``--margin`` (:mod:`workshop.benchmark.ratios`). Each
-row runs in its own process (this module re-run with a hidden ``--_worker MODE``), so the
+are printed only when the rounds agree within ``--margin`` (:mod:`workshop.benchmark.ratios`).
+Each row runs in its own process (this module re-run with a hidden ``--_worker MODE``), so the
 memory peaks are independent of each other and of the order of the rows.
 
 Usage::
@@ -47,6 +47,7 @@ shares are not comparable.
 from __future__ import annotations
 
 import argparse
+import copy
 import importlib.metadata
 import json
 import os
@@ -138,7 +139,7 @@ def _fill_defaults(p: argparse.ArgumentParser, args: argparse.Namespace) -> None
             found['img_size'] = cfg['img_size']
     for key, value in found.items():
         if getattr(args, key) is None:
-            setattr(args, key, value)
+            setattr(args, key, copy.deepcopy(value))  # not the module's lists and dicts
     if args.modes is None:
         args.modes = ([CONFIG_MODE] if args.config else []) + list(DEFAULT_MODES)
     if CONFIG_MODE in args.modes and not args.config:
