@@ -6,6 +6,7 @@ The benchmark lives in :mod:`workshop.benchmark` (arguments and usage:
 
     python tools/analysis/benchmark.py --trunk vit_base_patch16_224 --img-size 512 \\
         --batch 2 --json bench.json
+    python tools/analysis/benchmark.py CONFIG --interleave 3   # a config's backbone
 """
 
 import sys

@@ -22,7 +22,7 @@ from typing import Callable, Dict, List, Optional
 
 import torch
 
-from .modes import hst_options, with_cp
+from .modes import CONFIG_MODE, hst_options, with_cp
 
 # The numbers every successful row holds (besides with_cp, cpu_share, the raw times and,
 # for rows that train, saved_mb); train_step_s and peak_tensor_mb are None in a row
@@ -35,8 +35,24 @@ METRICS = (
     'train_step_s',
     'peak_tensor_mb',
     'peak_mem_mb',
+    'peak_rss_mb',
     'model_mem_mb',
 )
+
+
+def first_call_s(fn: Callable[[], None], clock: Callable[[], float]) -> float:
+    """Seconds of one call of ``fn``: the first call of a row, reported apart from its
+    steady calls (it pays for ``torch.compile``, lazy initialisation and cold caches)."""
+    start = clock()
+    fn()
+    return clock() - start
+
+
+def warmup_of(mode: str, args: argparse.Namespace) -> int:
+    """The untimed calls before the timed ones: ``--warmup``, and at least the first call
+    for a row that compiles (its compile time is not a step time)."""
+    options = (args.config_backbone or {}) if mode == CONFIG_MODE else hst_options(mode)
+    return max(args.warmup, 1) if options.get('compile', False) else args.warmup
 
 
 # ---- memory of this process --------------------------------------------------------------
@@ -237,7 +253,8 @@ def interleaved_times(modes: List[str], args: argparse.Namespace) -> Dict[str, D
     on a shared machine hits every row alike, so their ratios stay comparable (rows timed
     in their own processes one after another are not, when the load drifts). Memory is not
     measured here (the models share the process). Returns ``{mode: {'infer_times_s': [...],
-    'train_times_s': [...]}}`` (no training times for a row without training).
+    'train_times_s': [...], 'first_call_s': {'infer': s, 'train': s}}}`` (no training times
+    for a row without training).
     """
     from .workloads import WORKLOADS
 
@@ -245,20 +262,21 @@ def interleaved_times(modes: List[str], args: argparse.Namespace) -> Dict[str, D
     clock = clock_for(device)
     torch.manual_seed(0)
     works = {m: WORKLOADS[args.model](m, args, device, amp) for m in modes}
-    times = {m: {'infer_times_s': [], 'train_times_s': []} for m in modes}
+    times = {m: {'infer_times_s': [], 'train_times_s': [], 'first_call_s': {}} for m in modes}
 
     def run_once(mode, work, record: bool) -> None:
         work.model.eval()
-        steps = [('infer_times_s', work.infer)]
+        steps = [('infer', work.infer)]
         if work.train_step:
-            steps.append(('train_times_s', work.train_step))
+            steps.append(('train', work.train_step))
         for key, fn in steps:
-            if key == 'train_times_s':
+            if key == 'train':
                 work.model.train()
-            start = clock()
-            fn()
+            seconds = first_call_s(fn, clock)
             if record:
-                times[mode][key].append(clock() - start)
+                times[mode][f'{key}_times_s'].append(seconds)
+            else:
+                times[mode]['first_call_s'][key] = seconds
 
     for mode, work in works.items():
         run_once(mode, work, record=False)
@@ -289,9 +307,10 @@ def measure_mode(mode: str, args: argparse.Namespace) -> Dict[str, object]:
     # Memory held once the model exists: the baseline the training run adds to.
     # CUDA: tensors allocated; CPU: the process's RSS (interpreter + libraries + weights).
     model_mem_mb = model_memory_mb(device)
+    config = args.config_backbone if mode == CONFIG_MODE else None
     row: Dict[str, object] = {
-        'with_cp': with_cp(mode),
-        'options': hst_options(mode),
+        'with_cp': config.get('with_cp', False) if config else with_cp(mode),
+        'options': config if config else hst_options(mode),
         **count_params(model),
     }
 
@@ -300,21 +319,28 @@ def measure_mode(mode: str, args: argparse.Namespace) -> Dict[str, object]:
 
     # CPU seconds / wall seconds of the timed phases, over the threads torch may use.
     cpu_start, wall_start = time.process_time(), time.perf_counter()
-    infer_times = time_calls(work.infer, args.warmup, args.iters, clock)
+    warmup = warmup_of(mode, args)
+    first = {}
+    if warmup:
+        first['infer'] = first_call_s(work.infer, clock)
+    infer_times = time_calls(work.infer, max(warmup - 1, 0), args.iters, clock)
 
     model.train()
     if cuda:
         torch.cuda.reset_peak_memory_stats(device)
     # A row without training (the bare trunk): its peak is that of inference.
-    train_times = (
-        time_calls(work.train_step, args.warmup, args.iters, clock) if work.train_step else []
-    )
+    train_times = []
+    if work.train_step:
+        if warmup:
+            first['train'] = first_call_s(work.train_step, clock)
+        train_times = time_calls(work.train_step, max(warmup - 1, 0), args.iters, clock)
     cpu_share = (time.process_time() - cpu_start) / (
         (time.perf_counter() - wall_start) * torch.get_num_threads()
     )
     # CPU: the peak over the whole process, which the training steps set (they hold the
     # activations, gradients and AdamW state on top of everything inference needs).
     peak_mem_mb = peak_memory_mb(device)
+    rss_mb = peak_rss_mb()  # the same on the CPU; on CUDA the host process's
     # After the RSS peak is read (the profiler's records take memory of their own): one
     # more training step, profiled; then one more training forward + backward, with hooks.
     row['peak_tensor_mb'] = peak_tensor_mb(work.train_step, device) if work.train_step else None
@@ -322,12 +348,18 @@ def measure_mode(mode: str, args: argparse.Namespace) -> Dict[str, object]:
         from .saved import saved_activation_mb
 
         row['saved_mb'] = saved_activation_mb(model, work.loss)
+    if mode in (getattr(args, 'profile', None) or ()):
+        from .profile import profile_parts
+
+        row['profile'] = profile_parts(model, work.infer, work.loss, work.optimizer_step)
 
     row.update(
         infer_img_per_s=args.batch / statistics.median(infer_times),
         train_step_s=statistics.median(train_times) if train_times else None,
         peak_mem_mb=peak_mem_mb,
+        peak_rss_mb=rss_mb,
         model_mem_mb=model_mem_mb,
+        first_call_s=first,
         # On CUDA the CPU mostly waits for the GPU: no contention measure there.
         cpu_share=None if cuda else round(cpu_share, 3),
         infer_times_s=infer_times,

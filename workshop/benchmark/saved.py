@@ -11,7 +11,8 @@ inputs its checkpoint keeps, not what it recomputes in backward.
 
 from __future__ import annotations
 
-from typing import Callable, Dict, List, Tuple
+from contextlib import contextmanager
+from typing import Callable, Dict, Iterator, List, Tuple
 
 import torch
 import torch.nn as nn
@@ -39,13 +40,12 @@ def _marked_blocks(iter_blocks: Callable, stack: List[str]) -> Callable:
     return marked
 
 
-def saved_activation_mb(model: nn.Module, forward_loss: Callable[[], torch.Tensor]) -> Dict:
-    """MB that autograd saves for backward in ``forward_loss()``, per part of ``model``.
-
-    ``forward_loss`` runs a training forward and returns the loss; its backward is run
-    afterwards so that nothing stays alive. Returns ``{'parts': {part: MB}, 'total': MB}``
-    (``other``: saved outside every part, e.g. by the loss).
-    """
+@contextmanager
+def tracked_parts(model: nn.Module) -> Iterator[List[str]]:
+    """Within the block: a list whose last item names the part of ``model``
+    (:func:`~hst_mm.models.parts.part_modules`) that is running now; empty outside every
+    part. Module hooks push and pop the names; HST's trunk blocks, which the side network
+    runs one at a time (``MetaTokenViT.iter_blocks``), are marked ``'trunk'``."""
     stack: List[str] = []
 
     def enter(name: str) -> Callable:
@@ -65,28 +65,40 @@ def saved_activation_mb(model: nn.Module, forward_loss: Callable[[], torch.Tenso
     streamed = trunk is not None and hasattr(trunk, 'iter_blocks')
     if streamed:  # HST: the trunk's blocks run one at a time inside the side network
         trunk.iter_blocks = _marked_blocks(trunk.iter_blocks, stack)
-    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
-    order = [n for n, _ in part_modules(model)] + ['other']
-    rank = {n: order.index(n) for n in order}
-    seen: Dict[int, Tuple[str, int]] = {}
-
-    def pack(t: torch.Tensor) -> torch.Tensor:
-        storage = t.untyped_storage()
-        ptr = storage.data_ptr()
-        part = stack[-1] if stack else 'other'
-        if ptr not in params and storage.nbytes():
-            if ptr not in seen or rank[part] < rank[seen[ptr][0]]:
-                seen[ptr] = (part, storage.nbytes())
-        return t
-
     try:
-        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-            loss = forward_loss()
+        yield stack
     finally:
         for h in handles:
             h.remove()
         if streamed:
             del trunk.iter_blocks  # the class's method again
+
+
+def saved_activation_mb(model: nn.Module, forward_loss: Callable[[], torch.Tensor]) -> Dict:
+    """MB that autograd saves for backward in ``forward_loss()``, per part of ``model``.
+
+    ``forward_loss`` runs a training forward and returns the loss; its backward is run
+    afterwards so that nothing stays alive. Returns ``{'parts': {part: MB}, 'total': MB}``
+    (``other``: saved outside every part, e.g. by the loss).
+    """
+    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    order = [n for n, _ in part_modules(model)] + ['other']
+    rank = {n: order.index(n) for n in order}
+    seen: Dict[int, Tuple[str, int]] = {}
+
+    with tracked_parts(model) as stack:
+
+        def pack(t: torch.Tensor) -> torch.Tensor:
+            storage = t.untyped_storage()
+            ptr = storage.data_ptr()
+            part = stack[-1] if stack else 'other'
+            if ptr not in params and storage.nbytes():
+                if ptr not in seen or rank[part] < rank[seen[ptr][0]]:
+                    seen[ptr] = (part, storage.nbytes())
+            return t
+
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            loss = forward_loss()
     loss.backward()
     model.zero_grad(set_to_none=True)
     parts: Dict[str, float] = {}

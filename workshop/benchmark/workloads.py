@@ -21,7 +21,7 @@ from typing import Callable, Optional, Tuple
 import torch
 
 from ..fixtures import det_batch
-from .modes import PETL_MODES, base_mode, hst_options, with_cp
+from .modes import CONFIG_MODE, PETL_MODES, base_mode, checked_options, with_cp
 
 # The repository checkout this package lives in: the detector configs are read from it.
 ROOT = Path(__file__).resolve().parents[2]
@@ -54,7 +54,9 @@ class Workload:
     ``flops()`` runs one batch-1 forward (counted by the caller), ``infer()`` one inference
     batch, ``train_step()`` forward + loss + backward + optimizer step on one batch, and
     ``loss()`` the training forward alone, returning the loss (for the saved-activation
-    breakdown). ``train_step`` and ``loss`` are None for a row without training (``trunk``).
+    breakdown and the profile), ``optimizer_step()`` the step after a backward (and the
+    gradients' reset). ``train_step`` and ``loss`` are None for a row without training
+    (``trunk``); ``optimizer_step`` where the step is not separable (detectors).
     """
 
     def __init__(
@@ -64,29 +66,35 @@ class Workload:
         infer: Callable[[], None],
         train_step: Optional[Callable[[], None]],
         loss: Optional[Callable[[], torch.Tensor]] = None,
+        optimizer_step: Optional[Callable[[], None]] = None,
     ) -> None:
         self.model, self.flops, self.infer, self.train_step = model, flops, infer, train_step
-        self.loss = loss
+        self.loss, self.optimizer_step = loss, optimizer_step
 
 
 # ---- backbones alone ---------------------------------------------------------------------
 def build_backbone(mode: str, args: argparse.Namespace) -> torch.nn.Module:
-    """The backbone of ``mode`` (``hst``, ``full``, ``frozen``, ``trunk``, a ``*_cp*`` or
-    lever row).
+    """The backbone of ``mode`` (``hst``, ``full``, ``frozen``, ``trunk``, ``config``, a
+    ``*_cp*``, lever or PETL row).
 
-    ``args``: ``trunk``, ``trunk_kwargs`` and, for HST, ``embed_dims`` and ``num_heads``.
-    ``trunk``: the timm ViT of :func:`hst_mm.models.create_trunk`, all frozen.
+    ``args``: ``trunk``, ``trunk_kwargs`` and, for HST, ``embed_dims`` and ``num_heads``;
+    for ``config``, ``config_backbone`` (the CONFIG's ``model.backbone``).
+    ``trunk``: the timm ViT of :func:`hst_mm.models.create_trunk`, all frozen. An HST row
+    whose options this ``HST`` lacks raises :class:`.modes.MissingOptionError`.
     """
     from hst_mm.models import HST, ViTPyramid, create_trunk
 
+    if mode == CONFIG_MODE:
+        from .config import build_config_backbone
+
+        return build_config_backbone(args.config_backbone)
     base = base_mode(mode)
     if base == 'trunk':
         return create_trunk(args.trunk, **args.trunk_kwargs).requires_grad_(False)
     common = dict(trunk=args.trunk, trunk_kwargs=args.trunk_kwargs, with_cp=with_cp(mode))
     if base == 'hst':
-        return HST(
-            embed_dims=args.embed_dims, num_heads=args.num_heads, **hst_options(mode), **common
-        )
+        options = checked_options(mode, HST)
+        return HST(embed_dims=args.embed_dims, num_heads=args.num_heads, **options, **common)
     if base in PETL_MODES:
         return ViTPyramid(frozen=True, petl=petl_settings(base), **common)
     return ViTPyramid(frozen=base == 'frozen', **common)
@@ -128,12 +136,15 @@ def backbone_workload(
             outs = model(x)
         return sum(o.float().mean() for o in outs)  # touches every output level
 
-    def train_step() -> None:
-        loss().backward()
+    def optimizer_step() -> None:
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
-    return Workload(model, flops, infer, train_step, loss)
+    def train_step() -> None:
+        loss().backward()
+        optimizer_step()
+
+    return Workload(model, flops, infer, train_step, loss, optimizer_step)
 
 
 # ---- whole detectors ---------------------------------------------------------------------
@@ -156,8 +167,10 @@ def build_detector(mode: str, args: argparse.Namespace) -> Tuple[torch.nn.Module
     backbone.update(
         trunk=args.trunk, trunk_kwargs=args.trunk_kwargs, pretrained=None, with_cp=with_cp(mode)
     )
-    backbone.update(hst_options(mode))
     if backbone.type == 'HST':
+        from hst_mm.models import HST
+
+        backbone.update(checked_options(mode, HST))
         backbone.update(embed_dims=tuple(args.embed_dims), num_heads=tuple(args.num_heads))
     fit_heads_to_backbone(cfg.model)  # a meta-device build: no memory left in this worker
     model = MODELS.build(cfg.model)
