@@ -175,13 +175,16 @@ def segmentation_rows(
     return rows
 
 
-def save_grid(rows: List[Row], out: str, title: str, pred_title: str = 'prediction') -> None:
-    """(ground truth | prediction) panels, one image a row, pixels shown 1:1; without
-    predictions, ground-truth panels two to a row."""
+def grid_figure(rows: List[Row], title: str, pred_title: str = 'prediction', legend=()):
+    """The matplotlib figure of :func:`save_grid` (Agg), not yet saved: (ground truth |
+    prediction) panels, one image a row, pixels shown 1:1; without predictions, ground-truth
+    panels two to a row. ``legend``: ``(label, matplotlib patch keywords)`` pairs shown under
+    the panels (e.g. the look of ignored pixels)."""
     import matplotlib
 
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
 
     panels = []
     for name, truth, pred in rows:
@@ -193,18 +196,49 @@ def save_grid(rows: List[Row], out: str, title: str, pred_title: str = 'predicti
     dpi = 100
     h, w = rows[0][1].shape[:2]
     n_rows = len(panels) // 2
+    extra = 0.9 if legend else 0.6  # inches for the title (and the legend under the grid)
+    # constrained layout reserves the figure title's height above the panels' titles (and
+    # the legend's below them); tight_layout ignored the figure title and let them overlap.
     fig, axes = plt.subplots(
-        n_rows, 2, figsize=(2 * w / dpi + 0.4, n_rows * (h / dpi + 0.3) + 0.6), dpi=dpi
+        n_rows,
+        2,
+        figsize=(2 * w / dpi + 0.4, n_rows * (h / dpi + 0.5) + extra),
+        dpi=dpi,
+        layout='constrained',
     )
     for (panel, label), ax in zip(panels, np.asarray(axes).reshape(-1)):
         if panel is not None:
             ax.imshow(panel)
-            ax.set_title(label, fontsize=11)
+            # two lines where one would run into the next panel's title, then a smaller
+            # font where a line is still wider than the panel (about 0.6 em a character)
+            def points(text: str) -> float:
+                return w / (0.6 * max(map(len, text.splitlines())) * dpi / 72)
+
+            if points(label) < 11:
+                label = label.replace(': ', '\n', 1)
+            ax.set_title(label, fontsize=max(6.0, min(11.0, points(label))))
         ax.axis('off')
     fig.suptitle(title, fontsize=13)
-    fig.tight_layout()
+    if legend:
+        fig.legend(
+            handles=[Patch(label=label, **style) for label, style in legend],
+            loc='outside lower center',
+            ncols=len(legend),
+            fontsize=10,
+            frameon=False,
+        )
+    return fig
+
+
+def save_grid(
+    rows: List[Row], out: str, title: str, pred_title: str = 'prediction', legend=()
+) -> None:
+    """Write :func:`grid_figure` to ``out``."""
+    import matplotlib.pyplot as plt
+
+    fig = grid_figure(rows, title, pred_title, legend)
     os.makedirs(osp.dirname(osp.abspath(out)), exist_ok=True)
-    fig.savefig(out, dpi=dpi)
+    fig.savefig(out, dpi=fig.get_dpi())
     plt.close(fig)
 
 
