@@ -328,11 +328,15 @@ def _training_data_verdicts(files: List[dict]) -> List[dict]:
         if missing:
             verdicts.append(dict(warnings=[], error=missing))
             continue
-        key = file_key(ann_file, json.loads(json.dumps(args, default=str)))
-        verdict = cached_verdict(key)
+        try:
+            key = file_key(ann_file, json.loads(json.dumps(args, default=str)))
+        except OSError:  # unreadable: check_coco names the error
+            key = None
+        verdict = cached_verdict(key) if key else None
         if verdict is None:
             verdict = _check_verdict(ann_file, args)
-            store_verdict(key, verdict)
+            if key:
+                store_verdict(key, verdict)
         verdicts.append(verdict)
     return verdicts
 
