@@ -828,6 +828,7 @@ def test_train_py_refuses_an_empty_file(tmp_path):
             '--cfg-options',
             f'train_dataloader.dataset.ann_file={path}',
             'train_dataloader.dataset.data_root=',
+            f'train_dataloader.dataset.data_prefix.img={tmp_path}/img/',
         ],
         check=False,
     )
