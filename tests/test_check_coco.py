@@ -3,6 +3,7 @@ training) name every problem in an annotation file and say what mmdet 3.3 does w
 such claim is checked here against mmdet itself, by building the toy config's dataset."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -485,9 +486,19 @@ def test_what_mmcv_does_with_an_undecodable_image(tmp_path):
 
 
 # ---- tools/train.py runs the checks before building anything -----------------------------
+@pytest.fixture(autouse=True)
+def _own_cache(tmp_path, monkeypatch):
+    """Each test its own verdict cache (hst_mm.datasets.coco_check_cache), none in ~/.cache."""
+    monkeypatch.setenv('HST_MM_CACHE', str(tmp_path / 'cache'))
+
+
 def _toy_cfg_on(path):
+    """The toy config training on ``path`` and the images ``_write`` put beside it."""
+    (path.parent / 'img').mkdir(exist_ok=True)
     cfg = Config.fromfile(DET_CONFIG)
-    cfg.train_dataloader.dataset.update(ann_file=str(path), data_root=None)
+    cfg.train_dataloader.dataset.update(
+        ann_file=str(path), data_root=None, data_prefix=dict(img=str(path.parent / 'img'))
+    )
     return cfg
 
 
@@ -581,11 +592,146 @@ def test_train_main_checks_before_building_the_runner(tmp_path, monkeypatch):
         '--cfg-options',
         f'train_dataloader.dataset.ann_file={path}',
         'train_dataloader.dataset.data_root=',
+        f'train_dataloader.dataset.data_prefix.img={tmp_path}/img/',
     ]
     with pytest.raises(SystemExit, match='none of its 3 images has an annotation'):
         train_py.main(argv)
     with pytest.raises(pytest.fail.Exception, match='Runner built'):  # skipped on request
         train_py.main(argv + ['--no-data-check'])
+
+
+# ---- rank 0 checks once; the verdict is cached per unchanged file --------------------------
+@pytest.fixture
+def counted_checks(monkeypatch):
+    """The calls of check_coco that the training launch makes."""
+    calls = []
+
+    def counting(ann_file, **kwargs):
+        calls.append(ann_file)
+        return check_coco(ann_file, **kwargs)
+
+    monkeypatch.setattr(launch, 'check_coco', counting)
+    return calls
+
+
+def _warned_coco(tmp_path):
+    data = _coco(4)
+    data['annotations'] = data['annotations'][:3]  # image 4: none (a warning)
+    return _write(tmp_path, data)
+
+
+def test_an_unchanged_file_is_checked_once(tmp_path, counted_checks, capsys):
+    path = _warned_coco(tmp_path)
+    cfg = _toy_cfg_on(path)
+    launch.check_training_data(cfg)
+    first = capsys.readouterr().out
+    launch.check_training_data(cfg)
+    assert len(counted_checks) == 1
+    assert capsys.readouterr().out == first and 'image ids 4' in first  # the same verdict
+    # an edit (same size, another mtime) and a file of another content: checked again
+    stat = path.stat()
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    launch.check_training_data(cfg)
+    assert len(counted_checks) == 2
+    data = json.loads(path.read_text())
+    data['annotations'] = []
+    path.write_text(json.dumps(data))
+    with pytest.raises(SystemExit, match='none of its 4 images has an annotation'):
+        launch.check_training_data(cfg)
+    assert len(counted_checks) == 3
+
+
+@pytest.mark.parametrize('damage', ['garbage', 'verdict', 'other key'])
+def test_a_damaged_cache_entry_is_checked_again(tmp_path, counted_checks, damage):
+    path = _warned_coco(tmp_path)
+    cfg = _toy_cfg_on(path)
+    launch.check_training_data(cfg)
+    (entry,) = (tmp_path / 'cache' / 'coco_check').iterdir()
+    stored = json.loads(entry.read_text())
+    if damage == 'garbage':
+        entry.write_bytes(b'\x00{"key": ')
+    elif damage == 'verdict':  # an entry that would let a broken file through
+        entry.write_text(json.dumps(dict(stored, verdict=dict(warnings='x', error=0))))
+    else:
+        entry.write_text(json.dumps(dict(stored, key=dict(stored['key'], size=1))))
+    launch.check_training_data(cfg)
+    assert len(counted_checks) == 2
+    assert json.loads(entry.read_text()) == stored  # rewritten
+
+
+def test_other_ranks_take_rank_0s_verdict(tmp_path, counted_checks, monkeypatch, capsys):
+    """Rank 1 reads no annotation file: it stops (or trains) on what rank 0 broadcast."""
+    import mmengine.dist
+
+    data = _coco()
+    data['annotations'] = []
+    cfg = _toy_cfg_on(_write(tmp_path, data))
+    sent = []
+
+    def broadcast(objects, src=0):  # rank 0's side: keep what it sends
+        sent.append(list(objects))
+
+    monkeypatch.setattr(mmengine.dist, 'broadcast_object_list', broadcast)
+    with pytest.raises(SystemExit) as e:
+        launch.check_training_data(cfg)
+    assert len(counted_checks) == 1 and str(e.value).startswith('error: ')
+    assert 'left out of training' in capsys.readouterr().out  # rank 0 prints the warnings
+    ((verdicts,),) = sent
+
+    def received(objects, src=0):  # rank 1's side: rank 0's verdicts arrive
+        objects[0] = verdicts
+
+    monkeypatch.setattr(mmengine.dist, 'broadcast_object_list', received)
+    monkeypatch.setenv('HST_MM_CACHE', str(tmp_path / 'rank1_cache'))  # nothing cached there
+    monkeypatch.setattr(mmengine.dist, 'get_rank', lambda group=None: 1)
+    with pytest.raises(SystemExit) as e:
+        launch.check_training_data(cfg)
+    assert e.value.code == 1 and len(counted_checks) == 1  # stopped, without checking
+    assert capsys.readouterr().out == ''
+    verdicts[0] = dict(warnings=['warning: x'], error=None)
+    launch.check_training_data(cfg)  # a good verdict: rank 1 goes on, silently
+    assert len(counted_checks) == 1 and capsys.readouterr().out == ''
+
+
+@pytest.mark.parametrize('missing', ['ann_file', 'images'])
+def test_missing_data_names_data_root_and_the_key(tmp_path, counted_checks, monkeypatch, missing):
+    """COCO not in place: one line naming the missing path, the config's data_root and the
+    --cfg-options key that moves it; no advice to check or skip the check of a missing file."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / 'coco').mkdir()
+    _write(tmp_path / 'coco', _coco())
+    cfg = Config.fromfile(DET_CONFIG)
+    ds = cfg.train_dataloader.dataset
+    ds.update(data_root='coco/', ann_file='ann.json', data_prefix=dict(img='img/'))
+    if missing == 'ann_file':
+        ds.ann_file = 'annotations/instances_train2017.json'
+    else:
+        ds.data_prefix.img = 'train2017/'
+    with pytest.raises(SystemExit) as e:
+        launch.check_training_data(cfg)
+    msg = str(e.value)
+    gone = (
+        'coco/annotations/instances_train2017.json' if missing == 'ann_file' else 'coco/train2017/'
+    )
+    assert '\n' not in msg and gone in msg and str(tmp_path) in msg
+    assert "train_dataloader.dataset.data_root is 'coco/'" in msg
+    assert '--cfg-options train_dataloader.dataset.data_root=' in msg and 'README.md' in msg
+    assert 'check_coco.py' not in msg and '--no-data-check' not in msg
+    assert counted_checks == []
+    # where the data is found there, training would go on
+    ds.update(ann_file='ann.json', data_prefix=dict(img='img/'))
+    launch.check_training_data(cfg)
+
+
+def test_a_wrapped_set_without_data_root_names_its_own_keys(tmp_path, counted_checks):
+    cfg = _toy_cfg_on(tmp_path / 'gone.json')  # the image folder is there
+    cfg.train_dataloader.dataset = dict(
+        type='RepeatDataset', times=2, dataset=cfg.train_dataloader.dataset
+    )
+    with pytest.raises(SystemExit) as e:
+        launch.check_training_data(cfg)
+    assert f'no annotation file {tmp_path / "gone.json"}' in str(e.value)
+    assert '--cfg-options train_dataloader.dataset.dataset.ann_file=' in str(e.value)
 
 
 # ---- the tool end to end, on the toy set ---------------------------------------------------
@@ -682,6 +828,7 @@ def test_train_py_refuses_an_empty_file(tmp_path):
             '--cfg-options',
             f'train_dataloader.dataset.ann_file={path}',
             'train_dataloader.dataset.data_root=',
+            f'train_dataloader.dataset.data_prefix.img={tmp_path}/img/',
         ],
         check=False,
     )

@@ -1,6 +1,7 @@
 """Trainable-only checkpoints (hst_mm.engine.trainable_export, tools/export_trainable.py):
 what is kept, exact reloading through CheckpointFitHook, refusals."""
 
+import hashlib
 import os
 import pickle
 from types import SimpleNamespace
@@ -68,8 +69,8 @@ def full_checkpoint(tmp_path_factory):
 @pytest.fixture
 def exported(full_checkpoint, tmp_path):
     path, model = full_checkpoint
-    out = tmp_path / 'trainable.pth'
-    summary = export_trainable(str(path), str(out))
+    summary = export_trainable(str(path), str(tmp_path / 'trainable.pth'))
+    out = summary['out']
     return out, torch.load(out, weights_only=True), summary, model
 
 
@@ -190,6 +191,21 @@ def test_hook_refuses_an_export_without_its_trunk(exported, tmp_path):
         )
 
 
+def test_the_file_is_named_with_its_sha256_prefix(full_checkpoint, tmp_path, capsys):
+    """As mmdet's publish_model.py: OUT-<sha256[:8]>.pth, the path printed; --no-hash keeps
+    OUT (test below); the same export again is refused rather than rewritten."""
+    path, _ = full_checkpoint
+    out = tmp_path / 'model.pth'
+    s = main([str(path), str(out)])
+    written = s['out']
+    digest = hashlib.sha256(open(written, 'rb').read()).hexdigest()
+    assert written == str(tmp_path / f'model-{digest[:8]}.pth')
+    assert not out.exists() and os.listdir(tmp_path) == [os.path.basename(written)]
+    assert capsys.readouterr().out.startswith(f'wrote {written}:')
+    with pytest.raises(SystemExit, match=f'{written} exists; pass --force'):
+        main([str(path), str(out)])
+
+
 def test_refuses_to_overwrite_and_never_leaves_a_partial_file(
     full_checkpoint, tmp_path, monkeypatch
 ):
@@ -197,9 +213,9 @@ def test_refuses_to_overwrite_and_never_leaves_a_partial_file(
     out = tmp_path / 'out.pth'
     out.write_bytes(b'mine')
     with pytest.raises(ExportError, match='exists; pass --force'):
-        export_trainable(str(path), str(out))
+        export_trainable(str(path), str(out), hash_name=False)
     assert out.read_bytes() == b'mine'
-    export_trainable(str(path), str(out), force=True)
+    assert export_trainable(str(path), str(out), force=True, hash_name=False)['out'] == str(out)
     assert 'trainable_only' in torch.load(out, weights_only=True)['meta']
     with pytest.raises(ExportError, match='already a trainable-only export'):
         export_trainable(str(out), str(tmp_path / 'again.pth'))
@@ -262,11 +278,8 @@ def test_only_frozen_trunk_weights_are_left_out_of_the_baselines():
 def test_tools_evaluate_and_draw_with_an_export(toy_det_run, tmp_path, capsys):
     """The export tool's main on a trained toy checkpoint, then tools/test.py and
     tools/demo.py with the export: the same metrics as the full checkpoint."""
-    out = tmp_path / 'trainable.pth'
-    main([str(toy_det_run / 'iter_4.pth'), str(out)])
+    out = main([str(toy_det_run / 'iter_4.pth'), str(tmp_path / 'trainable.pth')])['out']
     assert 'frozen trunk tensors left out' in capsys.readouterr().out
-    with pytest.raises(SystemExit, match='exists; pass --force'):
-        main([str(toy_det_run / 'iter_4.pth'), str(out)])
     metrics = {}
     for name, ckpt in (('full', toy_det_run / 'iter_4.pth'), ('export', out)):
         run(['tools/test.py', TOY_DET_CONFIG, ckpt, '--work-dir', tmp_path / name])

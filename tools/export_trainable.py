@@ -5,6 +5,7 @@ The export lives in :mod:`hst_mm.engine.trainable_export` (what is kept, how it 
 script runs it from a checkout::
 
     python tools/export_trainable.py work_dirs/RUN/iter_90000.pth hst_maskrcnn.pth
+    # writes hst_maskrcnn-<sha256[:8]>.pth (--no-hash: hst_maskrcnn.pth)
 """
 
 import sys

@@ -22,6 +22,14 @@ from typing import List, Optional, Tuple
 
 import numpy as np
 
+from .drawing import (
+    IGNORED_LEGEND,
+    class_colours,
+    hatch_ignored,
+    keep_labels_inside,
+    upscaled_instances,
+)
+
 # (image file name, ground-truth panel, prediction panel or None), panels RGB (H, W, 3)
 Row = Tuple[str, np.ndarray, Optional[np.ndarray]]
 SPLITS = ('test', 'val', 'train')
@@ -52,6 +60,7 @@ def _visualizer(cfg, registry, meta: dict, text_zoom: float = 1.0):
         dict(cfg.visualizer, vis_backends=None, name=f'hst_mm_overview_{id(meta)}')
     )
     visualizer.dataset_meta = meta
+    keep_labels_inside(visualizer)
     if text_zoom != 1.0:
         visualizer.dpi = visualizer.fig_save.get_dpi() * text_zoom
         visualizer.fig_save.set_dpi(visualizer.dpi)
@@ -59,12 +68,14 @@ def _visualizer(cfg, registry, meta: dict, text_zoom: float = 1.0):
 
 
 def _panels(visualizer, image, sample, predicted: bool, **kwargs) -> List[np.ndarray]:
-    """[ground truth, prediction], or [ground truth], drawn by ``visualizer``."""
+    """[ground truth, prediction], or [ground truth], drawn by ``visualizer``: a class in
+    the same colour in both, box labels inside the picture."""
     panels = []
     for draw_gt in (True, False) if predicted else (True,):
-        visualizer.add_datasample(
-            'overview', image, sample, draw_gt=draw_gt, draw_pred=not draw_gt, **kwargs
-        )
+        with class_colours():
+            visualizer.add_datasample(
+                'overview', image, sample, draw_gt=draw_gt, draw_pred=not draw_gt, **kwargs
+            )
         panels.append(visualizer.get_image())
     return panels
 
@@ -85,7 +96,6 @@ def detection_rows(
     from mmdet.datasets.transforms import LoadAnnotations
     from mmdet.registry import DATASETS, VISUALIZERS
     from mmdet.structures import DetDataSample
-    from mmdet.structures.mask import BitmapMasks
     from mmengine.config import Config
     from mmengine.structures import InstanceData
 
@@ -115,11 +125,7 @@ def detection_rows(
         )
         if model is not None:
             pred = inference_detector(model, info['img_path']).pred_instances.cpu()
-            pred.bboxes = pred.bboxes * scale
-            if 'masks' in pred:
-                masks = BitmapMasks(pred.masks.numpy().astype(np.uint8), h, w)
-                pred.masks = masks.resize(big_shape, interpolation='bilinear').to_ndarray() > 0
-            sample.pred_instances = pred
+            sample.pred_instances = upscaled_instances(pred, h, w, scale)
         big = mmcv.imrescale(image, scale, interpolation='bilinear')
         panels = _panels(visualizer, big, sample, model is not None, pred_score_thr=score_thr)
         rows.append((osp.basename(info['img_path']), panels[0], panels[1] if model else None))
@@ -133,9 +139,12 @@ def segmentation_rows(
     scale: int,
     device: str = 'cpu',
     split: str = 'test',
+    ignored: Optional[List[int]] = None,
 ) -> List[Row]:
     """Class maps with class names on the first ``num`` images of ``split``: the ground
-    truth, and with a checkpoint the mmseg model's prediction."""
+    truth, and with a checkpoint the mmseg model's prediction. Pixels of no class (255) are
+    hatched grey (:func:`workshop.drawing.hatch_ignored`); their count per panel is appended
+    to ``ignored`` if given."""
     import mmcv
     import torch
     from mmengine.config import Config
@@ -152,7 +161,8 @@ def segmentation_rows(
     model = None
     if checkpoint:
         model = init_fitting(init_model, config, checkpoint, device)
-    visualizer = _visualizer(cfg, VISUALIZERS, model.dataset_meta if model else dataset.metainfo)
+    meta = model.dataset_meta if model else dataset.metainfo
+    visualizer = _visualizer(cfg, VISUALIZERS, meta)
     # reduce_zero_label=None: the data set's own setting (in its data infos) applies.
     load_gt = LoadAnnotations()
 
@@ -171,17 +181,26 @@ def segmentation_rows(
             sample.pred_sem_seg = big_map(pred)
         big = mmcv.imrescale(image, scale, interpolation='bilinear')
         panels = _panels(visualizer, big, sample, model is not None)
+        for k, labels in enumerate((sample.gt_sem_seg, sample.get('pred_sem_seg'))[: len(panels)]):
+            panels[k], n = hatch_ignored(
+                panels[k], big, labels.data[0].numpy(), len(meta['classes']), visualizer.alpha
+            )
+            if ignored is not None:
+                ignored.append(n)
         rows.append((osp.basename(info['img_path']), panels[0], panels[1] if model else None))
     return rows
 
 
-def save_grid(rows: List[Row], out: str, title: str, pred_title: str = 'prediction') -> None:
-    """(ground truth | prediction) panels, one image a row, pixels shown 1:1; without
-    predictions, ground-truth panels two to a row."""
+def grid_figure(rows: List[Row], title: str, pred_title: str = 'prediction', legend=()):
+    """The matplotlib figure of :func:`save_grid` (Agg), not yet saved: (ground truth |
+    prediction) panels, one image a row, pixels shown 1:1; without predictions, ground-truth
+    panels two to a row. ``legend``: ``(label, matplotlib patch keywords)`` pairs shown under
+    the panels (e.g. the look of ignored pixels)."""
     import matplotlib
 
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
 
     panels = []
     for name, truth, pred in rows:
@@ -193,18 +212,51 @@ def save_grid(rows: List[Row], out: str, title: str, pred_title: str = 'predicti
     dpi = 100
     h, w = rows[0][1].shape[:2]
     n_rows = len(panels) // 2
+    extra = 0.9 if legend else 0.6  # inches for the title (and the legend under the grid)
+    # constrained layout reserves the figure title's height above the panels' titles (and
+    # the legend's below them); tight_layout ignored the figure title and let them overlap.
     fig, axes = plt.subplots(
-        n_rows, 2, figsize=(2 * w / dpi + 0.4, n_rows * (h / dpi + 0.3) + 0.6), dpi=dpi
+        n_rows,
+        2,
+        figsize=(2 * w / dpi + 0.4, n_rows * (h / dpi + 0.5) + extra),
+        dpi=dpi,
+        layout='constrained',
     )
     for (panel, label), ax in zip(panels, np.asarray(axes).reshape(-1)):
         if panel is not None:
             ax.imshow(panel)
-            ax.set_title(label, fontsize=11)
+
+            # two lines where one would run into the next panel's title, then a smaller
+            # font where a line is still wider than the panel (about 0.6 em a character)
+            def points(text: str) -> float:
+                return w / (0.6 * max(map(len, text.splitlines())) * dpi / 72)
+
+            if points(label) < 11:
+                label = label.replace(': ', '\n', 1)
+            ax.set_title(label, fontsize=max(6.0, min(11.0, points(label))))
         ax.axis('off')
-    fig.suptitle(title, fontsize=13)
-    fig.tight_layout()
+    width = fig.get_figwidth() * dpi
+    fig.suptitle(title, fontsize=max(6.0, min(13.0, width / (0.6 * len(title) * dpi / 72))))
+    if legend:
+        fig.legend(
+            handles=[Patch(label=label, **style) for label, style in legend],
+            loc='outside lower center',
+            ncols=len(legend),
+            fontsize=10,
+            frameon=False,
+        )
+    return fig
+
+
+def save_grid(
+    rows: List[Row], out: str, title: str, pred_title: str = 'prediction', legend=()
+) -> None:
+    """Write :func:`grid_figure` to ``out``."""
+    import matplotlib.pyplot as plt
+
+    fig = grid_figure(rows, title, pred_title, legend)
     os.makedirs(osp.dirname(osp.abspath(out)), exist_ok=True)
-    fig.savefig(out, dpi=dpi)
+    fig.savefig(out, dpi=fig.get_dpi())
     plt.close(fig)
 
 
@@ -228,13 +280,16 @@ def draw_overview(
     if num < 1 or scale < 1:
         raise ValueError(f'--num and --scale must be >= 1, got {num} and {scale}')
     scope = Config.fromfile(config).get('default_scope', 'mmdet')
+    legend = []
     if scope == 'mmseg':
-        rows = segmentation_rows(config, checkpoint, num, scale, device, split)
+        ignored: List[int] = []
+        rows = segmentation_rows(config, checkpoint, num, scale, device, split, ignored)
         pred_title = 'prediction'
+        legend = [IGNORED_LEGEND] if any(ignored) else []
     elif scope == 'mmdet':
         rows = detection_rows(config, checkpoint, num, scale, score_thr, device, split)
         pred_title = f'prediction (score >= {score_thr})'
     else:
         raise ValueError(f'{config}: default_scope {scope!r} is neither mmdet nor mmseg')
-    save_grid(rows, out, title or osp.basename(config), pred_title)
+    save_grid(rows, out, title or osp.basename(config), pred_title, legend)
     return rows

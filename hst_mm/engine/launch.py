@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import glob
+import json
 import os
 import os.path as osp
 import sys
@@ -24,7 +25,7 @@ import torch
 from mmengine.config import Config, ConfigDict
 from mmengine.registry import MODEL_WRAPPERS
 
-from ..datasets.coco_check import check_coco
+from ..datasets.coco_check import ERROR, FATAL, check_coco
 from ..extras import import_extra
 from .checkpoint_safety import incomplete_checkpoint
 from .hooks import work_dir_lock
@@ -266,32 +267,124 @@ def carry_resume_seed(cfg: Config) -> None:
         cfg.randomness = {**cfg.get('randomness', {}), 'seed': seed}
 
 
+DATA_LAYOUT = 'README.md, "2. Data"'
+
+
 def check_training_data(cfg: Config) -> None:
     """Check the COCO annotation files a detection config trains on, before anything is built.
 
     mmdet drops broken annotations and images silently, or fails later with a bare
-    ``KeyError`` / ``need at least one array to concatenate``. Warnings (images training
-    skips) are printed, by rank 0; errors (data lost, wrong or fatal) stop every rank with
-    one ``error:`` line naming the file, the counts and the first ids.
+    ``KeyError`` / ``need at least one array to concatenate``. Rank 0 checks (or finds the
+    verdict of an unchanged file in :mod:`hst_mm.datasets.coco_check_cache`); the other
+    ranks wait for its verdict instead of each reading the file (at train2017 scale ~20 s
+    and 1-3 GB each). Warnings (images training skips) are printed by rank 0; errors (data
+    missing, lost, wrong or fatal) stop every rank, rank 0 with one ``error:`` line naming
+    the file, the counts and the first ids. A distributed run starts its process group here
+    for that (the Runner then uses it).
     """
-    for ann_file, kwargs in coco_training_files(cfg):
+    files = coco_training_sets(cfg)
+    if not files:
+        return
+    init_distributed(cfg)
+    from mmengine.dist import broadcast_object_list, get_rank
+
+    verdicts = [_training_data_verdicts(files) if get_rank() == 0 else None]
+    broadcast_object_list(verdicts)  # no-op without a process group
+    rank = get_rank()
+    for verdict in verdicts[0]:
+        if rank == 0:
+            for line in verdict['warnings']:
+                print(line, flush=True)
+        if verdict['error']:
+            sys.exit(verdict['error'] if rank == 0 else 1)  # one message, from rank 0
+
+
+def init_distributed(cfg: Config) -> None:
+    """The process group of a distributed launch, as the Runner would start it (it skips its
+    own ``init_dist`` when one exists): gloo without CUDA (:func:`init_cpu_distributed`)."""
+    if cfg.get('launcher', 'none') == 'none' or torch.distributed.is_initialized():
+        return
+    if not torch.cuda.is_available():
+        init_cpu_distributed(cfg)
+        return
+    from mmengine.dist import init_dist
+
+    init_dist(cfg.launcher, **cfg.get('env_cfg', {}).get('dist_cfg', {}))
+
+
+def _training_data_verdicts(files: List[dict]) -> List[dict]:
+    """One verdict (``warnings``, ``error``) per training set, cached per unchanged file."""
+    from ..datasets.coco_check_cache import cached_verdict, file_key, store_verdict
+
+    verdicts = []
+    for ds in files:
+        ann_file, args = ds['ann_file'], ds['check_args']
         if '://' in ann_file:
-            _print_rank0(f'note: {ann_file} is not a local file: not checked')
-            continue
-        report = check_coco(ann_file, **kwargs)
-        for line in report.warning_summary():
-            _print_rank0(f'warning: {line}')
-        summary = report.summary()
-        if summary:
-            sys.exit(
-                f'error: {summary}. `python tools/check_coco.py {ann_file}` names each '
-                f'problem; --no-data-check trains anyway'
+            verdicts.append(
+                dict(warnings=[f'note: {ann_file} is not a local file: not checked'], error=None)
             )
+            continue
+        missing = _missing_data(ds)
+        if missing:
+            verdicts.append(dict(warnings=[], error=missing))
+            continue
+        try:
+            key = file_key(ann_file, json.loads(json.dumps(args, default=str)))
+        except OSError:  # unreadable: check_coco names the error
+            key = None
+        verdict = cached_verdict(key) if key else None
+        if verdict is None:
+            verdict = _check_verdict(ann_file, args)
+            if key:
+                store_verdict(key, verdict)
+        verdicts.append(verdict)
+    return verdicts
 
 
-def _print_rank0(line: str) -> None:
-    if int(os.environ.get('RANK', '0')) == 0:
-        print(line, flush=True)
+def _check_verdict(ann_file: str, args: dict) -> dict:
+    """The warning lines and the error line of :func:`check_coco` on ``ann_file``.
+
+    ``tools/check_coco.py`` is offered where it adds something (entries to name one by one)
+    and ``--no-data-check`` where mmdet would train at all (no file-level error)."""
+    report = check_coco(ann_file, **args)
+    error = report.summary()
+    if error:
+        fatal = any(p.kind == FATAL for p in report.problems if p.severity == ERROR)
+        entries = any(p.kind != FATAL for p in report.problems if p.severity == ERROR)
+        advice = (
+            [f'`python tools/check_coco.py {ann_file}` names each problem'] if entries else []
+        ) + ([] if fatal else ["--no-data-check trains anyway, with mmdet's silent handling"])
+        error = f'error: {error}' + ('. ' + '; '.join(advice) if advice else '')
+    return dict(warnings=[f'warning: {line}' for line in report.warning_summary()], error=error)
+
+
+def _missing_data(ds: dict) -> Optional[str]:
+    """One ``error:`` line if the annotation file or the image folder of a training set is
+    not there: where the config looks (relative to which directory), where the data set is
+    expected (README) and the ``--cfg-options`` key that moves it; None if both are there."""
+    missing = [
+        f'{what} {path}'
+        for what, path in (('annotation file', ds['ann_file']), ('image folder', ds['img_dir']))
+        if path and not (osp.isfile if what == 'annotation file' else osp.isdir)(path)
+    ]
+    if not missing:
+        return None
+    key, data_root = ds['key'], ds['data_root']
+    relative = [p for p in (ds['ann_file'], ds['img_dir']) if p and not osp.isabs(p)]
+    where = f' (relative to {os.getcwd()})' if relative else ''
+    if data_root:
+        fix = f'--cfg-options {key}.data_root=/path/to/the/data/set/'
+        looked = f'{key}.data_root is {data_root!r}'
+    else:
+        fix = (
+            f'--cfg-options {key}.ann_file=/path/to/ANN.json {key}.data_prefix.img=/path/to/images/'
+        )
+        looked = f'{key} has no data_root'
+    return (
+        f'error: the training data is not where the config looks: no {" and no ".join(missing)}'
+        f'{where}; {looked}. Put the data set where {DATA_LAYOUT} shows, or point the '
+        f'config at it: {fix}'
+    )
 
 
 def coco_training_files(cfg: Config) -> List[Tuple[str, dict]]:
@@ -299,6 +392,14 @@ def coco_training_files(cfg: Config) -> List[Tuple[str, dict]]:
     mmdet's ``CocoDataset`` loads (itself, or a subclass that parses and filters as it does),
     also inside dataset wrappers (``RepeatDataset``, ``ConcatDataset``, ...). Empty for
     configs of other frameworks (mmdet is not imported then)."""
+    return [(ds['ann_file'], ds['check_args']) for ds in coco_training_sets(cfg)]
+
+
+def coco_training_sets(cfg: Config) -> List[dict]:
+    """Each training set of :func:`coco_training_files`, as a dict: ``ann_file`` and
+    ``img_dir`` (``data_root`` joined as mmengine's ``BaseDataset`` does), ``data_root``,
+    ``check_args`` (for ``check_coco``) and ``key``, its place in the config
+    (``train_dataloader.dataset``, ``train_dataloader.dataset.datasets.1`` ...)."""
     loader = cfg.get('train_dataloader') or {}
     if cfg.get('default_scope') != 'mmdet' or not loader.get('dataset'):
         return []
@@ -308,7 +409,7 @@ def coco_training_files(cfg: Config) -> List[Tuple[str, dict]]:
     from mmengine.utils import is_abs
 
     found = []
-    for ds, pipelines in _leaf_datasets(loader['dataset']):
+    for key, ds, pipelines in _leaf_datasets(loader['dataset'], 'train_dataloader.dataset'):
         cls = DATASETS.get(ds.get('type')) if isinstance(ds.get('type'), str) else ds.get('type')
         if not (
             isinstance(cls, type)
@@ -319,14 +420,24 @@ def coco_training_files(cfg: Config) -> List[Tuple[str, dict]]:
             )
         ):
             continue
-        ann_file = ds.get('ann_file') or ''
-        if ann_file and ds.get('data_root') and not is_abs(ann_file):
-            ann_file = join_path(ds['data_root'], ann_file)  # as mmengine's BaseDataset
+        data_root = ds.get('data_root') or ''
+
+        def joined(path: str) -> str:  # as mmengine's BaseDataset
+            return join_path(data_root, path) if path and data_root and not is_abs(path) else path
+
+        img = (
+            (ds.get('data_prefix') or {}).get('img')
+            or (ds.get('data_prefix') or {}).get('img_path')
+            or ''
+        )
         classes = (ds.get('metainfo') or {}).get('classes') or cls.METAINFO['classes']
         found.append(
-            (
-                ann_file,
-                dict(
+            dict(
+                key=key,
+                data_root=data_root,
+                ann_file=joined(ds.get('ann_file') or ''),
+                img_dir=joined(img) if img else (data_root or ''),
+                check_args=dict(
                     classes=list(classes),
                     filter_cfg=ds.get('filter_cfg'),
                     with_mask=_loads_masks(pipelines),
@@ -336,17 +447,17 @@ def coco_training_files(cfg: Config) -> List[Tuple[str, dict]]:
     return found
 
 
-def _leaf_datasets(ds: dict, pipelines: tuple = ()) -> Iterator[Tuple[dict, tuple]]:
-    """The data sets inside wrappers (``dataset=``, ``datasets=``), with the pipelines of
-    the wrappers around them and their own."""
+def _leaf_datasets(ds: dict, key: str, pipelines: tuple = ()) -> Iterator[Tuple[str, dict, tuple]]:
+    """The data sets inside wrappers (``dataset=``, ``datasets=``), with their key in the
+    config and the pipelines of the wrappers around them and their own."""
     pipelines = pipelines + (ds.get('pipeline') or [],)
     if ds.get('datasets'):
-        for inner in ds['datasets']:
-            yield from _leaf_datasets(inner, pipelines)
+        for i, inner in enumerate(ds['datasets']):
+            yield from _leaf_datasets(inner, f'{key}.datasets.{i}', pipelines)
     elif ds.get('dataset'):
-        yield from _leaf_datasets(ds['dataset'], pipelines)
+        yield from _leaf_datasets(ds['dataset'], f'{key}.dataset', pipelines)
     else:
-        yield ds, pipelines
+        yield key, ds, pipelines
 
 
 def _loads_masks(pipelines: tuple) -> bool:

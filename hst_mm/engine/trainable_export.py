@@ -1,6 +1,6 @@
 """Trainable-only checkpoints: what a run learned, without the frozen trunk it started from.
 
-    python tools/export_trainable.py CKPT OUT [--config CONFIG] [--force]
+    python tools/export_trainable.py CKPT OUT [--config CONFIG] [--no-hash] [--force]
 
 A checkpoint of mmengine's Runner holds the whole model, the optimizer state and the
 training state. HST trains about a quarter of a ViT-B Mask R-CNN (side network, T-Bridge,
@@ -10,6 +10,12 @@ its ``pretrained`` source restores (:mod:`hst_mm.engine.frozen_trunk`), keeps ``
 (config text, classes) and marks it ``meta['trainable_only']``: the left-out keys with a
 digest of each, and the trunk and source that restore them. Optimizer, scheduler and
 message-hub state are dropped.
+
+As mmdet's ``tools/model_converters/publish_model.py`` names a published model, the file
+written is ``OUT`` with the first 8 hex digits of its sha256 before ``.pth``
+(``hst_maskrcnn.pth`` -> ``hst_maskrcnn-1a2b3c4d.pth``), so a download can be checked
+against its name; ``--no-hash`` keeps ``OUT`` as given. An existing file is never replaced
+unless ``--force``.
 
 ``load_from=OUT``, ``tools/test.py CONFIG OUT`` and ``tools/demo.py`` load an export: the
 ``CheckpointFitHook`` accepts exactly the listed keys as missing, loads the trunk from
@@ -21,7 +27,9 @@ from __future__ import annotations
 
 import argparse
 import errno
+import hashlib
 import importlib
+import io
 import os
 import os.path as osp
 import pickle
@@ -123,20 +131,40 @@ def trainable_checkpoint(checkpoint: dict, model: torch.nn.Module, path: str) ->
     return dict(meta=meta, state_dict=kept)
 
 
-def save_atomically(obj: dict, out: str, force: bool = False) -> None:
-    """``torch.save`` to a temporary file beside ``out``, then rename: a kill or a full disk
-    never leaves a partial ``out``. An existing ``out`` is refused unless ``force``."""
+def serialized(obj: dict) -> bytes:
+    """The bytes ``torch.save`` writes for ``obj`` (hashed before the file gets its name)."""
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    return buffer.getvalue()
+
+
+def hashed_name(out: str, data: bytes) -> str:
+    """``OUT`` with ``-<sha256[:8]>`` before ``.pth``, as mmdet's ``publish_model.py`` names
+    a published model (``a.pth`` -> ``a-1a2b3c4d.pth``; another suffix gets ``.pth`` added)."""
+    root = out[: -len('.pth')] if out.endswith('.pth') else out
+    return f'{root}-{hashlib.sha256(data).hexdigest()[:8]}.pth'
+
+
+def _refuse_existing(out: str, force: bool) -> None:
     if osp.exists(out) and not force:
         raise ExportError(f'{out} exists; pass --force to overwrite it')
+
+
+def save_atomically(obj, out: str, force: bool = False) -> None:
+    """Write ``obj`` (a dict for ``torch.save``, or its bytes) to a temporary file beside
+    ``out``, then rename: a kill or a full disk never leaves a partial ``out``. An existing
+    ``out`` is refused unless ``force``."""
+    _refuse_existing(out, force)
+    data = obj if isinstance(obj, bytes) else serialized(obj)
     os.makedirs(osp.dirname(osp.abspath(out)), exist_ok=True)
     try:
         with atomic_path(out) as tmp:
             # written through a Python file: a full disk raises OSError(ENOSPC), not torch's
             # "PytorchStreamWriter failed writing file" (which names neither cause nor path)
             with open(tmp, 'wb') as f:
-                torch.save(obj, f)
-    except (OSError, RuntimeError) as e:
-        full = isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT)
+                f.write(data)
+    except OSError as e:
+        full = e.errno in (errno.ENOSPC, errno.EDQUOT)
         raise ExportError(
             f'{out}: '
             + (
@@ -149,18 +177,26 @@ def save_atomically(obj: dict, out: str, force: bool = False) -> None:
 
 
 def export_trainable(
-    checkpoint_path: str, out: str, config: Optional[str] = None, force: bool = False
+    checkpoint_path: str,
+    out: str,
+    config: Optional[str] = None,
+    force: bool = False,
+    hash_name: bool = True,
 ) -> dict:
-    """Write the trainable-only export of ``checkpoint_path`` to ``out``; returns a summary
-    (parameter counts and file sizes)."""
-    if osp.exists(out) and not force:  # before the (slow) loading and building
-        raise ExportError(f'{out} exists; pass --force to overwrite it')
-    if osp.abspath(out) == osp.abspath(checkpoint_path):
-        raise ExportError(f'{out}: the export would replace the checkpoint it is made from')
+    """Write the trainable-only export of ``checkpoint_path`` to ``out`` (with ``hash_name``:
+    to :func:`hashed_name` of it); returns a summary (parameter counts, file sizes, and
+    ``out``: the path written)."""
+    if not hash_name:
+        _refuse_existing(out, force)  # before the (slow) loading and building
     checkpoint = load_checkpoint_safely(checkpoint_path)
     model = build_model(checkpoint_config(checkpoint, checkpoint_path, config))
     export = trainable_checkpoint(checkpoint, model, checkpoint_path)
-    save_atomically(export, out, force)
+    data = serialized(export)
+    if hash_name:
+        out = hashed_name(out, data)
+    if osp.abspath(out) == osp.abspath(checkpoint_path):
+        raise ExportError(f'{out}: the export would replace the checkpoint it is made from')
+    save_atomically(data, out, force)
     params = dict(model.named_parameters())
     kept = [k for k in export['state_dict'] if k.removeprefix('module.') in params]
     return dict(
@@ -182,14 +218,25 @@ def main(argv=None) -> dict:
         'no optimizer state)'
     )
     parser.add_argument('checkpoint', help='a full checkpoint saved by the Runner')
-    parser.add_argument('out', help='the trainable-only checkpoint to write')
+    parser.add_argument(
+        'out',
+        help='the trainable-only checkpoint to write; the file gets the first 8 hex digits of '
+        "its sha256 before .pth (OUT-1a2b3c4d.pth), as mmdet's publish_model.py names it",
+    )
     parser.add_argument(
         '--config', help="the model's config (default: the one saved in the checkpoint)"
     )
-    parser.add_argument('--force', action='store_true', help='overwrite OUT if it exists')
+    parser.add_argument(
+        '--no-hash', action='store_true', help='write OUT as given, without the sha256 suffix'
+    )
+    parser.add_argument(
+        '--force', action='store_true', help='overwrite the file written if it exists'
+    )
     args = parser.parse_args(argv)
     try:
-        s = export_trainable(args.checkpoint, args.out, args.config, args.force)
+        s = export_trainable(
+            args.checkpoint, args.out, args.config, args.force, hash_name=not args.no_hash
+        )
     except ExportError as e:
         sys.exit(f'error: {e}')
     print(
