@@ -28,10 +28,10 @@ ROOT = Path(__file__).resolve().parents[2]
 
 # Detector mode: each base mode's Mask R-CNN config (relative to the repository root).
 DETECTOR_CONFIGS = {
-    'hst': 'configs/hst/mask-rcnn_hst-vit-b_fpn_1x_coco.py',
-    'full': 'configs/baselines/mask-rcnn_vit-b-full_fpn_1x_coco.py',
-    'frozen': 'configs/baselines/mask-rcnn_vit-b-frozen_fpn_1x_coco.py',
-    **{m: f'configs/petl/mask-rcnn_vit-b-{m}_fpn_1x_coco.py' for m in PETL_MODES},
+    'hst': 'configs/hst/mask-rcnn_hst-vit-b_fpn_amp-1x_coco.py',
+    'full': 'configs/baselines/mask-rcnn_vit-b-full_fpn_amp-1x_coco.py',
+    'frozen': 'configs/baselines/mask-rcnn_vit-b-frozen_fpn_amp-1x_coco.py',
+    **{m: f'configs/petl/mask-rcnn_vit-b-{m}_fpn_amp-1x_coco.py' for m in PETL_MODES},
 }
 # Backbone mode: the PETL rows' method settings, from the configs (one source).
 PETL_CONFIG = 'configs/_base_/petl.py'
