@@ -7,30 +7,21 @@ python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--out FILE] [--show-dir
 DIR as it is), as with mmdet's and mmseg's ``tools/test.py``.
 """
 
-import importlib.util
 import os.path as osp
+import runpy
 import sys
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, ROOT)  # run from a checkout
 
 
-def tool_args():
-    """hst_mm/engine/tool_args.py (the arguments tools/train.py and tools/test.py share),
-    loaded by its path: imported through the package, hst_mm/__init__ would load mmengine and
-    torch before --help answers."""
-    path = osp.join(ROOT, 'hst_mm', 'engine', 'tool_args.py')
-    spec = importlib.util.spec_from_file_location('hst_mm_tool_args', path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def parse_args(argv=None):
     """The arguments, with argparse alone: ``--help`` and a wrong argument are answered before
-    torch, mmengine or hst_mm is imported (below, after the first parse)."""
-    shared = tool_args()
-    parser = shared.base_parser('Test (and evaluate) a model', 'test_dataloader.batch_size=1')
+    torch, mmengine or hst_mm is imported (below, after the first parse). The arguments both
+    tools take come from hst_mm/engine/tool_args.py, run by its path: imported through the
+    package, hst_mm/__init__ would load mmengine and torch first."""
+    shared = runpy.run_path(osp.join(ROOT, 'hst_mm', 'engine', 'tool_args.py'))
+    parser = shared['base_parser']('Test (and evaluate) a model', 'test_dataloader.batch_size=1')
     parser.add_argument('checkpoint', help='checkpoint file')
     parser.add_argument(
         '--out',
@@ -46,7 +37,7 @@ def parse_args(argv=None):
         action='store_true',
         help="test-time augmentation (the config's tta_model/tta_pipeline)",
     )
-    return shared.parse(parser, argv)
+    return shared['parse'](parser, argv)
 
 
 if __name__ == '__main__':

@@ -1,6 +1,6 @@
 """The command-line arguments ``tools/train.py`` and ``tools/test.py`` share, with argparse
-alone: this module imports nothing but the standard library, and the tools load it by its
-path (:func:`load` in each tool), so that ``--help`` and a wrong argument are answered before
+alone: this module imports nothing but the standard library, and the tools run it by its
+path (``runpy.run_path``), so that ``--help`` and a wrong argument are answered before
 torch, mmengine or ``hst_mm`` is imported."""
 
 from __future__ import annotations
