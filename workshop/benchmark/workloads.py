@@ -41,7 +41,7 @@ def petl_settings(mode: str) -> dict:
     """``mode``'s ``petl`` argument of ``ViTPyramid``, as the configs set it."""
     from mmengine.config import Config
 
-    return Config.fromfile(str(ROOT / PETL_CONFIG))[f'petl_{mode}_backbone']['petl'].to_dict()
+    return Config.fromfile(str(ROOT / PETL_CONFIG))[f'_petl_{mode}_backbone']['petl'].to_dict()
 
 
 # A factory of the context to run the timed forward passes in (autocast or nothing).
