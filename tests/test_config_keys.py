@@ -58,17 +58,18 @@ def test_new_keys_and_list_indices_are_still_taken():
         'default_hooks.checkpoint.out_dir=/tmp/x',  # new, nothing close beside it
         'train_dataloader.dataset.pipeline.0.backend_args=None',  # into a list element
         'model.train_cfg.anything=1',  # into a None: mmengine makes it a dict
+        'randomness.seed=0',  # a dict the config lacks (the Runner reads it)
     ]
     cfg = train_py.build_config(train_py.parse_args(argv))
     assert cfg.default_hooks.checkpoint.out_dir == '/tmp/x'
-    assert cfg.model.train_cfg == {'anything': 1}
+    assert cfg.model.train_cfg == {'anything': 1} and cfg.randomness.seed == 0
 
 
 def test_wrong_parents_and_indices_are_refused():
     cfg = {'a': {'b': 1, 'items': [{'x': 1}]}}
     assert check_key(cfg, 'a.c') is None  # a new leaf
     assert 'a.b' in check_key(cfg, 'a.bb.c')  # a missing parent: the closest named
-    assert check_key(cfg, 'z.c') is not None  # a missing parent with nothing close
+    assert check_key(cfg, 'seed.c') is None  # a new dict, nothing close (randomness.seed=0)
     assert check_key(cfg, 'a.items.3.x') is not None  # past the list's end
     assert check_key(cfg, 'a.b.c') is not None  # into a number
 

@@ -3,10 +3,11 @@ or path is named with the closest existing ones in one ``error:`` line (exit sta
 argparse's own errors), instead of a ``KeyError`` after a long config dump or a traceback.
 
 New keys stay allowed (a config of mmdet or mmseg often leaves a hook's or a model part's
-argument at its default, and ``--cfg-options`` is how it is set): a key the config lacks is
-refused only when it is close to an existing key beside it (``chekpoint`` beside
-``checkpoint``, ``max_iter`` beside ``max_iters``) or when the dict it would go into does not
-exist (``default_hooks.chekpoint.interval``).
+argument at its default, or the Runner's ``randomness`` out, and ``--cfg-options`` is how it
+is set): a key or dict the config lacks is refused only when it is close to an existing key
+beside it (``train_cfg.max_iter`` beside ``max_iters``; ``default_hooks.chekpoint.interval``:
+the dict ``chekpoint`` beside ``checkpoint``; a dict is matched more loosely than a last key,
+as a value set into a misspelt dict would be lost).
 """
 
 from __future__ import annotations
@@ -52,10 +53,12 @@ def check_key(cfg: Mapping, key: str) -> Optional[str]:
             if part in node:
                 node = node[part]
             else:
+                # a key the config lacks, or a dict it lacks (mmengine creates both): refused
+                # only when it is close to an existing key beside it, a misspelling of it
                 near = closest(part, [str(k) for k in node], cutoff=CUTOFF if last else 0.6)
+                if not near:
+                    return None
                 names = ['.'.join(path + [n]) for n in near]
-                if last and not near:
-                    return None  # a new key: allowed
                 return f'{key}: no key {part!r} in {where}{_suggest(names)}'
         else:
             return f'{key}: {where} is a {type(node).__name__}, not a dict'

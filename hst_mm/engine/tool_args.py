@@ -10,9 +10,9 @@ import os
 from typing import List, Optional
 
 CFG_OPTIONS_HELP = (
-    'override config settings, e.g. {example}; a key the config lacks is added, unless it is '
-    'close to an existing key beside it (a misspelling: chekpoint for checkpoint) or the dict '
-    'it would go into does not exist'
+    'override config settings, e.g. {example}; a key (or dict) the config lacks is added, '
+    'unless it is close to an existing key beside it: a misspelling, such as chekpoint for '
+    'checkpoint, stops the tool naming the closest keys'
 )
 
 
