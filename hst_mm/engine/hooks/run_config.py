@@ -53,7 +53,7 @@ def renamed_config_message(cfg: Config) -> str | None:
     if not new:
         return None
     return (
-        f'{cfg.filename} is the former name of {new}: it trains the same config and goes '
+        f'{cfg.filename} is the former name of {new}: it runs the same config and goes '
         f'away in the next release; use {new}'
     )
 
