@@ -48,11 +48,14 @@ def test_float16_keeps_roi_coordinates_within_half_a_pixel():
 @pytest.mark.parametrize(
     'config, dtype',
     [
-        ('configs/hst/mask-rcnn_hst-vit-b_fpn_1x_coco.py', 'float16'),
-        ('configs/hst/cascade-mask-rcnn_hst-vit-b_fpn_ms-3x_coco.py', 'float16'),
-        ('configs/baselines/mask-rcnn_vit-b-full_fpn_1x_coco.py', 'float16'),
-        ('configs/hst/upernet_hst-vit-b_8xb2-160k_ade20k-512x512.py', 'bfloat16'),
-        ('configs/hst/fpn_hst-vit-b_8xb2-80k_ade20k-512x512.py', 'bfloat16'),
+        ('configs/hst/mask-rcnn_hst-vit-b_fpn_amp-1x_coco.py', 'float16'),
+        (
+            'configs/hst/cascade-mask-rcnn_hst-vit-b_fpn_4conv1fc-giou_amp-ms-crop-3x_coco.py',
+            'float16',
+        ),
+        ('configs/baselines/mask-rcnn_vit-b-full_fpn_amp-1x_coco.py', 'float16'),
+        ('configs/hst/upernet_hst-vit-b_8xb2-amp-160k_ade20k-512x512.py', 'bfloat16'),
+        ('configs/hst/fpn_hst-vit-b_8xb2-amp-80k_ade20k-512x512.py', 'bfloat16'),
     ],
 )
 def test_paper_configs_train_in_mixed_precision(config, dtype):
@@ -65,7 +68,9 @@ def test_paper_configs_train_in_mixed_precision(config, dtype):
 def test_without_a_gpu_amp_configs_train_in_float32():
     from mmengine.optim import build_optim_wrapper
 
-    cfg = Config.fromfile(str(ROOT / 'configs/hst/upernet_hst-vit-b_8xb2-160k_ade20k-512x512.py'))
+    cfg = Config.fromfile(
+        str(ROOT / 'configs/hst/upernet_hst-vit-b_8xb2-amp-160k_ade20k-512x512.py')
+    )
     wrapper = cfg.optim_wrapper.copy()
     assert float32_without_gpu(wrapper, gpu=True) is None and wrapper == cfg.optim_wrapper
     note = float32_without_gpu(wrapper, gpu=False)

@@ -530,7 +530,7 @@ def test_petl_rows_are_the_configs_backbones():
         assert model.frozen and type(model.petl).__name__.lower().startswith(mode[:3])
         assert (
             workloads.DETECTOR_CONFIGS[mode]
-            == f'configs/petl/mask-rcnn_vit-b-{mode}_fpn_1x_coco.py'
+            == f'configs/petl/mask-rcnn_vit-b-{mode}_fpn_amp-1x_coco.py'
         )
 
 

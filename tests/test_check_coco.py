@@ -514,7 +514,9 @@ def test_training_files_of_the_shipped_configs():
             ),
         )
     ]
-    cascade = Config.fromfile(ROOT / 'configs/hst/cascade-mask-rcnn_hst-vit-b_fpn_ms-3x_coco.py')
+    cascade = Config.fromfile(
+        ROOT / 'configs/hst/cascade-mask-rcnn_hst-vit-b_fpn_4conv1fc-giou_amp-ms-crop-3x_coco.py'
+    )
     ((ann, kwargs),) = launch.coco_training_files(cascade)
     assert ann == 'data/coco/annotations/instances_train2017.json' and len(kwargs['classes']) == 80
     seg = Config.fromfile(ROOT / 'configs/toy/upernet_hst-vit-ti_toy.py')

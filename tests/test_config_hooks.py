@@ -43,3 +43,7 @@ def test_mim_train_runs_every_project_hook(tmp_path):
     skipped = 'is skipped since its requires_grad=False'
     assert skipped in log
     assert skipped not in proc.stdout + proc.stderr
+    # RunConfigHook: the work dir's config copy holds what the run used, not the bases'
+    # helper variables (a ViT-B `_hst_backbone` above the ViT-Ti trained)
+    saved = (tmp_path / 'upernet_hst-vit-ti_toy.py').read_text()
+    assert 'vit_tiny_patch16_224' in saved and 'vit_base_patch16_224' not in saved

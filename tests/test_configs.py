@@ -9,18 +9,21 @@ build in seconds on a 2-core CPU; ``test_meta_build_counts_like_a_real_one`` che
 two builds count the same.
 """
 
+import re
 from pathlib import Path
 
 import pytest
 
 from hst_mm.analysis import count_params
 from hst_mm.engine import hooks
+from hst_mm.engine.hooks.run_config import renamed_to
 
 ROOT = Path(__file__).resolve().parents[1]
+# The configs, without the former names kept for one release (tests/test_config_names.py).
 CONFIGS = sorted(
     p.relative_to(ROOT).as_posix()
     for p in (ROOT / 'configs').rglob('*.py')
-    if '_base_' not in p.parts
+    if '_base_' not in p.parts and renamed_to(str(p)) is None
 )
 PAPER_CONFIGS = [c for c in CONFIGS if c.startswith(('configs/hst/', 'configs/baselines/'))]
 # The PETL rows (counts pinned in tests/test_petl_configs.py) follow the same policies.
@@ -28,42 +31,51 @@ POLICY_CONFIGS = PAPER_CONFIGS + [c for c in CONFIGS if c.startswith('configs/pe
 
 # The paper's parameter counts: (config, count, 'trainable' or 'total'), checked within 1%.
 PAPER = {
-    'configs/hst/mask-rcnn_hst-vit-b_fpn_1x_coco.py': (30.6e6, 'trainable'),
-    'configs/hst/mask-rcnn_hst-vit-b_fpn_ms-3x_coco.py': (30.6e6, 'trainable'),
-    'configs/hst/cascade-mask-rcnn_hst-vit-b_fpn_ms-3x_coco.py': (68.4e6, 'trainable'),
-    'configs/hst/upernet_hst-vit-b_8xb2-160k_ade20k-512x512.py': (39.9e6, 'trainable'),
-    'configs/baselines/mask-rcnn_vit-b-full_fpn_1x_coco.py': (113.6e6, 'total'),
-    'configs/baselines/mask-rcnn_vit-b-full_fpn_ms-3x_coco.py': (113.6e6, 'total'),
-    'configs/baselines/cascade-mask-rcnn_vit-b-full_fpn_ms-3x_coco.py': (151.4e6, 'total'),
+    'configs/hst/mask-rcnn_hst-vit-b_fpn_amp-1x_coco.py': (30.6e6, 'trainable'),
+    'configs/hst/mask-rcnn_hst-vit-b_fpn_amp-ms-crop-3x_coco.py': (30.6e6, 'trainable'),
+    'configs/hst/cascade-mask-rcnn_hst-vit-b_fpn_4conv1fc-giou_amp-ms-crop-3x_coco.py': (
+        68.4e6,
+        'trainable',
+    ),
+    'configs/hst/upernet_hst-vit-b_8xb2-amp-160k_ade20k-512x512.py': (39.9e6, 'trainable'),
+    'configs/baselines/mask-rcnn_vit-b-full_fpn_amp-1x_coco.py': (113.6e6, 'total'),
+    'configs/baselines/mask-rcnn_vit-b-full_fpn_amp-ms-crop-3x_coco.py': (113.6e6, 'total'),
+    'configs/baselines/cascade-mask-rcnn_vit-b-full_fpn_4conv1fc-giou_amp-ms-crop-3x_coco.py': (
+        151.4e6,
+        'total',
+    ),
 }
 # The project's own counts (hst_mm.analysis.count_params) for every paper config:
 # (trainable, total), exact.
 OWN = {
-    'configs/hst/atss_hst-vit-b_fpn_ms-3x_coco.py': (18_470_490, 104_230_746),
-    'configs/hst/cascade-mask-rcnn_hst-vit-b_fpn_ms-3x_coco.py': (68_357_554, 154_117_810),
-    'configs/hst/fpn_hst-vit-b_8xb2-80k_ade20k-512x512.py': (14_621_590, 100_381_846),
-    'configs/hst/mask-rcnn_hst-vit-b-mae_fpn_1x_coco.py': (30_522_352, 116_282_608),
-    'configs/hst/mask-rcnn_hst-vit-b_fpn_1x_coco.py': (30_522_352, 116_282_608),
-    'configs/hst/mask-rcnn_hst-vit-b_fpn_ms-3x_coco.py': (30_522_352, 116_282_608),
-    'configs/hst/mask-rcnn_hst-vit-l_fpn_1x_coco.py': (39_254_576, 342_455_856),
-    'configs/hst/upernet_hst-vit-b-mae_8xb2-160k_ade20k-512x512.py': (39_859_756, 125_620_012),
-    'configs/hst/upernet_hst-vit-b_8xb2-160k_ade20k-512x512.py': (39_859_756, 125_620_012),
-    'configs/baselines/atss_vit-b-full_fpn_ms-3x_coco.py': (101_344_602, 101_344_602),
-    'configs/baselines/cascade-mask-rcnn_vit-b-full_fpn_ms-3x_coco.py': (
+    'configs/hst/atss_hst-vit-b_fpn_amp-ms-crop-3x_coco.py': (18_470_490, 104_230_746),
+    'configs/hst/cascade-mask-rcnn_hst-vit-b_fpn_4conv1fc-giou_amp-ms-crop-3x_coco.py': (
+        68_357_554,
+        154_117_810,
+    ),
+    'configs/hst/fpn_hst-vit-b_8xb2-amp-80k_ade20k-512x512.py': (14_621_590, 100_381_846),
+    'configs/hst/mask-rcnn_hst-vit-b-mae_fpn_amp-1x_coco.py': (30_522_352, 116_282_608),
+    'configs/hst/mask-rcnn_hst-vit-b_fpn_amp-1x_coco.py': (30_522_352, 116_282_608),
+    'configs/hst/mask-rcnn_hst-vit-b_fpn_amp-ms-crop-3x_coco.py': (30_522_352, 116_282_608),
+    'configs/hst/mask-rcnn_hst-vit-l_fpn_amp-1x_coco.py': (39_254_576, 342_455_856),
+    'configs/hst/upernet_hst-vit-b-mae_8xb2-amp-160k_ade20k-512x512.py': (39_859_756, 125_620_012),
+    'configs/hst/upernet_hst-vit-b_8xb2-amp-160k_ade20k-512x512.py': (39_859_756, 125_620_012),
+    'configs/baselines/atss_vit-b-full_fpn_amp-ms-crop-3x_coco.py': (101_344_602, 101_344_602),
+    'configs/baselines/cascade-mask-rcnn_vit-b-full_fpn_4conv1fc-giou_amp-ms-crop-3x_coco.py': (
         151_411_890,
         151_411_890,
     ),
-    'configs/baselines/fpn_vit-b-full_8xb2-80k_ade20k-512x512.py': (97_675_926, 97_675_926),
-    'configs/baselines/mask-rcnn_vit-b-frozen_fpn_1x_coco.py': (27_779_568, 113_576_688),
-    'configs/baselines/mask-rcnn_vit-b-full_fpn_1x_coco.py': (113_576_688, 113_576_688),
-    'configs/baselines/mask-rcnn_vit-b-full_fpn_ms-3x_coco.py': (113_576_688, 113_576_688),
-    'configs/baselines/mask-rcnn_vit-l-frozen_fpn_1x_coco.py': (33_550_064, 336_849_648),
-    'configs/baselines/mask-rcnn_vit-l-full_fpn_1x_coco.py': (336_849_648, 336_849_648),
-    'configs/baselines/upernet_vit-b-frozen_8xb2-160k_ade20k-512x512.py': (
+    'configs/baselines/fpn_vit-b-full_8xb2-amp-80k_ade20k-512x512.py': (97_675_926, 97_675_926),
+    'configs/baselines/mask-rcnn_vit-b-frozen_fpn_amp-1x_coco.py': (27_779_568, 113_576_688),
+    'configs/baselines/mask-rcnn_vit-b-full_fpn_amp-1x_coco.py': (113_576_688, 113_576_688),
+    'configs/baselines/mask-rcnn_vit-b-full_fpn_amp-ms-crop-3x_coco.py': (113_576_688, 113_576_688),
+    'configs/baselines/mask-rcnn_vit-l-frozen_fpn_amp-1x_coco.py': (33_550_064, 336_849_648),
+    'configs/baselines/mask-rcnn_vit-l-full_fpn_amp-1x_coco.py': (336_849_648, 336_849_648),
+    'configs/baselines/upernet_vit-b-frozen_8xb2-amp-160k_ade20k-512x512.py': (
         41_229_356,
         127_026_476,
     ),
-    'configs/baselines/upernet_vit-b-full_8xb2-160k_ade20k-512x512.py': (
+    'configs/baselines/upernet_vit-b-full_8xb2-amp-160k_ade20k-512x512.py': (
         127_026_476,
         127_026_476,
     ),
@@ -89,6 +101,25 @@ def test_configs_found():
     assert set(OWN) == set(PAPER_CONFIGS), 'every paper config needs its count in OWN'
 
 
+def assert_name_says_what_it_trains(config, cfg):
+    """mmdet's / mmseg's naming: ``amp`` for mixed-precision training, ``ms-crop-3x`` for the
+    36-epoch resize-or-crop (DETR-style) recipe, ``4conv1fc-giou`` for Cascade heads with 4
+    shared convs, 1 FC and the GIoU loss."""
+    parts = set(re.split(r'[_-]', Path(config).stem))
+    assert ('amp' in parts) == (cfg.optim_wrapper.get('type') == 'AmpOptimWrapper'), config
+    if cfg.default_scope != 'mmdet':
+        return
+    pipeline = str(cfg.train_dataloader.dataset.pipeline)
+    crop_3x = 'RandomCrop' in pipeline and cfg.train_cfg.get('max_epochs') == 36
+    assert ('ms-crop-3x' in config) == crop_3x, config
+    heads = cfg.model.get('roi_head', {}).get('bbox_head')
+    giou = isinstance(heads, list) and all(
+        (h.num_shared_convs, h.num_shared_fcs, h.loss_bbox.type) == (4, 1, 'GIoULoss')
+        for h in heads
+    )
+    assert ('4conv1fc-giou' in config) == giou, config
+
+
 @pytest.mark.parametrize('config', CONFIGS)
 def test_config_builds(config):
     cfg = load(config)
@@ -96,6 +127,7 @@ def test_config_builds(config):
     # the project's hooks come with the config (configs/_base_/hst_runtime.py), so mim runs them
     listed = {h['type'] for h in cfg.custom_hooks} | {cfg.default_hooks.checkpoint.type}
     assert PROJECT_HOOKS <= listed, f'{config}: lacks {PROJECT_HOOKS - listed}'
+    assert_name_says_what_it_trains(config, cfg)
     model, rows = build(config)
     # the neck (UperNet: the decode and auxiliary heads) takes what the backbone returns
     widths = list(model.backbone.out_channels)
@@ -125,8 +157,8 @@ def test_config_builds(config):
 @pytest.mark.parametrize(
     'config',
     [
-        'configs/hst/upernet_hst-vit-b_8xb2-160k_ade20k-512x512.py',
-        'configs/baselines/mask-rcnn_vit-b-frozen_fpn_1x_coco.py',
+        'configs/hst/upernet_hst-vit-b_8xb2-amp-160k_ade20k-512x512.py',
+        'configs/baselines/mask-rcnn_vit-b-frozen_fpn_amp-1x_coco.py',
     ],
 )
 def test_meta_build_counts_like_a_real_one(config):

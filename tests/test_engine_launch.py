@@ -149,10 +149,10 @@ def test_runner_type_is_honoured():
 @pytest.mark.parametrize(
     'config',
     [
-        'configs/hst/upernet_hst-vit-b_8xb2-160k_ade20k-512x512.py',
-        'configs/hst/fpn_hst-vit-b_8xb2-80k_ade20k-512x512.py',
-        'configs/baselines/upernet_vit-b-full_8xb2-160k_ade20k-512x512.py',
-        'configs/hst/mask-rcnn_hst-vit-b_fpn_1x_coco.py',
+        'configs/hst/upernet_hst-vit-b_8xb2-amp-160k_ade20k-512x512.py',
+        'configs/hst/fpn_hst-vit-b_8xb2-amp-80k_ade20k-512x512.py',
+        'configs/baselines/upernet_vit-b-full_8xb2-amp-160k_ade20k-512x512.py',
+        'configs/hst/mask-rcnn_hst-vit-b_fpn_amp-1x_coco.py',
     ],
 )
 def test_auto_scale_lr_works_on_every_paper_config(config, monkeypatch):

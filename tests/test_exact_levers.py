@@ -185,7 +185,7 @@ def test_recommended_configuration_is_the_configs_default():
 
     from tool_runner import ROOT
 
-    backbone = Config.fromfile(str(ROOT / 'configs/_base_/hst-vit-b.py')).hst_backbone
+    backbone = Config.fromfile(str(ROOT / 'configs/_base_/hst-vit-b.py'))._hst_backbone
     assert tuple(backbone.recompute) == HST_OPTIONS['hst_lean']['recompute']
     assert backbone.with_cp is False
 

@@ -267,8 +267,8 @@ def test_only_frozen_trunk_weights_are_left_out_of_the_baselines():
         cfg = Config.fromfile(str(ROOT / 'configs/baselines' / config))
         return build_model(shrink_to_tiny(cfg, keep_pretrained=True))
 
-    assert restorable_frozen_keys(tiny('mask-rcnn_vit-b-full_fpn_1x_coco.py')) == []
-    frozen = tiny('mask-rcnn_vit-b-frozen_fpn_1x_coco.py')
+    assert restorable_frozen_keys(tiny('mask-rcnn_vit-b-full_fpn_amp-1x_coco.py')) == []
+    frozen = tiny('mask-rcnn_vit-b-frozen_fpn_amp-1x_coco.py')
     keys = restorable_frozen_keys(frozen)
     assert keys and all(k.startswith('backbone.trunk.vit.') for k in keys)
     assert set(keys) == {n for n, p in frozen.named_parameters() if not p.requires_grad}

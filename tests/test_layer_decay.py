@@ -167,8 +167,8 @@ def test_found_in_both_frameworks(scope):
 @pytest.mark.parametrize(
     'config, decay, lr',
     [
-        ('configs/baselines/mask-rcnn_vit-b-full_fpn_1x_coco.py', 0.7, 1e-4),
-        ('configs/baselines/upernet_vit-b-full_8xb2-160k_ade20k-512x512.py', 0.95, 6e-5),
+        ('configs/baselines/mask-rcnn_vit-b-full_fpn_amp-1x_coco.py', 0.7, 1e-4),
+        ('configs/baselines/upernet_vit-b-full_8xb2-amp-160k_ade20k-512x512.py', 0.95, 6e-5),
     ],
 )
 def test_baseline_configs_build_their_optimizer(config, decay, lr):

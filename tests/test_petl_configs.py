@@ -37,7 +37,7 @@ def _count(config):
 
 @pytest.mark.parametrize('method', METHODS)
 def test_mask_rcnn_1x_trainable_parameters(method):
-    rows = _count(f'configs/petl/mask-rcnn_vit-b-{method}_fpn_1x_coco.py')
+    rows = _count(f'configs/petl/mask-rcnn_vit-b-{method}_fpn_amp-1x_coco.py')
     n = rows['all']['trainable']
     expected, tol = MASK_RCNN_1X[method]
     assert abs(n - expected) <= tol * expected, (method, n)
@@ -49,7 +49,7 @@ def test_mask_rcnn_1x_trainable_parameters(method):
 @pytest.mark.parametrize('method', METHODS)
 def test_upernet_trainable_parameters(method):
     """This project's figures, inside the paper's 41.4-42.4M for its UperNet PETL rows."""
-    n = _count(f'configs/petl/upernet_vit-b-{method}_8xb2-160k_ade20k-512x512.py')['all']
+    n = _count(f'configs/petl/upernet_vit-b-{method}_8xb2-amp-160k_ade20k-512x512.py')['all']
     assert n['trainable'] == PROBE_UPERNET + PETL_PARAMS[method]
     assert 41.4e6 <= round(n['trainable'], -5) <= 42.4e6, n
 
@@ -57,7 +57,9 @@ def test_upernet_trainable_parameters(method):
 @pytest.mark.parametrize('method', METHODS)
 def test_cascade_trainable_parameters(method):
     """This project's figures (the paper gives no count for its Cascade PETL rows)."""
-    n = _count(f'configs/petl/cascade-mask-rcnn_vit-b-{method}_fpn_ms-3x_coco.py')['all']
+    n = _count(
+        f'configs/petl/cascade-mask-rcnn_vit-b-{method}_fpn_4conv1fc-giou_amp-ms-crop-3x_coco.py'
+    )['all']
     assert n['trainable'] == PROBE_CASCADE + PETL_PARAMS[method], n
 
 
@@ -65,10 +67,10 @@ def test_every_row_has_its_configs():
     names = {p.name for p in (ROOT / 'configs' / 'petl').glob('*.py')}
     for m in METHODS:
         assert {
-            f'mask-rcnn_vit-b-{m}_fpn_1x_coco.py',
-            f'mask-rcnn_vit-b-{m}_fpn_ms-3x_coco.py',
-            f'cascade-mask-rcnn_vit-b-{m}_fpn_ms-3x_coco.py',
-            f'upernet_vit-b-{m}_8xb2-160k_ade20k-512x512.py',
+            f'mask-rcnn_vit-b-{m}_fpn_amp-1x_coco.py',
+            f'mask-rcnn_vit-b-{m}_fpn_amp-ms-crop-3x_coco.py',
+            f'cascade-mask-rcnn_vit-b-{m}_fpn_4conv1fc-giou_amp-ms-crop-3x_coco.py',
+            f'upernet_vit-b-{m}_8xb2-amp-160k_ade20k-512x512.py',
         } <= names, m
 
 
@@ -77,13 +79,17 @@ def test_configs_change_only_the_backbone():
     from mmengine.config import Config
 
     pairs = {
-        'mask-rcnn_vit-b-{}_fpn_1x_coco.py': 'baselines/mask-rcnn_vit-b-frozen_fpn_1x_coco.py',
-        'mask-rcnn_vit-b-{}_fpn_ms-3x_coco.py': 'hst/mask-rcnn_hst-vit-b_fpn_ms-3x_coco.py',
-        'cascade-mask-rcnn_vit-b-{}_fpn_ms-3x_coco.py': (
-            'hst/cascade-mask-rcnn_hst-vit-b_fpn_ms-3x_coco.py'
+        'mask-rcnn_vit-b-{}_fpn_amp-1x_coco.py': (
+            'baselines/mask-rcnn_vit-b-frozen_fpn_amp-1x_coco.py'
         ),
-        'upernet_vit-b-{}_8xb2-160k_ade20k-512x512.py': (
-            'baselines/upernet_vit-b-frozen_8xb2-160k_ade20k-512x512.py'
+        'mask-rcnn_vit-b-{}_fpn_amp-ms-crop-3x_coco.py': (
+            'hst/mask-rcnn_hst-vit-b_fpn_amp-ms-crop-3x_coco.py'
+        ),
+        'cascade-mask-rcnn_vit-b-{}_fpn_4conv1fc-giou_amp-ms-crop-3x_coco.py': (
+            'hst/cascade-mask-rcnn_hst-vit-b_fpn_4conv1fc-giou_amp-ms-crop-3x_coco.py'
+        ),
+        'upernet_vit-b-{}_8xb2-amp-160k_ade20k-512x512.py': (
+            'baselines/upernet_vit-b-frozen_8xb2-amp-160k_ade20k-512x512.py'
         ),
     }
     for pattern, base in pairs.items():

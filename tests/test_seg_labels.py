@@ -14,6 +14,7 @@ from mmengine.registry import TRANSFORMS, init_default_scope
 
 import hst_mm  # noqa: F401  what custom_imports does
 from hst_mm.datasets.seg_labels import CheckSegLabels, SegLabelError
+from hst_mm.engine.hooks.run_config import renamed_to
 
 from tool_runner import ROOT
 
@@ -23,7 +24,7 @@ SEG_CONFIGS = sorted(
         p
         for d in ('hst', 'baselines')
         for p in glob.glob(str(ROOT / 'configs' / d / '*.py'))
-        if '/upernet_' in p or '/fpn_' in p
+        if ('/upernet_' in p or '/fpn_' in p) and renamed_to(p) is None
     ]
     + [str(TOY_SEG)]
 )

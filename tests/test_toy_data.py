@@ -152,7 +152,7 @@ def test_toy_configs_name_the_generated_classes():
     det = Config.fromfile(str(REPO / 'configs/toy/mask-rcnn_hst-vit-ti_fpn_toy.py'))
     seg = Config.fromfile(str(REPO / 'configs/toy/upernet_hst-vit-ti_toy.py'))
     assert tuple(det.train_dataloader.dataset.metainfo.classes) == toy.COCO_CLASSES
-    assert tuple(seg.toy_classes) == toy.SEG_CLASSES
+    assert tuple(seg.train_dataloader.dataset.metainfo.classes) == toy.SEG_CLASSES
     assert seg.model.decode_head.num_classes == len(toy.SEG_CLASSES) == len(toy.SEG_PALETTE)
 
 

@@ -2,7 +2,8 @@
 
     python tools/make_model_index.py [--check]
 
-Walks ``configs/<family>/*.py`` (every folder but ``_base_`` and ``toy``), loads each config
+Walks ``configs/<family>/*.py`` (every folder but ``_base_`` and ``toy``; not the former names
+kept for one release, ``config_renamed_to``), loads each config
 and describes it in OpenMMLab's metafile format: one collection per family, one model per
 config with its config path, training data, architecture, schedule and total batch, and the
 tasks and data set it is evaluated on. Weights and Metrics are left out: no checkpoint of
@@ -106,10 +107,13 @@ def family_dirs() -> List[str]:
 
 def render() -> Dict[str, str]:
     """``{path relative to the root: file text}`` of the index and every metafile."""
+    from hst_mm.engine.hooks.run_config import renamed_to
+
     files, imports = {}, []
     for folder in family_dirs():
         family = osp.basename(folder)
-        models = [describe(c) for c in sorted(glob(osp.join(folder, '*.py')))]
+        configs = sorted(glob(osp.join(folder, '*.py')))
+        models = [describe(c) for c in configs if renamed_to(c) is None]
         collection = dict(FAMILIES.get(family, {'Name': family}))
         collection['Metadata'] = {
             'Training Data': sorted({m['Metadata']['Training Data'] for m in models})

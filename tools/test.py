@@ -2,51 +2,42 @@
 
 python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--out FILE] [--show-dir DIR]
                                        [--tta] [--cfg-options k=v ...] [--launcher pytorch]
+
+``--show-dir DIR``: the painted predictions go to ``<work_dir>/<timestamp>/DIR`` (an absolute
+DIR as it is), as with mmdet's and mmseg's ``tools/test.py``.
 """
 
-import argparse
-import os
 import os.path as osp
+import runpy
 import sys
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from a checkout
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+sys.path.insert(0, ROOT)  # run from a checkout
 
 
 def parse_args(argv=None):
     """The arguments, with argparse alone: ``--help`` and a wrong argument are answered before
-    torch, mmengine or hst_mm is imported (below, after the first parse). ``--cfg-options``
-    stays a list of ``key=value`` strings until ``cli.load_config`` reads it."""
-    parser = argparse.ArgumentParser(description='Test (and evaluate) a model')
-    parser.add_argument('config', help='config file path')
-    parser.add_argument('--work-dir', help='the directory for logs, metrics and checkpoints')
-    parser.add_argument(
-        '--cfg-options',
-        nargs='+',
-        metavar='KEY=VALUE',
-        help='override config settings, e.g. test_dataloader.batch_size=1',
-    )
-    parser.add_argument(
-        '--launcher',
-        choices=['none', 'pytorch', 'slurm', 'mpi'],
-        default='none',
-        help='job launcher',
-    )
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    torch, mmengine or hst_mm is imported (below, after the first parse). The arguments both
+    tools take come from hst_mm/engine/tool_args.py, run by its path: imported through the
+    package, hst_mm/__init__ would load mmengine and torch first."""
+    shared = runpy.run_path(osp.join(ROOT, 'hst_mm', 'engine', 'tool_args.py'))
+    parser = shared['base_parser']('Test (and evaluate) a model', 'test_dataloader.batch_size=1')
     parser.add_argument('checkpoint', help='checkpoint file')
     parser.add_argument(
         '--out',
         help='dump predictions to this pickle file (mmdet) or '
         'save prediction maps to this directory (mmseg)',
     )
-    parser.add_argument('--show-dir', help='directory to save painted predictions to')
+    parser.add_argument(
+        '--show-dir',
+        help='draw the predictions into WORK_DIR/<timestamp>/SHOW_DIR (as mmdet and mmseg do)',
+    )
     parser.add_argument(
         '--tta',
         action='store_true',
         help="test-time augmentation (the config's tta_model/tta_pipeline)",
     )
-    args = parser.parse_args(argv)
-    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
-    return args
+    return shared['parse'](parser, argv)
 
 
 if __name__ == '__main__':
@@ -54,23 +45,18 @@ if __name__ == '__main__':
 
 import hst_mm  # noqa: E402,F401  registers HST, allow-lists checkpoint types
 from hst_mm.engine import cli, launch  # noqa: E402
+from hst_mm.engine.show_dir import show_dir  # noqa: E402
 
 
 def build_config(args):
+    cfg = cli.load_config(args, config_dirs=[osp.join(ROOT, 'configs')])
     if not osp.isfile(args.checkpoint):
         raise FileNotFoundError(f'checkpoint not found: {args.checkpoint}')
-    cfg = cli.load_config(args)
     cfg.load_from = args.checkpoint
     launch.add_hooks(cfg, ['CheckpointFitHook'])  # refuse a checkpoint of another model
     scope = cfg.get('default_scope', 'mmdet')
     if args.show_dir:
-        vis = cfg.default_hooks.visualization
-        vis.draw, vis.interval = True, 1
-        if scope == 'mmseg':
-            vis.show = False
-            cfg.visualizer.save_dir = args.show_dir
-        else:
-            vis.test_out_dir = osp.abspath(args.show_dir)
+        show_dir(cfg, args.show_dir)
     if args.tta:
         if 'tta_model' not in cfg or 'tta_pipeline' not in cfg:
             raise KeyError(f'{args.config}: --tta needs tta_model and tta_pipeline in the config')

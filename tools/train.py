@@ -15,34 +15,21 @@ stop, warnings are printed; ``--no-data-check`` to skip); without CUDA, distribu
 the gloo backend and AMP configs train in float32.
 """
 
-import argparse
-import os
 import os.path as osp
+import runpy
 import sys
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from a checkout
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+sys.path.insert(0, ROOT)  # run from a checkout
 
 
 def parse_args(argv=None):
     """The arguments, with argparse alone: ``--help`` and a wrong argument are answered before
-    torch, mmengine or hst_mm is imported (below, after the first parse). ``--cfg-options``
-    stays a list of ``key=value`` strings until ``cli.load_config`` reads it."""
-    parser = argparse.ArgumentParser(description='Train a detector or segmentor')
-    parser.add_argument('config', help='config file path')
-    parser.add_argument('--work-dir', help='the directory for logs, metrics and checkpoints')
-    parser.add_argument(
-        '--cfg-options',
-        nargs='+',
-        metavar='KEY=VALUE',
-        help='override config settings, e.g. train_cfg.max_iters=10',
-    )
-    parser.add_argument(
-        '--launcher',
-        choices=['none', 'pytorch', 'slurm', 'mpi'],
-        default='none',
-        help='job launcher',
-    )
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    torch, mmengine or hst_mm is imported (below, after the first parse). The arguments both
+    tools take come from hst_mm/engine/tool_args.py, run by its path: imported through the
+    package, hst_mm/__init__ would load mmengine and torch first."""
+    shared = runpy.run_path(osp.join(ROOT, 'hst_mm', 'engine', 'tool_args.py'))
+    parser = shared['base_parser']('Train a detector or segmentor', 'train_cfg.max_iters=10')
     parser.add_argument(
         '--resume',
         nargs='?',
@@ -79,9 +66,7 @@ def parse_args(argv=None):
         help='also log to TensorBoard (mmengine TensorboardVisBackend; events in '
         '<work_dir>/<timestamp>/vis_data/)',
     )
-    args = parser.parse_args(argv)
-    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
-    return args
+    return shared['parse'](parser, argv)
 
 
 if __name__ == '__main__':
@@ -94,7 +79,7 @@ from hst_mm.extras import MissingExtraError  # noqa: E402
 
 
 def build_config(args):
-    cfg = cli.load_config(args)
+    cfg = cli.load_config(args, config_dirs=[osp.join(ROOT, 'configs')])
     if args.amp:
         if cfg.optim_wrapper.get('type', 'OptimWrapper') == 'AmpOptimWrapper':
             print('AMP training is already enabled in the config.')

@@ -1,6 +1,9 @@
-# The "3x + MS" COCO recipe: 36 epochs with DETR-style multi-scale training (short side
-# 480-800) plus random crop. Only `ms3x_*` variables, so this composes with mmdet's bases.
-ms3x_scales = [
+# The "3x + MS" COCO recipe: 36 epochs with DETR-style multi-scale training (short side 480-800)
+# plus random crop. Only `_ms3x_*` helper variables, so this composes with mmdet's bases. Helpers
+# are `_`-prefixed (mmengine keeps them for the configs that read them; tools/train.py,
+# tools/test.py and RunConfigHook leave them out of the run's saved config); helpers used only in
+# this file are `__`-prefixed (mmengine drops those itself).
+__ms3x_scales = [
     (480, 1333),
     (512, 1333),
     (544, 1333),
@@ -13,14 +16,14 @@ ms3x_scales = [
     (768, 1333),
     (800, 1333),
 ]
-ms3x_train_pipeline = [
+_ms3x_train_pipeline = [
     dict(type='LoadImageFromFile', backend_args=None),
     dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
     dict(type='RandomFlip', prob=0.5),
     dict(
         type='RandomChoice',
         transforms=[
-            [dict(type='RandomChoiceResize', scales=ms3x_scales, keep_ratio=True)],
+            [dict(type='RandomChoiceResize', scales=__ms3x_scales, keep_ratio=True)],
             [
                 dict(
                     type='RandomChoiceResize',
@@ -33,19 +36,19 @@ ms3x_train_pipeline = [
                     crop_size=(384, 600),
                     allow_negative_crop=True,
                 ),
-                dict(type='RandomChoiceResize', scales=ms3x_scales, keep_ratio=True),
+                dict(type='RandomChoiceResize', scales=__ms3x_scales, keep_ratio=True),
             ],
         ],
     ),
     dict(type='PackDetInputs'),
 ]
 # Box-only detectors (ATSS): the same pipeline without loading the instance masks.
-ms3x_box_train_pipeline = [
+_ms3x_box_train_pipeline = [
     dict(step, with_mask=False) if step['type'] == 'LoadAnnotations' else step
-    for step in ms3x_train_pipeline
+    for step in _ms3x_train_pipeline
 ]
-ms3x_max_epochs = 36
-ms3x_param_scheduler = [
+_ms3x_max_epochs = 36
+_ms3x_param_scheduler = [
     dict(type='LinearLR', start_factor=0.001, by_epoch=False, begin=0, end=1000),
     dict(type='MultiStepLR', begin=0, end=36, by_epoch=True, milestones=[27, 33], gamma=0.1),
 ]

@@ -1,10 +1,8 @@
-# Baseline: ATSS on the ViT-B/16 IN-21K, fully fine-tuned, with the simple feature pyramid
-# (paper: 46.7 box AP); the HST ATSS recipe otherwise, plus layer-wise lr decay (anchor:
-# ViTDet's ViT-B, lr 1e-4, weight decay 0.1, decay 0.7; configs/_base_/vit-b-pyramid.py).
-_base_ = ['../hst/atss_hst-vit-b_fpn_ms-3x_coco.py', '../_base_/vit-b-pyramid.py']
-
-model = dict(
-    backbone={{_base_.vitb_pyramid_backbone}},
-    neck=dict(in_channels={{_base_.vitb_pyramid_channels}}),
-)
-optim_wrapper = {{_base_.vitb_det_layer_decay}}
+# Former name of
+#   configs/baselines/atss_vit-b-full_fpn_amp-ms-crop-3x_coco.py
+# kept for one release: the same config, with a warning naming the new one (RunConfigHook,
+# configs/_base_/hst_runtime.py). The names follow mmdet's / mmseg's: `amp` for
+# mixed-precision training, `ms-crop-3x` for the resize-or-crop 3x recipe, `4conv1fc-giou`
+# for the Cascade heads.
+_base_ = ['./atss_vit-b-full_fpn_amp-ms-crop-3x_coco.py']
+config_renamed_to = 'configs/baselines/atss_vit-b-full_fpn_amp-ms-crop-3x_coco.py'

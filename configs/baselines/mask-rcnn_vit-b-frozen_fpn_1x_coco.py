@@ -1,8 +1,8 @@
-# Baseline (frozen-trunk probe): the ViT-B/16 IN-21K is frozen, only the simple pyramid, FPN
-# and heads train; the HST 1x recipe (no layer decay: nothing in the trunk trains).
-_base_ = ['../hst/mask-rcnn_hst-vit-b_fpn_1x_coco.py', '../_base_/vit-b-pyramid.py']
-
-model = dict(
-    backbone={{_base_.vitb_frozen_backbone}},
-    neck=dict(in_channels={{_base_.vitb_pyramid_channels}}),
-)
+# Former name of
+#   configs/baselines/mask-rcnn_vit-b-frozen_fpn_amp-1x_coco.py
+# kept for one release: the same config, with a warning naming the new one (RunConfigHook,
+# configs/_base_/hst_runtime.py). The names follow mmdet's / mmseg's: `amp` for
+# mixed-precision training, `ms-crop-3x` for the resize-or-crop 3x recipe, `4conv1fc-giou`
+# for the Cascade heads.
+_base_ = ['./mask-rcnn_vit-b-frozen_fpn_amp-1x_coco.py']
+config_renamed_to = 'configs/baselines/mask-rcnn_vit-b-frozen_fpn_amp-1x_coco.py'

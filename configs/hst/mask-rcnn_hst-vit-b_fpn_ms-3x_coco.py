@@ -1,24 +1,8 @@
-# Mask R-CNN + HST (ViT-B/16 IN-21K), 3x schedule with DETR-style multi-scale + crop.
-_base_ = [
-    'mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py',
-    '../_base_/hst-vit-b.py',
-    '../_base_/hst_runtime.py',
-    '../_base_/coco_detr-ms-crop_3x.py',
-]
-custom_imports = dict(imports=['hst_mm'], allow_failed_imports=False)
-
-model = dict(
-    data_preprocessor=dict(mean={{_base_.hst_mean}}, std={{_base_.hst_std}}),
-    backbone={{_base_.hst_backbone}},
-    neck=dict(in_channels={{_base_.hst_backbone.embed_dims}}),
-)
-
-train_dataloader = dict(dataset=dict(pipeline={{_base_.ms3x_train_pipeline}}))
-train_cfg = dict(max_epochs={{_base_.ms3x_max_epochs}})
-param_scheduler = {{_base_.ms3x_param_scheduler}}
-optim_wrapper = {{_base_.hst_optim_wrapper_fp16}}
-
-# The side network's stem BatchNorm sees 2 images per GPU: synchronised across GPUs (mmengine
-# converts BN to SyncBN in distributed runs only; a single process keeps plain BN).
-sync_bn = 'torch'
-default_hooks = dict(checkpoint={{_base_.hst_det_checkpoint}})
+# Former name of
+#   configs/hst/mask-rcnn_hst-vit-b_fpn_amp-ms-crop-3x_coco.py
+# kept for one release: the same config, with a warning naming the new one (RunConfigHook,
+# configs/_base_/hst_runtime.py). The names follow mmdet's / mmseg's: `amp` for
+# mixed-precision training, `ms-crop-3x` for the resize-or-crop 3x recipe, `4conv1fc-giou`
+# for the Cascade heads.
+_base_ = ['./mask-rcnn_hst-vit-b_fpn_amp-ms-crop-3x_coco.py']
+config_renamed_to = 'configs/hst/mask-rcnn_hst-vit-b_fpn_amp-ms-crop-3x_coco.py'

@@ -1,7 +1,8 @@
-# UperNet + HST with a self-supervised MAE ViT-B/16 trunk (timm `vit_base_patch16_224.mae`)
-# on ADE20K, 160k iterations; the IN-21K config's recipe otherwise. MAE's weights expect
-# ImageNet's mean / std, not AugReg's [-1, 1] scaling.
-_base_ = ['./upernet_hst-vit-b_8xb2-160k_ade20k-512x512.py']
-
-data_preprocessor = dict(mean={{_base_.hst_mae_mean}}, std={{_base_.hst_mae_std}})
-model = dict(data_preprocessor=data_preprocessor, backbone=dict(pretrained='mae'))
+# Former name of
+#   configs/hst/upernet_hst-vit-b-mae_8xb2-amp-160k_ade20k-512x512.py
+# kept for one release: the same config, with a warning naming the new one (RunConfigHook,
+# configs/_base_/hst_runtime.py). The names follow mmdet's / mmseg's: `amp` for
+# mixed-precision training, `ms-crop-3x` for the resize-or-crop 3x recipe, `4conv1fc-giou`
+# for the Cascade heads.
+_base_ = ['./upernet_hst-vit-b-mae_8xb2-amp-160k_ade20k-512x512.py']
+config_renamed_to = 'configs/hst/upernet_hst-vit-b-mae_8xb2-amp-160k_ade20k-512x512.py'

@@ -1,13 +1,10 @@
-# PETL row: Cascade Mask R-CNN 3x+MS on the frozen ViT-B/16 IN-21K with AdaptFormer
-# (configs/_base_/petl.py) and the ViTBaseline pyramid; the HST 3x recipe otherwise.
-_base_ = [
-    '../hst/cascade-mask-rcnn_hst-vit-b_fpn_ms-3x_coco.py',
-    '../_base_/petl.py',
-    '../_base_/vit-b-pyramid.py',
-]
-
-model = dict(
-    backbone={{_base_.petl_adaptformer_backbone}},
-    neck=dict(in_channels={{_base_.vitb_pyramid_channels}}),
+# Former name of
+#   configs/petl/cascade-mask-rcnn_vit-b-adaptformer_fpn_4conv1fc-giou_amp-ms-crop-3x_coco.py
+# kept for one release: the same config, with a warning naming the new one (RunConfigHook,
+# configs/_base_/hst_runtime.py). The names follow mmdet's / mmseg's: `amp` for
+# mixed-precision training, `ms-crop-3x` for the resize-or-crop 3x recipe, `4conv1fc-giou`
+# for the Cascade heads.
+_base_ = ['./cascade-mask-rcnn_vit-b-adaptformer_fpn_4conv1fc-giou_amp-ms-crop-3x_coco.py']
+config_renamed_to = (
+    'configs/petl/cascade-mask-rcnn_vit-b-adaptformer_fpn_4conv1fc-giou_amp-ms-crop-3x_coco.py'
 )
-optim_wrapper = dict(paramwise_cfg={{_base_.petl_paramwise_cfg}})

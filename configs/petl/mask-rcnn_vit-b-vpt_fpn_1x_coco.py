@@ -1,6 +1,8 @@
-# PETL row: Mask R-CNN 1x on the frozen ViT-B/16 IN-21K with VPT-deep (configs/_base_/petl.py);
-# the frozen-trunk probe's recipe otherwise.
-_base_ = ['../baselines/mask-rcnn_vit-b-frozen_fpn_1x_coco.py', '../_base_/petl.py']
-
-model = dict(backbone={{_base_.petl_vpt_backbone}})
-optim_wrapper = dict(paramwise_cfg={{_base_.petl_paramwise_cfg}})
+# Former name of
+#   configs/petl/mask-rcnn_vit-b-vpt_fpn_amp-1x_coco.py
+# kept for one release: the same config, with a warning naming the new one (RunConfigHook,
+# configs/_base_/hst_runtime.py). The names follow mmdet's / mmseg's: `amp` for
+# mixed-precision training, `ms-crop-3x` for the resize-or-crop 3x recipe, `4conv1fc-giou`
+# for the Cascade heads.
+_base_ = ['./mask-rcnn_vit-b-vpt_fpn_amp-1x_coco.py']
+config_renamed_to = 'configs/petl/mask-rcnn_vit-b-vpt_fpn_amp-1x_coco.py'

@@ -1,6 +1,8 @@
-# PETL row: UperNet 160k on ADE20K, frozen ViT-B/16 IN-21K with LoRA
-# (configs/_base_/petl.py); the frozen-trunk probe's recipe otherwise.
-_base_ = ['../baselines/upernet_vit-b-frozen_8xb2-160k_ade20k-512x512.py', '../_base_/petl.py']
-
-model = dict(backbone={{_base_.petl_lora_backbone}})
-optim_wrapper = dict(paramwise_cfg={{_base_.petl_paramwise_cfg}})
+# Former name of
+#   configs/petl/upernet_vit-b-lora_8xb2-amp-160k_ade20k-512x512.py
+# kept for one release: the same config, with a warning naming the new one (RunConfigHook,
+# configs/_base_/hst_runtime.py). The names follow mmdet's / mmseg's: `amp` for
+# mixed-precision training, `ms-crop-3x` for the resize-or-crop 3x recipe, `4conv1fc-giou`
+# for the Cascade heads.
+_base_ = ['./upernet_vit-b-lora_8xb2-amp-160k_ade20k-512x512.py']
+config_renamed_to = 'configs/petl/upernet_vit-b-lora_8xb2-amp-160k_ade20k-512x512.py'

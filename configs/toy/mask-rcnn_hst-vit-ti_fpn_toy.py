@@ -3,33 +3,35 @@
 # The trunk starts from data/toy/vit_tiny_patch16_224.random.pth: a *randomly initialised*
 # timm ViT-Ti saved by make_toy_data.py (no model hub here), loaded through HST's real
 # pretrained-weights path.
-_base_ = ['../hst/mask-rcnn_hst-vit-b_fpn_1x_coco.py']
+_base_ = ['../hst/mask-rcnn_hst-vit-b_fpn_amp-1x_coco.py']
 custom_imports = dict(imports=['hst_mm'], allow_failed_imports=False)
 
-toy_root = 'data/toy/coco/'
-toy_classes = ('circle', 'square', 'triangle')
-toy_scale = (128, 128)
+__toy_root = 'data/toy/coco/'
+__toy_classes = ('circle', 'square', 'triangle')
+__toy_scale = (128, 128)
 
 # CPU-sized neck and heads: 128 channels instead of 256, 256-wide box FCs instead of 1024.
 # The RoI heads dominate a CPU iteration (the mask head's convolutions on every positive
 # RoI, mmcv's CPU RoIAlign backward); this halves the iteration time.
-neck_channels = 128
+__neck_channels = 128
 model = dict(
     backbone=dict(
         trunk='vit_tiny_patch16_224',
         pretrained='data/toy/vit_tiny_patch16_224.random.pth',
         drop_path_rate=0.0,
     ),
-    neck=dict(out_channels=neck_channels),
-    rpn_head=dict(in_channels=neck_channels, feat_channels=neck_channels),
+    neck=dict(out_channels=__neck_channels),
+    rpn_head=dict(in_channels=__neck_channels, feat_channels=__neck_channels),
     roi_head=dict(
-        bbox_roi_extractor=dict(out_channels=neck_channels),
+        bbox_roi_extractor=dict(out_channels=__neck_channels),
         bbox_head=dict(
-            in_channels=neck_channels, fc_out_channels=256, num_classes=len(toy_classes)
+            in_channels=__neck_channels, fc_out_channels=256, num_classes=len(__toy_classes)
         ),
-        mask_roi_extractor=dict(out_channels=neck_channels),
+        mask_roi_extractor=dict(out_channels=__neck_channels),
         mask_head=dict(
-            in_channels=neck_channels, conv_out_channels=neck_channels, num_classes=len(toy_classes)
+            in_channels=__neck_channels,
+            conv_out_channels=__neck_channels,
+            num_classes=len(__toy_classes),
         ),
     ),
     # At most 3 objects per 128x128 image: far fewer proposals and sampled RoIs than COCO
@@ -41,13 +43,13 @@ model = dict(
 train_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
-    dict(type='Resize', scale=toy_scale, keep_ratio=True),
+    dict(type='Resize', scale=__toy_scale, keep_ratio=True),
     dict(type='RandomFlip', prob=0.5),
     dict(type='PackDetInputs'),
 ]
 test_pipeline = [
     dict(type='LoadImageFromFile'),
-    dict(type='Resize', scale=toy_scale, keep_ratio=True),
+    dict(type='Resize', scale=__toy_scale, keep_ratio=True),
     dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
     dict(
         type='PackDetInputs',
@@ -60,8 +62,8 @@ train_dataloader = dict(
     num_workers=0,
     persistent_workers=False,
     dataset=dict(
-        data_root=toy_root,
-        metainfo=dict(classes=toy_classes),
+        data_root=__toy_root,
+        metainfo=dict(classes=__toy_classes),
         ann_file='annotations/instances_train.json',
         data_prefix=dict(img='train/'),
         pipeline=train_pipeline,
@@ -72,15 +74,15 @@ val_dataloader = dict(
     num_workers=0,
     persistent_workers=False,
     dataset=dict(
-        data_root=toy_root,
-        metainfo=dict(classes=toy_classes),
+        data_root=__toy_root,
+        metainfo=dict(classes=__toy_classes),
         ann_file='annotations/instances_val.json',
         data_prefix=dict(img='val/'),
         pipeline=test_pipeline,
     ),
 )
 test_dataloader = val_dataloader
-val_evaluator = dict(ann_file=toy_root + 'annotations/instances_val.json')
+val_evaluator = dict(ann_file=__toy_root + 'annotations/instances_val.json')
 test_evaluator = val_evaluator
 
 # Iteration-based so that tests and the demo can set the length with one option.
@@ -95,7 +97,7 @@ optim_wrapper = dict(
     _delete_=True,
     type='OptimWrapper',
     optimizer=dict(type='AdamW', lr=5e-4, betas=(0.9, 0.999), weight_decay=0.05),
-    paramwise_cfg={{_base_.hst_paramwise_cfg}},
+    paramwise_cfg={{_base_._hst_paramwise_cfg}},
     clip_grad=dict(max_norm=10.0, norm_type=2),
 )
 default_hooks = dict(

@@ -3,7 +3,7 @@
 # --cfg-options model.backbone.petl.method=vpt (or adaptformer, ssf; each method's defaults).
 # The trunk starts from the randomly initialised ViT-Ti that make_toy_data.py saves, loaded
 # through the PETL trunk's pretrained path.
-_base_ = ['./mask-rcnn_hst-vit-ti_fpn_toy.py']
+_base_ = ['./mask-rcnn_hst-vit-ti_fpn_toy.py', '../_base_/vit-b-pyramid.py']
 
 model = dict(
     backbone=dict(
@@ -14,5 +14,5 @@ model = dict(
         frozen=True,
         petl=dict(method='lora'),
     ),
-    neck=dict(in_channels=[192, 192, 192, 192]),
+    neck=dict(in_channels=[{{_base_._vit_widths.vit_tiny_patch16_224}}] * 4),
 )

@@ -1,12 +1,12 @@
 # UperNet + HST with a ViT-Ti/16 trunk on the generated ADE20K-layout toy set
 # (data/toy/ade), small enough to train on a CPU. Generate it: python tools/make_toy_data.py
 # The trunk starts from a randomly initialised timm ViT-Ti saved by make_toy_data.py.
-_base_ = ['../hst/upernet_hst-vit-b_8xb2-160k_ade20k-512x512.py']
+_base_ = ['../hst/upernet_hst-vit-b_8xb2-amp-160k_ade20k-512x512.py']
 custom_imports = dict(imports=['hst_mm'], allow_failed_imports=False)
 
-toy_root = 'data/toy/ade/'
-toy_classes = ('background', 'circle', 'square', 'triangle')
-toy_palette = [[120, 120, 120], [220, 20, 60], [60, 180, 75], [0, 90, 220]]
+__toy_root = 'data/toy/ade/'
+__toy_classes = ('background', 'circle', 'square', 'triangle')
+__toy_palette = [[120, 120, 120], [220, 20, 60], [60, 180, 75], [0, 90, 220]]
 crop_size = (128, 128)
 
 # A single-process run has no SyncBN to sync: plain BN (mmengine would convert it anyway).
@@ -19,8 +19,8 @@ model = dict(
         pretrained='data/toy/vit_tiny_patch16_224.random.pth',
         drop_path_rate=0.0,
     ),
-    decode_head=dict(num_classes=len(toy_classes), channels=128, norm_cfg=norm_cfg),
-    auxiliary_head=dict(num_classes=len(toy_classes), channels=64, norm_cfg=norm_cfg),
+    decode_head=dict(num_classes=len(__toy_classes), channels=128, norm_cfg=norm_cfg),
+    auxiliary_head=dict(num_classes=len(__toy_classes), channels=64, norm_cfg=norm_cfg),
     # Whole-image inference: the toy images (about 256x128) fit one window anyway.
     test_cfg=dict(_delete_=True, mode='whole'),
 )
@@ -28,7 +28,7 @@ model = dict(
 train_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='LoadAnnotations', reduce_zero_label=True),
-    dict(type='CheckSegLabels', num_classes=len(toy_classes)),
+    dict(type='CheckSegLabels', num_classes=len(__toy_classes)),
     dict(type='RandomResize', scale=(256, 128), ratio_range=(0.75, 1.5), keep_ratio=True),
     dict(type='RandomCrop', crop_size=crop_size, cat_max_ratio=0.75),
     dict(type='RandomFlip', prob=0.5),
@@ -38,24 +38,24 @@ test_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='Resize', scale=(256, 128), keep_ratio=True),
     dict(type='LoadAnnotations', reduce_zero_label=True),
-    dict(type='CheckSegLabels', num_classes=len(toy_classes)),
+    dict(type='CheckSegLabels', num_classes=len(__toy_classes)),
     dict(type='PackSegInputs'),
 ]
-toy_dataset = dict(
+__toy_dataset = dict(
     _delete_=True,
     type='BaseSegDataset',
-    data_root=toy_root,
+    data_root=__toy_root,
     reduce_zero_label=True,
     img_suffix='.png',
     seg_map_suffix='.png',
-    metainfo=dict(classes=toy_classes, palette=toy_palette),
+    metainfo=dict(classes=__toy_classes, palette=__toy_palette),
 )
 train_dataloader = dict(
     batch_size=4,
     num_workers=0,
     persistent_workers=False,
     dataset=dict(
-        toy_dataset,
+        __toy_dataset,
         pipeline=train_pipeline,
         data_prefix=dict(img_path='images/training', seg_map_path='annotations/training'),
     ),
@@ -65,7 +65,7 @@ val_dataloader = dict(
     num_workers=0,
     persistent_workers=False,
     dataset=dict(
-        toy_dataset,
+        __toy_dataset,
         pipeline=test_pipeline,
         data_prefix=dict(img_path='images/validation', seg_map_path='annotations/validation'),
     ),
@@ -82,7 +82,7 @@ optim_wrapper = dict(  # float32: a CPU config
     _delete_=True,
     type='OptimWrapper',
     optimizer=dict(type='AdamW', lr=2e-4, betas=(0.9, 0.999), weight_decay=0.05),
-    paramwise_cfg={{_base_.hst_paramwise_cfg}},
+    paramwise_cfg={{_base_._hst_paramwise_cfg}},
 )
 default_hooks = dict(
     logger=dict(interval=10),

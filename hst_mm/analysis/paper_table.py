@@ -7,7 +7,8 @@ What is read, per WORK_DIR (the ``--work-dir`` of ``tools/train.py`` / ``tools/t
 * the config: the copy mmengine writes as ``WORK_DIR/<config name>.py`` (with several, the
   one equal to the newest run's ``<timestamp>/vis_data/config.py``); without one, the work
   dir's own name (the default work dir is ``work_dirs/<config name>``). The config name
-  (file stem) picks the paper row (``paper_results.yaml``, beside this module);
+  (file stem) picks the paper row (``paper_results.yaml``, beside this module); a run of a
+  config under its former name (its copy says ``config_renamed_to``) counts for the new one;
 * validation during training: ``<timestamp>/vis_data/scalars.json``, one JSON object per
   line; the lines with ``coco/bbox_mAP``, ``coco/segm_mAP`` or ``mIoU`` are evaluations;
 * ``tools/test.py``: mmengine writes a test's metrics once, to
@@ -176,12 +177,25 @@ def config_name(work_dir: str, run_dirs: List[str]) -> Optional[str]:
                 text = Path(newest).read_text()
                 same = [d for d in dumps if Path(d).read_text() == text]
                 if same:
-                    return Path(same[0]).stem
+                    return _current_name(same[0])
                 break
         return None
     if dumps:
-        return Path(dumps[0]).stem
+        return _current_name(dumps[0])
     return Path(osp.abspath(work_dir)).name
+
+
+def _current_name(dump: str) -> str:
+    """The stem of a config copy, or of the config it was renamed to (the former names
+    kept for one release carry ``config_renamed_to``)."""
+    from ..engine.config_data import ConfigDataError, config_data
+    from ..engine.hooks.run_config import RENAMED_KEY
+
+    try:
+        new = config_data(Path(dump).read_text(), dump, names={RENAMED_KEY}).get(RENAMED_KEY)
+    except ConfigDataError:
+        new = None
+    return Path(new).stem if isinstance(new, str) and new else Path(dump).stem
 
 
 def read_run(work_dir: str) -> Run:

@@ -7,31 +7,44 @@ from __future__ import annotations
 import argparse
 import os.path as osp
 import sys
-from typing import Callable, Optional, Union
+from typing import Callable, Optional, Sequence, Union
 
 from mmengine.config import Config, DictAction
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 from mmengine.utils import import_modules_from_strings
 
+from .config_keys import UsageError, check_cfg_options, check_config_path, exit_usage
 from .errors import user_error_message
+from .hooks.run_config import drop_helpers
 from .quiet import quiet_console_log, quiet_upstream_warnings
 
 
-def load_config(args: argparse.Namespace) -> Config:
+def load_config(args: argparse.Namespace, config_dirs: Sequence[str] = ()) -> Config:
     """The config with the launcher, ``--cfg-options`` and the work dir applied; also the
     tool's start-up after its arguments are parsed: the known-harmless upstream warnings
     (:mod:`hst_mm.engine.quiet`) are filtered from here on.
 
+    A config path that is not a file, or a ``--cfg-options`` key that is a misspelling
+    (:mod:`.config_keys`), ends the process with one ``error:`` line naming the closest
+    config files (in ``config_dirs`` and beside the path) or keys, exit status 2. The bases'
+    helper variables (``_``-prefixed, :func:`.hooks.run_config.helper_keys`) are dropped, so
+    the Runner's log and work-dir copy of the config show what the run uses.
+
     Work dir: ``--work-dir`` > the config's ``work_dir`` > ``./work_dirs/<config name>``.
     """
     quiet_upstream_warnings()
-    if not osp.isfile(args.config):
-        raise FileNotFoundError(f'config file not found: {args.config}')
-    cfg = Config.fromfile(args.config)
+    try:
+        check_config_path(args.config, config_dirs)
+        cfg = Config.fromfile(args.config)
+        drop_helpers(cfg)
+        options = cfg_options(args.cfg_options) if args.cfg_options is not None else None
+        if options:
+            check_cfg_options(dict(cfg.items()), options)
+    except UsageError as e:
+        exit_usage(e)
     cfg.launcher = args.launcher
-    if args.cfg_options is not None:
-        options = cfg_options(args.cfg_options)
+    if options:
         cfg.merge_from_dict(options)
         if any(k.split('.')[0] == 'custom_imports' for k in options):
             import_custom_modules(cfg, args.config)

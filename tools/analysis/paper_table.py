@@ -4,8 +4,8 @@
 The logic lives in :mod:`hst_mm.analysis.paper_table` (what it reads: its docstring); this
 script runs it from a checkout, e.g.::
 
-    python tools/analysis/paper_table.py work_dirs/mask-rcnn_hst-vit-b_fpn_1x_coco \\
-        work_dirs/upernet_hst-vit-b_8xb2-160k_ade20k-512x512 [--json]
+    python tools/analysis/paper_table.py work_dirs/mask-rcnn_hst-vit-b_fpn_amp-1x_coco \\
+        work_dirs/upernet_hst-vit-b_8xb2-amp-160k_ade20k-512x512 [--json]
 """
 
 import sys

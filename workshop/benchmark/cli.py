@@ -22,7 +22,7 @@ Usage::
         --batch 2 --json bench.json
 
     # the backbone of a config (row `config`), at the input size of its training pipeline
-    python -m workshop.benchmark.cli configs/hst/upernet_hst-vit-b_8xb2-160k_ade20k-512x512.py
+    python -m workshop.benchmark.cli configs/hst/upernet_hst-vit-b_8xb2-amp-160k_ade20k-512x512.py
 
     # the rows named, timed in 3 interleaved rounds; a profile of hst_lean per part
     python -m workshop.benchmark.cli --modes hst_lean hst_k6 full trunk --interleave 3

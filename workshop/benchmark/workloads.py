@@ -28,10 +28,10 @@ ROOT = Path(__file__).resolve().parents[2]
 
 # Detector mode: each base mode's Mask R-CNN config (relative to the repository root).
 DETECTOR_CONFIGS = {
-    'hst': 'configs/hst/mask-rcnn_hst-vit-b_fpn_1x_coco.py',
-    'full': 'configs/baselines/mask-rcnn_vit-b-full_fpn_1x_coco.py',
-    'frozen': 'configs/baselines/mask-rcnn_vit-b-frozen_fpn_1x_coco.py',
-    **{m: f'configs/petl/mask-rcnn_vit-b-{m}_fpn_1x_coco.py' for m in PETL_MODES},
+    'hst': 'configs/hst/mask-rcnn_hst-vit-b_fpn_amp-1x_coco.py',
+    'full': 'configs/baselines/mask-rcnn_vit-b-full_fpn_amp-1x_coco.py',
+    'frozen': 'configs/baselines/mask-rcnn_vit-b-frozen_fpn_amp-1x_coco.py',
+    **{m: f'configs/petl/mask-rcnn_vit-b-{m}_fpn_amp-1x_coco.py' for m in PETL_MODES},
 }
 # Backbone mode: the PETL rows' method settings, from the configs (one source).
 PETL_CONFIG = 'configs/_base_/petl.py'
@@ -41,7 +41,7 @@ def petl_settings(mode: str) -> dict:
     """``mode``'s ``petl`` argument of ``ViTPyramid``, as the configs set it."""
     from mmengine.config import Config
 
-    return Config.fromfile(str(ROOT / PETL_CONFIG))[f'petl_{mode}_backbone']['petl'].to_dict()
+    return Config.fromfile(str(ROOT / PETL_CONFIG))[f'_petl_{mode}_backbone']['petl'].to_dict()
 
 
 # A factory of the context to run the timed forward passes in (autocast or nothing).

@@ -23,12 +23,12 @@ ROOT = Path(__file__).resolve().parents[2]
 # task -> (mode -> config), with the full-size input side and batch of each task.
 TRAIN_CONFIGS = {
     'detection': {
-        'hst': 'configs/hst/mask-rcnn_hst-vit-b_fpn_1x_coco.py',
-        'full': 'configs/baselines/mask-rcnn_vit-b-full_fpn_1x_coco.py',
+        'hst': 'configs/hst/mask-rcnn_hst-vit-b_fpn_amp-1x_coco.py',
+        'full': 'configs/baselines/mask-rcnn_vit-b-full_fpn_amp-1x_coco.py',
     },
     'segmentation': {
-        'hst': 'configs/hst/upernet_hst-vit-b_8xb2-160k_ade20k-512x512.py',
-        'full': 'configs/baselines/upernet_vit-b-full_8xb2-160k_ade20k-512x512.py',
+        'hst': 'configs/hst/upernet_hst-vit-b_8xb2-amp-160k_ade20k-512x512.py',
+        'full': 'configs/baselines/upernet_vit-b-full_8xb2-amp-160k_ade20k-512x512.py',
     },
 }
 TRAIN_SIZE = {'detection': (1024, 2), 'segmentation': (512, 8)}  # (image side, batch)

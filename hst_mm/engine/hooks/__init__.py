@@ -6,7 +6,9 @@
 * ``TorchRNGStateHook``: torch's random state carried across a resume;
 * ``CheckpointFitHook``: a checkpoint of another model is refused, not half-loaded;
 * ``QuietConsoleHook``: the known-harmless upstream notices kept off the console.
-* ``WorkDirLockHook``: one training run at a time per work dir.
+* ``WorkDirLockHook``: one training run at a time per work dir;
+* ``RunConfigHook``: the work dir's config copy without helper variables; a renamed config
+  named with its new name.
 
 The shipped configs list them (``configs/_base_/hst_runtime.py``), so ``tools/train.py``,
 ``tools/test.py`` and ``mim train/test`` run them alike; ``tools/train.py`` also adds the
@@ -15,7 +17,7 @@ Another config can list them::
 
     custom_hooks = [dict(type='TorchRNGStateHook'), dict(type='CheckpointFitHook'),
                     dict(type='WorkDirLockHook'), dict(type='CheckFiniteLossHook'),
-                    dict(type='QuietConsoleHook')]
+                    dict(type='QuietConsoleHook'), dict(type='RunConfigHook')]
     default_hooks = dict(checkpoint=dict(type='AtomicCheckpointHook', interval=...))
 """
 
@@ -24,6 +26,7 @@ from .checkpoint_fit import CheckpointFitHook, CheckpointMismatchError
 from .finite_loss import CheckFiniteLossHook, NonFiniteLossError
 from .quiet_console import QuietConsoleHook
 from .rng_state import TorchRNGStateHook
+from .run_config import RunConfigHook
 from .work_dir_lock import WorkDirLockedError, WorkDirLockHook
 
 __all__ = [
@@ -33,6 +36,7 @@ __all__ = [
     'CheckpointMismatchError',
     'NonFiniteLossError',
     'QuietConsoleHook',
+    'RunConfigHook',
     'TorchRNGStateHook',
     'WorkDirLockHook',
     'WorkDirLockedError',

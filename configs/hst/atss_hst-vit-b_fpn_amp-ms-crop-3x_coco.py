@@ -1,0 +1,28 @@
+# ATSS + HST (ViT-B/16 IN-21K), 3x schedule with DETR-style multi-scale + crop (paper: 46.0
+# box AP). mmdet's ATSS is ViT-Adapter's ATSS setup (FPN from stride 8 with extra convs on
+# its outputs, 5 levels; GIoU loss): only the backbone, the FPN's inputs, the data and the
+# optimiser change.
+_base_ = [
+    'mmdet::atss/atss_r50_fpn_1x_coco.py',
+    '../_base_/hst-vit-b.py',
+    '../_base_/hst_runtime.py',
+    '../_base_/coco_detr-ms-crop_3x.py',
+]
+custom_imports = dict(imports=['hst_mm'], allow_failed_imports=False)
+
+model = dict(
+    data_preprocessor=dict(mean={{_base_._hst_mean}}, std={{_base_._hst_std}}),
+    backbone={{_base_._hst_backbone}},
+    # start_level=1 (mmdet's ATSS): the stride-4 stage is computed but not used by the FPN
+    neck=dict(in_channels={{_base_._hst_backbone.embed_dims}}),
+)
+
+train_dataloader = dict(dataset=dict(pipeline={{_base_._ms3x_box_train_pipeline}}))
+train_cfg = dict(max_epochs={{_base_._ms3x_max_epochs}})
+param_scheduler = {{_base_._ms3x_param_scheduler}}
+optim_wrapper = {{_base_._hst_optim_wrapper_fp16}}
+
+# The side network's stem BatchNorm sees 2 images per GPU: synchronised across GPUs (mmengine
+# converts BN to SyncBN in distributed runs only; a single process keeps plain BN).
+sync_bn = 'torch'
+default_hooks = dict(checkpoint={{_base_._hst_det_checkpoint}})
