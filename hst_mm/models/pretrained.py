@@ -18,12 +18,12 @@ from typing import Dict, List
 import timm
 import torch
 import torch.nn as nn
-from timm.models import load_state_dict
-from timm.models.vision_transformer import checkpoint_filter_fn
+from timm.models import eva, load_state_dict, vision_transformer
 
 CHECKPOINT_SUFFIXES = ('.pth', '.pt', '.bin', '.ckpt', '.safetensors', '.npz')
-# Parts of a ViT checkpoint that HST does not use (the classifier and the final norm).
-UNUSED_PREFIXES = ('head.', 'fc_norm.', 'norm.', 'head_drop.')
+# Parts of a ViT checkpoint that HST does not use (the classifier, the final norm, Perception
+# Encoder's attention pooling).
+UNUSED_PREFIXES = ('head.', 'fc_norm.', 'norm.', 'head_drop.', 'attn_pool.')
 
 
 class PretrainedMismatchError(ValueError):
@@ -60,10 +60,12 @@ def adapt_state_dict(
 ) -> Dict[str, torch.Tensor]:
     """Pure function: a ViT checkpoint -> the keys and shapes of HST's trunk.
 
-    timm's filter converts foreign layouts (CLIP, DINOv2, ...) and resamples position
+    timm's filter of the trunk's family (``VisionTransformer`` or ``Eva``) converts foreign
+    layouts (CLIP, DINOv2, the DINOv3 / EVA-02 / PE originals, ...) and resamples position
     embeddings; then the classifier and final norm, unused by HST, are dropped.
     """
-    state_dict = checkpoint_filter_fn(state_dict, vit)
+    family = eva if isinstance(vit, eva.Eva) else vision_transformer
+    state_dict = family.checkpoint_filter_fn(state_dict, vit)
     return {k: v for k, v in state_dict.items() if not k.startswith(UNUSED_PREFIXES)}
 
 
