@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import pickle
 import re
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import timm
 import torch
@@ -186,6 +186,26 @@ def load_trunk_tag(vit: nn.Module, model_name: str, tag: str, **timm_kwargs) -> 
         ) from e
     state_dict = {k: v for k, v in src.state_dict().items() if not k.startswith(UNUSED_PREFIXES)}
     vit.load_state_dict(state_dict, strict=True)
+
+
+def trunk_pixel_stats(trunk: str, pretrained: Optional[str] = None) -> Dict[str, List[float]]:
+    """The input normalisation the trunk's weights were trained with, for a data preprocessor.
+
+    timm's pretrained config of ``trunk`` with the tag ``pretrained`` (a file or None: timm's
+    default tag of the model) gives mean and std in [0, 1]; OpenMMLab's preprocessors take
+    them in pixel values. E.g. ``('vit_base_patch16_224', 'augreg_in21k')`` ->
+    ``{'mean': [127.5] * 3, 'std': [127.5] * 3}``; DINOv2 / DINOv3: ImageNet's; EVA-02: CLIP's.
+    Configs call it, so the statistics are never typed by hand.
+    """
+    arch = trunk.split('.')[0]
+    tag = None if not pretrained or is_path(pretrained) else pretrained
+    if tag and tag.startswith(HUB_PREFIXES):
+        raise ValueError(f'{tag}: a model hub address has no timm pretrained config to read')
+    name = tag if tag and '.' in tag else f'{arch}.{tag}' if tag else arch
+    cfg = timm.models.get_pretrained_cfg(name)
+    if cfg is None:
+        raise ValueError(f"trunk '{name}' has no timm pretrained config (mean / std)")
+    return {key: [round(255 * v, 6) for v in getattr(cfg, key)] for key in ('mean', 'std')}
 
 
 def load_trunk_weights(vit: nn.Module, model_name: str, source: str, **timm_kwargs) -> None:
