@@ -228,3 +228,29 @@ def test_pyramid_baseline_on_an_eva_trunk(kind, frozen):
         trains = not (frozen and name.startswith('trunk.'))
         assert param.requires_grad == trains, name
         assert (param.grad is not None) == trains, name
+
+
+@pytest.mark.parametrize(
+    'name',
+    [
+        'vit_small_patch16_dinov3',
+        'eva02_tiny_patch14_224',
+        'vit_pe_core_tiny_patch16_384',
+        'vit_small_patch14_reg4_dinov2',
+    ],
+)
+def test_full_size_trunks_build_with_their_layout(name):
+    """The full-size timm models (built and run on the meta device: shapes, no values) give
+    four maps at strides 4 to 32 and train exactly the meta tokens, norms, bridge and side
+    network; the tiny versions above check the values and gradients."""
+    with torch.device('meta'):
+        model = HST(name, pretrained=None)
+        for size in [(224, 224), (256, 320)]:
+            outs = model(torch.empty(1, 3, *size))
+            assert [tuple(o.shape) for o in outs] == [
+                (1, c, size[0] // s, size[1] // s)
+                for c, s in zip(model.out_channels, model.out_strides)
+            ]
+    assert model.out_strides == (4, 8, 16, 32)
+    for param_name, p in model.named_parameters():
+        assert p.requires_grad == _trainable(param_name), param_name
