@@ -254,3 +254,29 @@ def test_full_size_trunks_build_with_their_layout(name):
     assert model.out_strides == (4, 8, 16, 32)
     for param_name, p in model.named_parameters():
         assert p.requires_grad == _trainable(param_name), param_name
+
+
+def test_petl_methods_refuse_an_eva_trunk():
+    with pytest.raises(
+        ValueError, match=r'PETL methods adapt timm VisionTransformer.*is a timm Eva'
+    ):
+        ViTPyramid(**KINDS['eva02'], frozen=True, petl=dict(method='vpt', num_tokens=4))
+
+
+def test_mmengine_init_weights_keeps_an_eva_trunks_weights(tmp_path):
+    """The registered HST loads an Eva trunk's file in init_weights(); timm's Eva.init_weights
+    (which would re-draw every trunk weight) is never reached."""
+    from mmseg.registry import MODELS
+
+    import hst_mm.registration  # noqa: F401
+
+    cfg = KINDS['dinov3']
+    src = timm.create_model(cfg['trunk'], **cfg['trunk_kwargs'])
+    torch.save(src.state_dict(), tmp_path / 'dinov3.pth')
+    model = MODELS.build(
+        dict(type='HST', **cfg, **TINY_SIDE, pretrained=str(tmp_path / 'dinov3.pth'))
+    )
+    model.init_weights()
+    model.init_weights()
+    for key, value in model.trunk.vit.state_dict().items():
+        assert torch.equal(value, src.state_dict()[key]), key
