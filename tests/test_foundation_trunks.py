@@ -280,3 +280,23 @@ def test_mmengine_init_weights_keeps_an_eva_trunks_weights(tmp_path):
     model.init_weights()
     for key, value in model.trunk.vit.state_dict().items():
         assert torch.equal(value, src.state_dict()[key]), key
+
+
+def test_eva_weights_load_by_timm_tag(tmp_path):
+    """The timm-tag path (timm.create_model(..., pretrained=True), hub replaced by a local file
+    through timm's pretrained_cfg_overlay): Perception Encoder's attention pooling and final
+    norm are left out, everything else loads strictly."""
+    from hst_mm.models.pretrained import load_trunk_tag
+
+    cfg = KINDS['pe_core']
+    src = timm.create_model(cfg['trunk'], **cfg['trunk_kwargs'])
+    torch.save(src.state_dict(), tmp_path / 'pe.pth')
+    trunk = MetaTokenViT(cfg['trunk'], **cfg['trunk_kwargs'])
+    overlay = dict(file=str(tmp_path / 'pe.pth'))
+    load_trunk_tag(
+        trunk.vit, cfg['trunk'], 'fb', pretrained_cfg_overlay=overlay, **cfg['trunk_kwargs']
+    )
+    ours = trunk.vit.state_dict()
+    assert not any(k.startswith(('attn_pool.', 'norm.')) for k in ours)
+    for key, value in ours.items():
+        assert torch.equal(value, src.state_dict()[key]), key
