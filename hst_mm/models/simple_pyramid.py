@@ -32,7 +32,7 @@ class ViTPyramid(nn.Module):
     every map) and :attr:`out_strides` (``s``), one entry per map.
 
     Args:
-        trunk: timm ViT model name.
+        trunk: timm model name of a VisionTransformer or an Eva (DINOv3, EVA-02, PE).
         pretrained: None, a local checkpoint or a timm tag (see :mod:`.pretrained`).
         frozen: freeze the whole ViT (it then always runs in eval mode).
         drop_path_rate: stochastic depth of the ViT blocks.
