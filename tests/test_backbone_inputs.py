@@ -105,16 +105,15 @@ def test_bad_architecture_through_config(seg_cfg, overrides, match):
 
 @pytest.mark.parametrize('backbone', ['HST', 'ViTPyramid'])
 def test_trunk_that_is_not_a_vit_is_named(seg_cfg, backbone):
-    """A timm model of another family (Eva: no plain ViT blocks) is refused when built, on a
-    parameter-free probe, not in the first forward."""
+    """A timm model of another family (a CNN: no tokens, no blocks) is refused when built, on
+    a parameter-free probe, not in the first forward."""
     from mmseg.registry import MODELS
 
     with pytest.raises(
         TypeError,
-        match=r"trunk 'eva02_tiny_patch14_224' is not a timm "
-        r'VisionTransformer \(it builds Eva\)',
+        match=r"trunk 'resnet18' is not a timm VisionTransformer or Eva \(it builds ResNet\)",
     ):
-        MODELS.build(dict(type=backbone, trunk='eva02_tiny_patch14_224'))
+        MODELS.build(dict(type=backbone, trunk='resnet18'))
 
 
 # ---- image tensors -------------------------------------------------------------------------

@@ -17,6 +17,7 @@ import pytest
 from hst_mm.analysis import count_params
 from hst_mm.engine import hooks
 from hst_mm.engine.hooks.run_config import renamed_to
+from hst_mm.models.pretrained import trunk_pixel_stats
 
 ROOT = Path(__file__).resolve().parents[1]
 # The configs, without the former names kept for one release (tests/test_config_names.py).
@@ -79,6 +80,25 @@ OWN = {
         127_026_476,
         127_026_476,
     ),
+    # Foundation trunks (DINOv2, DINOv3, EVA-02): HST trains as many parameters as on a
+    # ViT of the same width and depth; the frozen trunks differ.
+    'configs/baselines/mask-rcnn_dinov3-b-frozen_fpn_amp-1x_coco.py': (27_779_568, 113_419_248),
+    'configs/baselines/upernet_dinov3-b-frozen_8xb2-amp-160k_ade20k-512x512.py': (
+        41_229_356,
+        126_869_036,
+    ),
+    'configs/hst/mask-rcnn_hst-dinov2-b-reg4_fpn_amp-1x_coco.py': (30_522_352, 117_065_968),
+    'configs/hst/mask-rcnn_hst-dinov2-b-reg4_fpn_amp-ms-crop-3x_coco.py': (30_522_352, 117_065_968),
+    'configs/hst/mask-rcnn_hst-dinov3-b_fpn_amp-1x_coco.py': (30_522_352, 116_125_168),
+    'configs/hst/mask-rcnn_hst-dinov3-b_fpn_amp-ms-crop-3x_coco.py': (30_522_352, 116_125_168),
+    'configs/hst/mask-rcnn_hst-dinov3-l_fpn_amp-1x_coco.py': (39_254_576, 342_233_648),
+    'configs/hst/mask-rcnn_hst-dinov3-l_fpn_amp-ms-crop-3x_coco.py': (39_254_576, 342_233_648),
+    'configs/hst/mask-rcnn_hst-eva02-b_fpn_amp-1x_coco.py': (30_522_352, 116_242_672),
+    'configs/hst/mask-rcnn_hst-eva02-b_fpn_amp-ms-crop-3x_coco.py': (30_522_352, 116_242_672),
+    'configs/hst/upernet_hst-dinov2-b-reg4_8xb2-amp-160k_ade20k-512x512.py': (39_859_756, 126_403_372),
+    'configs/hst/upernet_hst-dinov3-b_8xb2-amp-160k_ade20k-512x512.py': (39_859_756, 125_462_572),
+    'configs/hst/upernet_hst-dinov3-l_8xb2-amp-160k_ade20k-512x512.py': (48_591_980, 351_571_052),
+    'configs/hst/upernet_hst-eva02-b_8xb2-amp-160k_ade20k-512x512.py': (39_859_756, 125_580_076),
 }
 # Every hook hst_mm registers; each shipped config lists them all.
 PROJECT_HOOKS = {name for name in hooks.__all__ if name.endswith('Hook')}
@@ -97,7 +117,7 @@ def build(config, meta=True):
 
 
 def test_configs_found():
-    assert len(CONFIGS) >= 21, CONFIGS
+    assert len(CONFIGS) >= 35, CONFIGS
     assert set(OWN) == set(PAPER_CONFIGS), 'every paper config needs its count in OWN'
 
 
@@ -128,6 +148,11 @@ def test_config_builds(config):
     listed = {h['type'] for h in cfg.custom_hooks} | {cfg.default_hooks.checkpoint.type}
     assert PROJECT_HOOKS <= listed, f'{config}: lacks {PROJECT_HOOKS - listed}'
     assert_name_says_what_it_trains(config, cfg)
+    # the input normalisation is the one the trunk's weights were trained with (timm's
+    # pretrained config of the trunk and its tag)
+    backbone, preprocessor = cfg.model.backbone, cfg.model.data_preprocessor
+    stats = trunk_pixel_stats(backbone.trunk, backbone.get('pretrained'))
+    assert [list(preprocessor.mean), list(preprocessor.std)] == [stats['mean'], stats['std']]
     model, rows = build(config)
     # the neck (UperNet: the decode and auxiliary heads) takes what the backbone returns
     widths = list(model.backbone.out_channels)

@@ -30,6 +30,24 @@ def test_committed_index_matches_the_configs():
     assert stale(added) == ['configs/hst/metafile.yml']
 
 
+def test_index_counts_are_the_pinned_counts():
+    """The metafiles' parameter counts are the ones tests/test_configs.py pins."""
+    import yaml
+    from test_configs import OWN
+
+    seen = 0
+    for path in glob.glob(str(ROOT / 'configs/*/metafile.yml')):
+        with open(path) as f:
+            for model in yaml.safe_load(f)['Models']:
+                meta = model['Metadata']
+                counts = (meta['Trainable Parameters'], meta['Parameters'])
+                if model['Config'] in OWN:
+                    assert counts == OWN[model['Config']], model['Name']
+                    seen += 1
+                assert 0 < counts[0] <= counts[1], model['Name']
+    assert seen == len(OWN)
+
+
 def test_mim_reads_the_index():
     """The table `mim search` would print, built by mim's own code from our files."""
     from mim.commands.search import convert2df, filter_by_training_datasets

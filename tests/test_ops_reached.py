@@ -125,13 +125,51 @@ for method in ('lora', 'vpt', 'adaptformer', 'ssf'):
     )
 
 
+# Configs that differ from a listed one only in the trunk, which shrink_to_tiny replaces with
+# the tiny ViT: the same operators as that one, not run again. {variant: parent}
+FOUNDATION = ('dinov2-b-reg4', 'dinov3-b', 'dinov3-l', 'eva02-b')
+TRUNK_VARIANTS = {}
+for t in FOUNDATION:
+    for pattern in (
+        'hst/mask-rcnn_hst-{}_fpn_1x_coco.py',
+        'hst/upernet_hst-{}_8xb2-160k_ade20k-512x512.py',
+    ):
+        TRUNK_VARIANTS[f'configs/{pattern.format(t)}'] = f'configs/{pattern.format("vit-b")}'
+    # the 3x schedule changes the data pipeline and schedule, not the model
+    TRUNK_VARIANTS[f'configs/hst/mask-rcnn_hst-{t}_fpn_ms-crop-3x_coco.py'] = (
+        f'configs/hst/mask-rcnn_hst-{t}_fpn_1x_coco.py'
+    )
+for pattern in (
+    'baselines/mask-rcnn_{}-frozen_fpn_1x_coco.py',
+    'baselines/upernet_{}-frozen_8xb2-160k_ade20k-512x512.py',
+    'toy/upernet_hst-{}_toy.py',
+):
+    trunk, parent = ('eva02-ti', 'vit-ti') if 'toy' in pattern else ('dinov3-b', 'vit-b')
+    TRUNK_VARIANTS[f'configs/{pattern.format(trunk)}'] = f'configs/{pattern.format(parent)}'
+
+
 def test_every_shipped_config_is_listed():
     shipped = {
         p.relative_to(ROOT).as_posix()
         for p in (ROOT / 'configs').rglob('*.py')
         if '_base_' not in p.parts and renamed_to(str(p)) is None
     }
-    assert shipped <= set(CONFIGS), sorted(shipped - set(CONFIGS))
+    listed = set(CONFIGS) | set(TRUNK_VARIANTS)
+    assert shipped <= listed, sorted(shipped - listed)
+
+
+@pytest.mark.parametrize('config', sorted(TRUNK_VARIANTS))
+def test_trunk_variants_differ_only_in_the_trunk(config):
+    """Shrunk to the tiny trunk, a trunk variant's model config is its parent's (up to the
+    input normalisation), so the operator check of the parent (or of the parent's own parent)
+    covers it."""
+    ours, parent = (
+        shrink_to_tiny(Config.fromfile(str(ROOT / c))).model
+        for c in (config, TRUNK_VARIANTS[config])
+    )
+    for model in (ours, parent):
+        model.pop('data_preprocessor')
+    assert ours.to_dict() == parent.to_dict()
 
 
 @pytest.mark.parametrize('config', sorted(CONFIGS))

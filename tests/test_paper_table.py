@@ -169,6 +169,15 @@ PAPER_CONFIGS = {
         'mask-rcnn_hst-vit-l_fpn_amp-1x_coco',
         'mask-rcnn_hst-vit-b-mae_fpn_amp-1x_coco',
         'upernet_hst-vit-b-mae_8xb2-amp-160k_ade20k-512x512',
+    ]
+    + [
+        pattern.format(trunk=t)
+        for t in ('dinov2-b-reg4', 'dinov3-b', 'dinov3-l', 'eva02-b')
+        for pattern in (
+            'mask-rcnn_hst-{trunk}_fpn_amp-1x_coco',
+            'mask-rcnn_hst-{trunk}_fpn_amp-ms-crop-3x_coco',
+            'upernet_hst-{trunk}_8xb2-amp-160k_ade20k-512x512',
+        )
     ],
     'baselines': [
         'mask-rcnn_vit-b-full_fpn_amp-1x_coco',
@@ -181,6 +190,8 @@ PAPER_CONFIGS = {
         'fpn_vit-b-full_8xb2-amp-80k_ade20k-512x512',
         'mask-rcnn_vit-l-full_fpn_amp-1x_coco',
         'mask-rcnn_vit-l-frozen_fpn_amp-1x_coco',
+        'mask-rcnn_dinov3-b-frozen_fpn_amp-1x_coco',
+        'upernet_dinov3-b-frozen_8xb2-amp-160k_ade20k-512x512',
     ],
     'petl': [
         pattern.format(method=m)

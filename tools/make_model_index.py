@@ -5,8 +5,9 @@
 Walks ``configs/<family>/*.py`` (every folder but ``_base_`` and ``toy``; not the former names
 kept for one release, ``config_renamed_to``), loads each config
 and describes it in OpenMMLab's metafile format: one collection per family, one model per
-config with its config path, training data, architecture, schedule and total batch, and the
-tasks and data set it is evaluated on. Weights and Metrics are left out: no checkpoint of
+config with its config path, training data, architecture, schedule, total batch, parameters
+(total and trainable, counted on the meta device as ``tests/test_configs.py`` pins them),
+and the tasks and data set it is evaluated on. Weights and Metrics are left out: no checkpoint of
 these configs has been trained yet (README, "Model zoo"); they go in when one
 has. ``--check`` writes nothing and exits 1 when the committed files differ from what would
 be written (tests/test_model_index.py runs it).
@@ -52,6 +53,8 @@ def describe(config: str) -> dict:
     """The metafile entry of one config (paths relative to the repository root)."""
     from mmengine.config import Config
 
+    from hst_mm.analysis import count_params
+
     with warnings.catch_warnings():
         warnings.filterwarnings('ignore', 'pkg_resources is deprecated', UserWarning)
         cfg = Config.fromfile(config)
@@ -87,6 +90,9 @@ def describe(config: str) -> dict:
     batch = (cfg.get('auto_scale_lr') or {}).get('base_batch_size')
     if batch:
         metadata['Batch Size'] = batch
+    counts = count_params.count(count_params.build_model(cfg, meta=True))['all']
+    metadata['Parameters'] = counts['total']
+    metadata['Trainable Parameters'] = counts['trainable']
     rel = osp.relpath(config, ROOT)
     return {
         'Name': osp.splitext(osp.basename(config))[0],

@@ -1,7 +1,8 @@
 """The tiny models and synthetic batches that tests, the benchmark and the GPU check share.
 
 - :data:`TINY_TRUNK` / :data:`TINY_SIDE`: a 4-block, 32-wide ViT/16 (one trunk block per side
-  stage) and a small side network, as ``HST`` / ``ViTPyramid`` keyword arguments.
+  stage) and a small side network, as ``HST`` / ``ViTPyramid`` keyword arguments;
+  :data:`FOUNDATION_TRUNKS`: tiny DINOv2, EVA-02, DINOv3, Perception Encoder trunks alike.
 - :func:`shrink_to_tiny`: a shipped config's model on that trunk, its neck / heads fitted.
 - :func:`few_proposals`, :func:`narrow_heads`: a config's proposal and RoI-sample counts, and
   its neck and heads' widths, cut for the CPU (the same layers and operators).
@@ -27,6 +28,22 @@ TRUNK_KINDS = {
     'class_token': {},
     'no_class_token': dict(class_token=False, global_pool='avg'),
     'registers': dict(reg_tokens=4),
+}
+
+
+# Tiny foundation trunks (4 blocks, 32 wide), as ``HST`` / ``ViTPyramid`` keyword arguments:
+# one per kind of timm trunk beyond the plain ViT. DINOv2: a VisionTransformer at patch 14
+# with 4 registers and layer scale; the rest are timm ``Eva`` models with rotary position
+# embeddings of each of timm's layouts: EVA-02 (patch 14, SwiGLU, 'cat' RoPE), DINOv3
+# (registers, layer scale, 'dinov3' RoPE, no absolute position embedding), Perception
+# Encoder (AttentionRope, pre-norm, 'xy' grid) and a mixed (per block and head) RoPE.
+_TINY = dict(depth=4, embed_dim=32, num_heads=2)
+FOUNDATION_TRUNKS = {
+    'dinov2_reg4': dict(trunk='vit_small_patch14_reg4_dinov2', trunk_kwargs=_TINY),
+    'eva02': dict(trunk='eva02_tiny_patch14_224', trunk_kwargs=_TINY),
+    'dinov3': dict(trunk='vit_small_patch16_dinov3', trunk_kwargs=_TINY),
+    'pe_core': dict(trunk='vit_pe_core_tiny_patch16_384', trunk_kwargs=_TINY),
+    'rope_mixed': dict(trunk='vit_small_patch16_rope_mixed_224', trunk_kwargs=_TINY),
 }
 
 

@@ -51,7 +51,7 @@ class HST(nn.Module):
     (``s``), one entry per map.
 
     Args:
-        trunk: timm ViT model name.
+        trunk: timm model name of a VisionTransformer or an Eva (DINOv3, EVA-02, PE).
         pretrained: None, a local checkpoint (``.pth``, ``.npz``, ``.safetensors``, ...),
             or a timm pretrained tag (``'augreg_in21k'``), loaded into the trunk now.
         embed_dims: side-network width per stage.

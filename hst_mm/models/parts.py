@@ -17,10 +17,10 @@ from __future__ import annotations
 from typing import List, Optional, Tuple
 
 import torch.nn as nn
-from timm.models.vision_transformer import VisionTransformer
 
 from .hst import HST
 from .simple_pyramid import ViTPyramid
+from .trunk import TRUNK_TYPES
 
 # Where each backbone of this package holds the timm ViT that ``load_pretrained`` fills.
 VIT_PATH = 'trunk.vit'
@@ -106,7 +106,7 @@ def part_modules(model: nn.Module) -> List[Tuple[str, nn.Module]]:
         parts += [('trunk', m) for m in vit.modules() if m is not vit]
         # its levels are called one by one, not the ModuleList
         parts += [('pyramid', m) for m in backbone.pyramid.modules()]
-    elif isinstance(backbone, VisionTransformer):
+    elif isinstance(backbone, TRUNK_TYPES):  # a bare timm ViT or Eva
         parts.append(('trunk', backbone))
     else:
         parts.append(('backbone', backbone))

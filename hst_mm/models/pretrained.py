@@ -13,17 +13,17 @@ from __future__ import annotations
 import os
 import pickle
 import re
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import timm
 import torch
 import torch.nn as nn
-from timm.models import load_state_dict
-from timm.models.vision_transformer import checkpoint_filter_fn
+from timm.models import eva, load_state_dict, vision_transformer
 
 CHECKPOINT_SUFFIXES = ('.pth', '.pt', '.bin', '.ckpt', '.safetensors', '.npz')
-# Parts of a ViT checkpoint that HST does not use (the classifier and the final norm).
-UNUSED_PREFIXES = ('head.', 'fc_norm.', 'norm.', 'head_drop.')
+# Parts of a ViT checkpoint that HST does not use (the classifier, the final norm, Perception
+# Encoder's attention pooling).
+UNUSED_PREFIXES = ('head.', 'fc_norm.', 'norm.', 'head_drop.', 'attn_pool.')
 
 
 class PretrainedMismatchError(ValueError):
@@ -60,10 +60,12 @@ def adapt_state_dict(
 ) -> Dict[str, torch.Tensor]:
     """Pure function: a ViT checkpoint -> the keys and shapes of HST's trunk.
 
-    timm's filter converts foreign layouts (CLIP, DINOv2, ...) and resamples position
+    timm's filter of the trunk's family (``VisionTransformer`` or ``Eva``) converts foreign
+    layouts (CLIP, DINOv2, the DINOv3 / EVA-02 / PE originals, ...) and resamples position
     embeddings; then the classifier and final norm, unused by HST, are dropped.
     """
-    state_dict = checkpoint_filter_fn(state_dict, vit)
+    family = eva if isinstance(vit, eva.Eva) else vision_transformer
+    state_dict = family.checkpoint_filter_fn(state_dict, vit)
     return {k: v for k, v in state_dict.items() if not k.startswith(UNUSED_PREFIXES)}
 
 
@@ -184,6 +186,26 @@ def load_trunk_tag(vit: nn.Module, model_name: str, tag: str, **timm_kwargs) -> 
         ) from e
     state_dict = {k: v for k, v in src.state_dict().items() if not k.startswith(UNUSED_PREFIXES)}
     vit.load_state_dict(state_dict, strict=True)
+
+
+def trunk_pixel_stats(trunk: str, pretrained: Optional[str] = None) -> Dict[str, List[float]]:
+    """The input normalisation the trunk's weights were trained with, for a data preprocessor.
+
+    timm's pretrained config of ``trunk`` with the tag ``pretrained`` (a file or None: timm's
+    default tag of the model) gives mean and std in [0, 1]; OpenMMLab's preprocessors take
+    them in pixel values. E.g. ``('vit_base_patch16_224', 'augreg_in21k')`` ->
+    ``{'mean': [127.5] * 3, 'std': [127.5] * 3}``; DINOv2 / DINOv3: ImageNet's; EVA-02: CLIP's.
+    Configs call it, so the statistics are never typed by hand.
+    """
+    arch = trunk.split('.')[0]
+    tag = None if not pretrained or is_path(pretrained) else pretrained
+    if tag and tag.startswith(HUB_PREFIXES):
+        raise ValueError(f'{tag}: a model hub address has no timm pretrained config to read')
+    name = tag if tag and '.' in tag else f'{arch}.{tag}' if tag else arch
+    cfg = timm.models.get_pretrained_cfg(name)
+    if cfg is None:
+        raise ValueError(f"trunk '{name}' has no timm pretrained config (mean / std)")
+    return {key: [round(255 * v, 6) for v in getattr(cfg, key)] for key in ('mean', 'std')}
 
 
 def load_trunk_weights(vit: nn.Module, model_name: str, source: str, **timm_kwargs) -> None:

@@ -17,6 +17,7 @@ from typing import Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
+from timm.models.vision_transformer import VisionTransformer
 
 from .petl import build_petl, load_plain_state_dict
 from .pretrained import load_trunk_weights
@@ -31,7 +32,7 @@ class ViTPyramid(nn.Module):
     every map) and :attr:`out_strides` (``s``), one entry per map.
 
     Args:
-        trunk: timm ViT model name.
+        trunk: timm model name of a VisionTransformer or an Eva (DINOv3, EVA-02, PE).
         pretrained: None, a local checkpoint or a timm tag (see :mod:`.pretrained`).
         frozen: freeze the whole ViT (it then always runs in eval mode).
         drop_path_rate: stochastic depth of the ViT blocks.
@@ -94,6 +95,12 @@ class ViTPyramid(nn.Module):
         if petl is not None:
             if not frozen:
                 raise ValueError(f'petl={petl} adapts a frozen trunk: set frozen=True')
+            if not isinstance(self.vit, VisionTransformer):
+                # VPT's prompts would meet an Eva's rotary embeddings, LoRA its q/k/v layout
+                raise ValueError(
+                    f'petl={petl}: the PETL methods adapt timm VisionTransformer trunks; trunk '
+                    f"'{trunk}' is a timm {type(self.vit).__name__}"
+                )
             self.petl = build_petl(self.vit, petl)
             # Only the method's own parameters inside the trunk (LoRA) train there.
             tuned = self.petl.trunk_parameter_names(self.vit)

@@ -1,0 +1,9 @@
+# Baseline (frozen-trunk probe) on a frozen DINOv3 ViT-B/16 (timm
+# `vit_base_patch16_dinov3.lvd1689m`): only the simple pyramid, the neck and the heads train; Mask
+# R-CNN, 1x, the ViT-B frozen probe's recipe otherwise. The input normalisation is the trunk's own
+# (ImageNet's mean / std), read from timm's pretrained config by trunk_pixel_stats.
+_base_ = ['./mask-rcnn_vit-b-frozen_fpn_amp-1x_coco.py']
+from hst_mm.models.pretrained import trunk_pixel_stats  # noqa: E402
+
+_foundation_trunk = dict(trunk='vit_base_patch16_dinov3', pretrained='lvd1689m')
+model = dict(data_preprocessor=trunk_pixel_stats(**_foundation_trunk), backbone=_foundation_trunk)

@@ -1,0 +1,11 @@
+# UperNet + HST on a frozen DINOv2 ViT-B/14 with 4 registers (timm
+# `vit_base_patch14_reg4_dinov2.lvd142m`, self-supervised on LVD-142M; a timm VisionTransformer,
+# patch 14), ADE20K 160k; the ViT-B config's recipe otherwise. The input normalisation is the
+# trunk's own (ImageNet's mean / std), read from timm's pretrained config by trunk_pixel_stats,
+# not typed here.
+_base_ = ['./upernet_hst-vit-b_8xb2-amp-160k_ade20k-512x512.py']
+from hst_mm.models.pretrained import trunk_pixel_stats  # noqa: E402
+
+_foundation_trunk = dict(trunk='vit_base_patch14_reg4_dinov2', pretrained='lvd142m')
+data_preprocessor = trunk_pixel_stats(**_foundation_trunk)
+model = dict(data_preprocessor=data_preprocessor, backbone=_foundation_trunk)
