@@ -23,14 +23,23 @@ def _counts(model):
     return count(nn.ModuleDict(dict(backbone=model)))
 
 
-@pytest.mark.parametrize('k', [2, 4])
-def test_blocks_before_k_get_no_gradient_and_the_rest_the_same(tiny_cfg, k):
+OTHER_OPTIONS = {
+    'default': {},
+    'with_cp': dict(with_cp=True, recompute=('side', 'trunk_mlp')),
+    'reference': dict(lean_trunk=False, fold_attention=False),
+}
+
+
+@pytest.mark.parametrize(
+    'k, options', [(2, 'default'), (4, 'default'), (2, 'with_cp'), (3, 'reference')]
+)
+def test_blocks_before_k_get_no_gradient_and_the_rest_the_same(tiny_cfg, k, options):
     """Same seed, same weights: the outputs equal K=0's bit for bit, every parameter that
     still trains gets K=0's gradient, and nothing before block K gets one."""
     torch.manual_seed(0)
-    ref = HST(**tiny_cfg).train()
+    ref = HST(**tiny_cfg, **OTHER_OPTIONS[options]).train()
     torch.manual_seed(0)
-    ours = HST(**tiny_cfg, grad_start=k).train()
+    ours = HST(**tiny_cfg, **OTHER_OPTIONS[options], grad_start=k).train()
     x = torch.randn(1, 3, 48, 64)
     for a, b in zip(_train_step(ref, x), _train_step(ours, x)):
         assert torch.equal(a, b)

@@ -22,10 +22,10 @@ from conftest import ROOT, TOY_DET_CONFIG
 BF16 = dict(trunk_dtype='bfloat16')
 
 
-def _pair(tiny_cfg):
+def _pair(tiny_cfg, **options):
     """A float32 HST and a bfloat16-trunk one with the same weights (rounded)."""
-    ref = HST(**tiny_cfg)
-    low = HST(**tiny_cfg, **BF16)
+    ref = HST(**tiny_cfg, **options)
+    low = HST(**tiny_cfg, **options, **BF16)
     low.load_state_dict(ref.state_dict())
     return ref, low
 
@@ -54,8 +54,13 @@ def test_frozen_matrices_are_bfloat16_and_what_trains_is_float32(tiny_cfg):
     assert list(model.state_dict()) == list(plain.state_dict())
 
 
-def test_outputs_and_gradients_within_tolerance_of_float32(tiny_cfg):
-    ref, low = _pair(tiny_cfg)
+@pytest.mark.parametrize(
+    'options',
+    [{}, dict(with_cp=True), dict(lean_trunk=False, recompute=('trunk_mlp',), grad_start=1)],
+    ids=['default', 'with_cp', 'reference_trunk'],
+)
+def test_outputs_and_gradients_within_tolerance_of_float32(tiny_cfg, options):
+    ref, low = _pair(tiny_cfg, **options)
     x = torch.randn(2, 3, 64, 80)
     with torch.no_grad():
         (_, maps_ref), (_, maps_low) = ref.trunk(x), low.trunk(x)
