@@ -86,7 +86,7 @@ def test_state_dict_deepcopy_and_pickle_are_the_eager_models(tiny_cfg):
     assert list(state) == list(eager.state_dict())
     assert not any('_orig_mod' in k for k in state)
     for clone in (copy.deepcopy(ours), pickle.loads(pickle.dumps(ours))):
-        assert all(b.compile_options == (('backend', 'eager'),) for b in clone.side.blocks)
+        assert all(b.compile_options == dict(backend='eager') for b in clone.side.blocks)
         for a, b in zip(_step(eager.train(), x)[0], _step(clone.train(), x)[0]):
             torch.testing.assert_close(b, a, rtol=0, atol=0)
 

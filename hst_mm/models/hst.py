@@ -38,13 +38,13 @@ def check_with_cp(with_cp):
     return with_cp
 
 
-def compile_options(compile) -> Optional[Tuple[Tuple[str, object], ...]]:
+def compile_options(compile) -> Optional[dict]:
     """``HST(compile=...)`` as the Side Blocks' ``torch.compile`` arguments: None for False,
-    ``()`` (torch's defaults: inductor) for True, a dict's items for a dict."""
+    ``{}`` (torch's defaults: inductor) for True, the dict itself for a dict."""
     if compile is False or compile is None:
         return None
     if compile is True:
-        return ()
+        return {}
     if not isinstance(compile, dict):
         raise ValueError(
             f'compile={compile!r}: expected False, True or a dict of torch.compile arguments'
@@ -53,7 +53,7 @@ def compile_options(compile) -> Optional[Tuple[Tuple[str, object], ...]]:
     bad = sorted(set(compile) - known)
     if bad:
         raise ValueError(f'compile={compile!r}: {bad} are not torch.compile arguments')
-    return tuple(sorted(compile.items()))
+    return dict(compile)
 
 
 def stage_stride(stage: int) -> int:

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
-from typing import Optional, Tuple
+from typing import Callable, Dict, Optional, Tuple
 
 import torch
 import torch.nn as nn
@@ -101,15 +100,15 @@ class SideBlock(nn.Module):
     GELU (torch's non-reentrant checkpoint stops once every tensor backward needs exists),
     so ``fc2`` is never rerun.
 
-    ``compile_options``: ``torch.compile`` keyword arguments (a tuple of ``(key, value)``
-    pairs) for the block's forward when it records gradients (:func:`compiled_block_step`);
-    None: eager. Inference keeps the eager, chunked path.
+    ``compile_options``: ``torch.compile`` keyword arguments (a dict) for the block's forward
+    when it records gradients (:func:`compiled_block_step`); None: eager. Inference keeps
+    the eager, chunked path.
     """
 
     # Bytes of MLP hidden layer per chunk of the chunked CPU inference (:meth:`forward_chunked`),
     # few enough to stay in the cache; 0: whole maps.
     inference_chunk_bytes: int = 2**21
-    compile_options: Optional[Tuple[Tuple[str, object], ...]] = None
+    compile_options: Optional[dict] = None
 
     def __init__(
         self,
@@ -203,14 +202,20 @@ def _block_step(block: SideBlock, x: torch.Tensor, kv: torch.Tensor, fg: torch.T
     return block.forward_whole(x, kv, fg)
 
 
-@lru_cache(maxsize=None)
-def compiled_block_step(options: Tuple[Tuple[str, object], ...]):
-    """``SideBlock.forward_whole`` compiled with ``torch.compile(**dict(options))``, one per
-    set of options and process.
+# compiled_block_step's functions, by their options' repr.
+_COMPILED: Dict[str, Callable] = {}
+
+
+def compiled_block_step(options: dict) -> Callable:
+    """``SideBlock.forward_whole`` compiled with ``torch.compile(**options)``, one per set of
+    options and process.
 
     The compiled function is kept here, not on the blocks, so that a model with compiled
     blocks has the state dict, deepcopy and pickling of an eager one. Dynamo keeps one
     graph per Side Block width (the parameters' shapes are static) and grad mode, shared by
     the blocks of a stage; the token count is a symbol (``SideBlock.forward``).
     """
-    return torch.compile(_block_step, **dict(options))
+    key = repr(sorted(options.items()))
+    if key not in _COMPILED:
+        _COMPILED[key] = torch.compile(_block_step, **options)
+    return _COMPILED[key]

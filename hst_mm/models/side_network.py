@@ -57,8 +57,8 @@ class HierarchicalSideNetwork(nn.Module):
         fold_attention: the folded cross-attention (:class:`.side_block.CrossAttention`);
             False: the reference computation, same values.
         recompute: selective recomputation inside each Side Block (``SideBlock.recompute``).
-        compile_options: ``torch.compile`` arguments for the Side Blocks' training forward,
-            as ``(key, value)`` pairs (``SideBlock.compile_options``); None: eager.
+        compile_options: ``torch.compile`` arguments (a dict) for the Side Blocks' training
+            forward (``SideBlock.compile_options``); None: eager.
     """
 
     def __init__(
@@ -71,7 +71,7 @@ class HierarchicalSideNetwork(nn.Module):
         with_cp: bool = False,
         fold_attention: bool = True,
         recompute: bool = False,
-        compile_options: Optional[Tuple[Tuple[str, object], ...]] = None,
+        compile_options: Optional[dict] = None,
     ) -> None:
         super().__init__()
         self.with_cp = with_cp
@@ -112,7 +112,7 @@ class HierarchicalSideNetwork(nn.Module):
         self.apply(init_side_weights)
         if compile_options is not None:
             for block in self.blocks:
-                block.compile_options = compile_options
+                block.compile_options = dict(compile_options)
 
     def forward(
         self,
