@@ -121,6 +121,11 @@ class HST(nn.Module):
             input size does not recompile: one graph per side width (4 for 4 stages).
             Inference (no gradients) keeps the eager, chunked Side Blocks. The state dict,
             deepcopy and pickling are those of the eager model.
+
+    ``grad_start``, ``trunk_dtype`` and ``compile`` combine with each other and with every
+    value of ``with_cp``, ``recompute``, ``fold_attention`` and ``lean_trunk`` (tested): the
+    blocks before ``grad_start`` skip the trunk's checkpoints and recomputation (they record
+    no graph), and ``with_cp`` checkpoints the compiled Side Block step as the eager one.
     """
 
     def __init__(
