@@ -45,8 +45,11 @@ def _step(model, x):
 
 @pytest.mark.parametrize(
     'options',
-    [dict(recompute=('side', 'trunk_mlp')), dict(with_cp=True, fold_attention=False)],
-    ids=['recompute', 'with_cp_reference_attention'],
+    [
+        dict(recompute=('side', 'trunk_mlp')),
+        dict(with_cp=True, fold_attention=False, grad_start=2, trunk_dtype='bfloat16'),
+    ],
+    ids=['recompute', 'with_cp_reference_attention_grad_start_bfloat16'],
 )
 def test_three_input_sizes_compile_one_graph_per_side_width(tiny_cfg, options):
     backend = CountingBackend()
