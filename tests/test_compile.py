@@ -83,7 +83,7 @@ def test_state_dict_deepcopy_and_pickle_are_the_eager_models(tiny_cfg):
     eager = HST(**tiny_cfg)
     torch.manual_seed(0)
     ours = HST(**tiny_cfg, compile=dict(backend='eager'))
-    x = torch.randn(1, 3, 48, 64)
+    x = torch.randn(1, 3, 32, 32)
     _step(ours.train(), x)  # compiled once before it is copied
     state = ours.state_dict()
     assert list(state) == list(eager.state_dict())
