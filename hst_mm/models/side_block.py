@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Tuple
+from typing import Callable, Dict, Optional, Tuple
 
 import torch
 import torch.nn as nn
@@ -99,11 +99,16 @@ class SideBlock(nn.Module):
     plain block keeps (the MLP hidden layer alone is 8 of them). Recomputation stops after
     GELU (torch's non-reentrant checkpoint stops once every tensor backward needs exists),
     so ``fc2`` is never rerun.
+
+    ``compile_options``: ``torch.compile`` keyword arguments (a dict) for the block's forward
+    when it records gradients (:func:`compiled_block_step`); None: eager. Inference keeps
+    the eager, chunked path.
     """
 
     # Bytes of MLP hidden layer per chunk of the chunked CPU inference (:meth:`forward_chunked`),
     # few enough to stay in the cache; 0: whole maps.
     inference_chunk_bytes: int = 2**21
+    compile_options: Optional[dict] = None
 
     def __init__(
         self,
@@ -134,6 +139,17 @@ class SideBlock(nn.Module):
             chunk = max(1, self.inference_chunk_bytes // hidden_bytes)  # tokens
             if x.shape[1] > chunk:
                 return self.forward_chunked(x, kv, fg, chunk)
+        if self.compile_options is not None and torch.is_grad_enabled():
+            # The token count changes with the input size (multi-scale training): traced as
+            # a symbol from the first call, so a new size does not recompile.
+            torch._dynamo.maybe_mark_dynamic(x, 1)
+            torch._dynamo.maybe_mark_dynamic(fg, 1)
+            return compiled_block_step(self.compile_options)(self, x, kv, fg)
+        return self.forward_whole(x, kv, fg)
+
+    def forward_whole(self, x: torch.Tensor, kv: torch.Tensor, fg: torch.Tensor) -> torch.Tensor:
+        """:meth:`forward` on whole maps (training, and what is compiled): (B, N, C) x3 ->
+        (B, N, C)."""
         recompute = self.recompute and torch.is_grad_enabled()
         if recompute and self.attn.fold:
             query_w, query_b, out_w = self.attn.folded_weights(kv)
@@ -180,3 +196,26 @@ class SideBlock(nn.Module):
     def _mlp(self, x: torch.Tensor) -> torch.Tensor:
         """MLP(LN2(x)): (B, N, C) -> (B, N, C)."""
         return self.mlp(self.norm2(x))
+
+
+def _block_step(block: SideBlock, x: torch.Tensor, kv: torch.Tensor, fg: torch.Tensor):
+    return block.forward_whole(x, kv, fg)
+
+
+# compiled_block_step's functions, by their options' repr.
+_COMPILED: Dict[str, Callable] = {}
+
+
+def compiled_block_step(options: dict) -> Callable:
+    """``SideBlock.forward_whole`` compiled with ``torch.compile(**options)``, one per set of
+    options and process.
+
+    The compiled function is kept here, not on the blocks, so that a model with compiled
+    blocks has the state dict, deepcopy and pickling of an eager one. Dynamo keeps one
+    graph per Side Block width (the parameters' shapes are static) and grad mode, shared by
+    the blocks of a stage; the token count is a symbol (``SideBlock.forward``).
+    """
+    key = repr(sorted(options.items()))
+    if key not in _COMPILED:
+        _COMPILED[key] = torch.compile(_block_step, **options)
+    return _COMPILED[key]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Iterable, List, Sequence, Tuple
+from typing import Iterable, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -57,6 +57,8 @@ class HierarchicalSideNetwork(nn.Module):
         fold_attention: the folded cross-attention (:class:`.side_block.CrossAttention`);
             False: the reference computation, same values.
         recompute: selective recomputation inside each Side Block (``SideBlock.recompute``).
+        compile_options: ``torch.compile`` arguments (a dict) for the Side Blocks' training
+            forward (``SideBlock.compile_options``); None: eager.
     """
 
     def __init__(
@@ -69,6 +71,7 @@ class HierarchicalSideNetwork(nn.Module):
         with_cp: bool = False,
         fold_attention: bool = True,
         recompute: bool = False,
+        compile_options: Optional[dict] = None,
     ) -> None:
         super().__init__()
         self.with_cp = with_cp
@@ -107,6 +110,9 @@ class HierarchicalSideNetwork(nn.Module):
         )
         self.norms = nn.ModuleList(nn.LayerNorm(c, eps=1e-6) for c in embed_dims)
         self.apply(init_side_weights)
+        if compile_options is not None:
+            for block in self.blocks:
+                block.compile_options = dict(compile_options)
 
     def forward(
         self,

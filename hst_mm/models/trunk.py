@@ -11,7 +11,7 @@ token.
 from __future__ import annotations
 
 import math
-from typing import Iterator, List, Sequence, Tuple, Union
+from typing import Iterator, List, Optional, Sequence, Tuple, Union
 
 import timm
 import torch
@@ -22,6 +22,7 @@ from timm.models.vision_transformer import Block, VisionTransformer
 from torch.utils.checkpoint import checkpoint
 
 from .eva_trunk import eva_tokens
+from .low_precision import check_trunk_dtype, store_frozen_matrices
 
 # Trunk parameters that stay trainable: the blocks' two LayerNorms.
 TUNED_NORMS = ('norm1', 'norm2')
@@ -204,6 +205,12 @@ class MetaTokenViT(ViTTrunk):
             raises a ValueError with ``lean=True``.
         recompute_mlp: recompute each block's ``norm2``/``fc1``/GELU in backward (needs
             ``lean``): the (B, T, 4D) hidden layers are the largest tensors the trunk stores.
+        grad_start: blocks before this index run without autograd: their meta tokens
+            (``meta_tokens_frozen``, (K, 1, 1, D)) and norms are frozen, they store nothing
+            for backward; ``meta_tokens`` holds the tuned blocks' tokens, (depth - K, 1, 1,
+            D). 0: every block tuned.
+        trunk_dtype: None (float32) or ``'bfloat16'``: the frozen matrices' dtype
+            (:mod:`.low_precision`).
         **timm_kwargs: passed to ``timm.create_model``.
     """
 
@@ -214,6 +221,8 @@ class MetaTokenViT(ViTTrunk):
         with_cp: bool = False,
         lean: bool = True,
         recompute_mlp: bool = False,
+        grad_start: int = 0,
+        trunk_dtype: Optional[str] = None,
         **timm_kwargs,
     ) -> None:
         super().__init__(model_name, drop_path_rate, **timm_kwargs)
@@ -233,20 +242,49 @@ class MetaTokenViT(ViTTrunk):
         self.with_cp = with_cp
         self.lean = lean
         self.recompute_mlp = recompute_mlp
+        if not (type(grad_start) is int and 0 <= grad_start <= self.depth):
+            raise ValueError(
+                f'grad_start={grad_start!r}: expected an int from 0 (every trunk block '
+                f'tuned) to the trunk depth {self.depth} (no trunk block tuned)'
+            )
+        self.grad_start = grad_start
 
         # One meta token (1, 1, D) per block, xavier-uniform as in the authors' code:
         # for a (1, 1, D) tensor fan_in = fan_out = D, so the bound is sqrt(3 / D).
+        # Drawn for all blocks at once whatever grad_start is: the same seed, the same tokens.
         bound = math.sqrt(3.0 / self.embed_dim)
-        self.meta_tokens = nn.Parameter(torch.empty(self.depth, 1, 1, self.embed_dim))
-        nn.init.uniform_(self.meta_tokens, -bound, bound)
+        tokens = nn.init.uniform_(torch.empty(self.depth, 1, 1, self.embed_dim), -bound, bound)
+        if grad_start:
+            frozen = tokens[:grad_start].clone()
+            self.meta_tokens_frozen = nn.Parameter(frozen, requires_grad=False)
+        tuned = tokens[grad_start:].clone() if grad_start else tokens
+        # grad_start == depth: no tuned meta token, no empty parameter (DDP would wait for
+        # its gradient)
+        self.register_parameter('meta_tokens', nn.Parameter(tuned) if tuned.numel() else None)
         self.freeze()
+        dtype = check_trunk_dtype(trunk_dtype)
+        if dtype is not None:
+            store_frozen_matrices(self.vit, dtype)
 
     def freeze(self) -> None:
-        """Freeze the ViT except every block's norm1/norm2 (LN-tuning)."""
+        """Freeze the ViT except the norm1/norm2 of every block from ``grad_start`` on
+        (LN-tuning)."""
         for name, param in self.vit.named_parameters():
             parts = name.split('.')
-            tuned = parts[0] == 'blocks' and len(parts) > 2 and parts[2] in TUNED_NORMS
+            tuned = (
+                parts[0] == 'blocks'
+                and len(parts) > 2
+                and parts[2] in TUNED_NORMS
+                and int(parts[1]) >= self.grad_start
+            )
             param.requires_grad_(tuned)
+
+    def block_meta_tokens(self) -> Iterator[torch.Tensor]:
+        """Each block's meta token, (1, 1, D), in block order (frozen ones first)."""
+        if self.grad_start:
+            yield from self.meta_tokens_frozen
+        if self.meta_tokens is not None:
+            yield from self.meta_tokens
 
     def train(self, mode: bool = True) -> 'MetaTokenViT':
         # The frozen ViT always runs in eval mode (no dropout / stochastic depth of its
@@ -285,22 +323,29 @@ class MetaTokenViT(ViTTrunk):
                 f'({self.patch_size}x{self.patch_size})'
             )
         vit = self.vit
-        num_meta = self.meta_tokens.shape[2]
+        num_meta = next(self.block_meta_tokens()).shape[1]
         # (B, P + h*w, D), P prefix (cls/reg) tokens; per block e.g. an Eva's rotary embedding
         x, (h, w), block_kwargs = trunk_tokens(vit, x, num_meta)
         B, _, D = x.shape
         prefix = vit.num_prefix_tokens
-        for blk, meta, kwargs in zip(vit.blocks, self.meta_tokens, block_kwargs):
+        for b, (blk, meta, kwargs) in enumerate(
+            zip(vit.blocks, self.block_meta_tokens(), block_kwargs)
+        ):
             meta = meta.expand(B, -1, -1)
-            if self.with_cp and (x.requires_grad or meta.requires_grad):
-                # The concatenation happens inside the checkpoint: what is saved is the
-                # previous block's output, which the side network keeps alive anyway, not
-                # a second (B, 1 + N, D) copy per block.
-                x = checkpoint(_block_with_meta, blk, meta, x, use_reentrant=False, **kwargs)
-            elif self.lean:
-                x = lean_form(blk)(blk, meta, x, self.recompute_mlp, **kwargs)
-            else:
-                x = _block_with_meta(blk, meta, x, **kwargs)
+            # Blocks before grad_start record no graph; the context ends before the yield,
+            # so the side network's step on their outputs records its own as usual.
+            with torch.set_grad_enabled(torch.is_grad_enabled() and b >= self.grad_start):
+                if self.with_cp and (x.requires_grad or meta.requires_grad):
+                    # The concatenation happens inside the checkpoint: what is saved is the
+                    # previous block's output, which the side network keeps alive anyway,
+                    # not a second (B, 1 + N, D) copy per block.
+                    x = checkpoint(
+                        _block_with_meta, blk, meta, x, use_reentrant=False, **kwargs
+                    )
+                elif self.lean:
+                    x = lean_form(blk)(blk, meta, x, self.recompute_mlp, **kwargs)
+                else:
+                    x = _block_with_meta(blk, meta, x, **kwargs)
             meta_out = x[:, :num_meta]
             x = x[:, num_meta:]
             grid = x[:, prefix:].transpose(1, 2)  # (B, D, h*w), a view
