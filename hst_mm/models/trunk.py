@@ -339,9 +339,7 @@ class MetaTokenViT(ViTTrunk):
                     # The concatenation happens inside the checkpoint: what is saved is the
                     # previous block's output, which the side network keeps alive anyway,
                     # not a second (B, 1 + N, D) copy per block.
-                    x = checkpoint(
-                        _block_with_meta, blk, meta, x, use_reentrant=False, **kwargs
-                    )
+                    x = checkpoint(_block_with_meta, blk, meta, x, use_reentrant=False, **kwargs)
                 elif self.lean:
                     x = lean_form(blk)(blk, meta, x, self.recompute_mlp, **kwargs)
                 else:
