@@ -117,9 +117,11 @@ def live_tensor_mb() -> float:
         if isinstance(obj, torch.Tensor) and obj.device.type == 'cpu':
             try:
                 storage = obj.untyped_storage()
-            except (RuntimeError, NotImplementedError):  # sparse and other storage-less kinds
+                ptr = storage.data_ptr()
+            # sparse and other storage-less kinds; fake tensors a torch.compile left behind
+            except (RuntimeError, NotImplementedError):
                 continue
-            storages[storage.data_ptr()] = storage.nbytes()
+            storages[ptr] = storage.nbytes()
     return sum(storages.values()) / 2**20
 
 
