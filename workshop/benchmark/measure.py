@@ -114,14 +114,16 @@ def live_tensor_mb() -> float:
     """
     storages = {}
     for obj in gc.get_objects():
-        if isinstance(obj, torch.Tensor) and obj.device.type == 'cpu':
-            try:
-                storage = obj.untyped_storage()
-                ptr = storage.data_ptr()
-            # sparse and other storage-less kinds; fake tensors a torch.compile left behind
-            except (RuntimeError, NotImplementedError):
+        try:
+            if not (isinstance(obj, torch.Tensor) and obj.device.type == 'cpu'):
                 continue
-            storages[ptr] = storage.nbytes()
+            storage = obj.untyped_storage()
+            ptr = storage.data_ptr()
+        # sparse and other storage-less kinds; fake tensors a torch.compile left behind; a
+        # weak proxy whose object is gone
+        except (RuntimeError, NotImplementedError, ReferenceError):
+            continue
+        storages[ptr] = storage.nbytes()
     return sum(storages.values()) / 2**20
 
 
