@@ -95,7 +95,10 @@ OWN = {
     'configs/hst/mask-rcnn_hst-dinov3-l_fpn_amp-ms-crop-3x_coco.py': (39_254_576, 342_233_648),
     'configs/hst/mask-rcnn_hst-eva02-b_fpn_amp-1x_coco.py': (30_522_352, 116_242_672),
     'configs/hst/mask-rcnn_hst-eva02-b_fpn_amp-ms-crop-3x_coco.py': (30_522_352, 116_242_672),
-    'configs/hst/upernet_hst-dinov2-b-reg4_8xb2-amp-160k_ade20k-512x512.py': (39_859_756, 126_403_372),
+    'configs/hst/upernet_hst-dinov2-b-reg4_8xb2-amp-160k_ade20k-512x512.py': (
+        39_859_756,
+        126_403_372,
+    ),
     'configs/hst/upernet_hst-dinov3-b_8xb2-amp-160k_ade20k-512x512.py': (39_859_756, 125_462_572),
     'configs/hst/upernet_hst-dinov3-l_8xb2-amp-160k_ade20k-512x512.py': (48_591_980, 351_571_052),
     'configs/hst/upernet_hst-eva02-b_8xb2-amp-160k_ade20k-512x512.py': (39_859_756, 125_580_076),
