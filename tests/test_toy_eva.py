@@ -28,7 +28,7 @@ def test_toy_eva_config_learns():
     model.init_weights()
     assert type(model.backbone.trunk.vit).__name__ == 'Eva'
     loader_cfg = dict(cfg.train_dataloader, batch_size=2)
-    loader_cfg['dataset']['data_root'] = str(ROOT / cfg.toy_root)
+    loader_cfg['dataset']['data_root'] = str(ROOT / loader_cfg['dataset']['data_root'])
     batch = next(iter(Runner.build_dataloader(loader_cfg, seed=0)))
     optim = build_optim_wrapper(model, cfg.optim_wrapper)
     for group in optim.optimizer.param_groups:  # no warm-up: a few steps must show it
