@@ -51,18 +51,18 @@ SHORT_RUN = [
 
 def _train_then_resume(config: str, work_dir: Path) -> Path:
     """tools/train.py's main, in this process, for 2 iterations, then --resume to 4:
-    iter_2.pth and iter_4.pth (the tools as separate processes: test_tools_det/seg's mim runs,
-    test_resume's SIGKILL)."""
+    iter_2.pth and iter_4.pth; the resumed run validates at its last iteration (the first
+    does not: validation is half a toy run's cost and no test reads it). The tools as
+    separate processes: test_tools_det's and test_config_hooks' mim runs, test_resume's
+    SIGKILL."""
     from tool_runner import ensure_toy_data, logged_steps, run_main
 
     ensure_toy_data()
-    train = ['tools/train.py', config, '--work-dir', work_dir]
-    assert run_main([*train, '--cfg-options', 'train_cfg.max_iters=2', *SHORT_RUN]) is None
+    train = ['tools/train.py', config, '--work-dir', work_dir, '--cfg-options', *SHORT_RUN]
+    assert run_main([*train, 'train_cfg.max_iters=2', 'train_cfg.val_begin=3']) is None
     assert (work_dir / 'iter_2.pth').is_file()
     assert logged_steps(work_dir) == [1, 2]
-    assert (
-        run_main([*train, '--resume', '--cfg-options', 'train_cfg.max_iters=4', *SHORT_RUN]) is None
-    )
+    assert run_main([*train, 'train_cfg.max_iters=4', '--resume']) is None
     return work_dir
 
 

@@ -219,7 +219,7 @@ def test_every_paper_config_is_a_row_with_the_papers_numbers():
 
 @pytest.mark.slow
 def test_reads_work_dirs_the_tools_wrote(toy_det_run, toy_det_test, capsys):
-    """The toy training (trained to 2, resumed to 4, validated at the end of each) and a
+    """The toy training (trained to 2, resumed to 4 and validated at its end) and a
     tools/test.py run of its checkpoint (conftest): both toy runs are listed as not a paper
     row by tools/analysis/paper_table.py's main."""
     test_dir, _ = toy_det_test
