@@ -85,6 +85,7 @@ def test_tensorboard_switch_writes_events(tmp_path):
             '--cfg-options',
             'train_cfg.max_iters=1',
             'default_hooks.logger.interval=1',
+            'val_dataloader.dataset.indices=2',  # a validation's metrics, not their values
         ]
     )
     assert exit_code is None
