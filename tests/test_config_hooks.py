@@ -8,7 +8,7 @@ import pytest
 
 from hst_mm.engine import hooks
 
-from tool_runner import ensure_toy_data, run
+from tool_runner import ensure_toy_data, logged_steps, run
 
 # Every hook the package registers: the shipped configs list them all.
 PROJECT_HOOKS = {name for name in hooks.__all__ if name.endswith('Hook')}
@@ -37,6 +37,7 @@ def test_mim_train_runs_every_project_hook(tmp_path):
     # mmengine lists the run's hooks at the start of training: "(PRIORITY) NameHook"
     listed = set(re.findall(r'^\(\s*[A-Z_]+\s*\) (\w+)', log, flags=re.M))
     assert PROJECT_HOOKS <= listed, f'missing from the run: {PROJECT_HOOKS - listed}'
+    assert logged_steps(tmp_path) == [1]
     assert list(tmp_path.glob('iter_1.pth')), 'no checkpoint written'
     # QuietConsoleHook: the frozen trunk's ~100 "requires_grad=False" notices stay in the log
     # file and off the console

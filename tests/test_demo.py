@@ -9,9 +9,9 @@ import pytest
 from hst_mm.engine.quiet import UPSTREAM_WARNINGS
 
 from conftest import TOY_SEG_CONFIG
-from tool_runner import ROOT, ensure_toy_data, run
+from tool_runner import ROOT, ensure_toy_data, run, run_main
 
-pytestmark = pytest.mark.slow  # subprocess training through the tools
+pytestmark = pytest.mark.slow  # the toy models and data through the tools
 
 
 def test_run_demo_writes_metrics_and_pictures(tmp_path):
@@ -63,31 +63,17 @@ def test_rerun_keeps_previous_results(tmp_path):
 
 
 def test_demo_draws_one_image(tmp_path, toy_det_run):
-    """tools/demo.py on one image (the segmentor path is covered by the run_demo test)."""
+    """tools/demo.py's main on one image (the segmentor path is covered by the run_demo
+    test)."""
+    config, ckpt = 'configs/toy/mask-rcnn_hst-vit-ti_fpn_toy.py', toy_det_run / 'iter_4.pth'
     image = ROOT / 'data/toy/coco/val/000002.png'
-    run(
-        [
-            'tools/demo.py',
-            image,
-            'configs/toy/mask-rcnn_hst-vit-ti_fpn_toy.py',
-            toy_det_run / 'iter_4.pth',
-            '--out',
-            tmp_path / 'det.png',
-        ]
-    )
+    assert run_main(['tools/demo.py', image, config, ckpt, '--out', tmp_path / 'det.png']) is None
     assert (tmp_path / 'det.png').stat().st_size > 1000
-    proc = run(
-        [
-            'tools/demo.py',
-            tmp_path / 'missing.png',
-            'configs/toy/mask-rcnn_hst-vit-ti_fpn_toy.py',
-            toy_det_run / 'iter_4.pth',
-            '--out',
-            tmp_path / 'x.png',
-        ],
-        check=False,
-    )
-    assert proc.returncode != 0 and 'image not found' in proc.stderr
+    with pytest.raises(FileNotFoundError, match='image not found'):
+        run_main(
+            ['tools/demo.py', tmp_path / 'missing.png', config, ckpt, '--out', tmp_path / 'x.png']
+        )
+    assert not (tmp_path / 'x.png').exists()
 
 
 def test_overview_of_a_segmentor(tmp_path, toy_seg_run):
@@ -109,24 +95,13 @@ def test_overview_of_a_segmentor(tmp_path, toy_seg_run):
     assert w >= 2 * 384 and h >= 2 * 384
 
 
-def test_ground_truth_alone_without_a_checkpoint(tmp_path):
-    """The data-set view (where mmseg's browse_dataset fails): training split, no model."""
+def test_ground_truth_alone_without_a_checkpoint(tmp_path, capsys):
+    """The data-set view (where mmseg's browse_dataset fails): training split, no model;
+    tools/draw_overview.py's main."""
     ensure_toy_data()
     out = tmp_path / 'train_gt.png'
-    proc = run(
-        [
-            'tools/draw_overview.py',
-            TOY_SEG_CONFIG,
-            '--split',
-            'train',
-            '--num',
-            '3',
-            '--scale',
-            '2',
-            '--out',
-            out,
-        ]
-    )
-    assert '3 train images, ground truth' in proc.stdout
+    argv = [TOY_SEG_CONFIG, '--split', 'train', '--num', '3', '--scale', '2', '--out', out]
+    assert run_main(['tools/draw_overview.py', *argv]) is None
+    assert '3 train images, ground truth' in capsys.readouterr().out
     h, w = iio.imread(out).shape[:2]
     assert w >= 2 * 256 and h >= 2 * 256  # 3 panels, two to a row

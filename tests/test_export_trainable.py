@@ -26,7 +26,7 @@ from hst_mm.engine.trainable_export import (
 from workshop.fixtures import shrink_to_tiny
 
 from conftest import ROOT, TOY_DET_CONFIG
-from tool_runner import ensure_toy_data, run
+from tool_runner import ensure_toy_data, run_main
 
 TRUNK = 'data/toy/vit_tiny_patch16_224.random.pth'
 
@@ -275,19 +275,32 @@ def test_only_frozen_trunk_weights_are_left_out_of_the_baselines():
 
 
 @pytest.mark.slow
-def test_tools_evaluate_and_draw_with_an_export(toy_det_run, tmp_path, capsys):
-    """The export tool's main on a trained toy checkpoint, then tools/test.py and
-    tools/demo.py with the export: the same metrics as the full checkpoint."""
-    out = main([str(toy_det_run / 'iter_4.pth'), str(tmp_path / 'trainable.pth')])['out']
+def test_tools_evaluate_and_draw_with_an_export(toy_det_run, toy_det_test, tmp_path, capsys):
+    """The export tool's main on a trained toy checkpoint, then tools/test.py's and
+    tools/demo.py's mains with the export: the same metrics as the full checkpoint
+    (conftest.toy_det_test)."""
+    given = tmp_path / 'trainable.pth'
+    out = main([str(toy_det_run / 'iter_4.pth'), str(given)])['out']
     assert 'frozen trunk tensors left out' in capsys.readouterr().out
+    with pytest.raises(SystemExit, match='exists; pass --force'):
+        main([str(toy_det_run / 'iter_4.pth'), str(given)])
+    export_dir = tmp_path / 'export'
+    tested = dict(
+        full=toy_det_test,
+        export=(
+            export_dir,
+            run_main(['tools/test.py', TOY_DET_CONFIG, out, '--work-dir', export_dir]),
+        ),
+    )
     metrics = {}
-    for name, ckpt in (('full', toy_det_run / 'iter_4.pth'), ('export', out)):
-        run(['tools/test.py', TOY_DET_CONFIG, ckpt, '--work-dir', tmp_path / name])
-        logged = read_run(str(tmp_path / name)).evaluations['test'].metrics
+    for name, (work_dir, returned) in tested.items():
+        logged = read_run(str(work_dir)).evaluations['test'].metrics
         metrics[name] = {k: v for k, v in logged.items() if k.startswith('coco/')}
+        assert metrics[name] == {k: v for k, v in returned.items() if k.startswith('coco/')}
     assert len(metrics['full']) == 12 and metrics['export'] == metrics['full']
     image = ROOT / 'data/toy/coco/val/000002.png'
-    run(['tools/demo.py', image, TOY_DET_CONFIG, out, '--out', tmp_path / 'det.png'])
+    demo = ['tools/demo.py', image, TOY_DET_CONFIG, out, '--out', tmp_path / 'det.png']
+    assert run_main(demo) is None
     assert (tmp_path / 'det.png').stat().st_size > 1000
 
 

@@ -5,11 +5,11 @@ The GPU numbers themselves need a CUDA machine; here the same code paths run wit
 ``--device cpu --tiny`` (parity: CPU float32 / autocast against CPU float64 references).
 """
 
+import contextlib
+import io
 import itertools
 import json
 import math
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -20,25 +20,24 @@ from workshop.fixtures import TINY_TRUNK
 from workshop.gpu_check import cli, harness, parity
 
 ROOT = Path(__file__).resolve().parents[1]
-TOOL = ROOT / 'tools' / 'gpu_check.py'
 TASKS = ('detection', 'segmentation')
 
 
-def run_tool(*args, timeout=600):
-    return subprocess.run(
-        [sys.executable, str(TOOL), *map(str, args)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+def run_main(*args):
+    """The GPU check's command line in this process (its parts still run in subprocesses,
+    as the harness starts them): (exit status, stdout)."""
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        status = cli.main([str(a) for a in args])
+    return status, out.getvalue()
 
 
 @pytest.fixture(scope='module')
 def checked(tmp_path_factory):
-    """One CPU run of parity + training (tiny models, ~80 s): (the JSON, stdout)."""
+    """One CPU run of parity + training (tiny models; 5 worker processes): (the JSON,
+    stdout)."""
     out = tmp_path_factory.mktemp('gpu_check') / 'gpu_check.json'
-    proc = run_tool(
+    status, stdout = run_main(
         '--device',
         'cpu',
         '--tiny',
@@ -51,8 +50,8 @@ def checked(tmp_path_factory):
         '--out',
         out,
     )
-    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-6000:]
-    return json.loads(out.read_text()), proc.stdout
+    assert status == 0, stdout[-6000:]
+    return json.loads(out.read_text()), stdout
 
 
 def finite_positive(value):
@@ -158,12 +157,11 @@ def test_training_ratios(checked, task):
     assert set(ratios) == {'it_per_s', 'step_time', 'peak_mem'}  # ratios, not verdicts
 
 
-@pytest.mark.slow
 def test_failed_parts_are_reported_and_set_the_exit_status(tmp_path):
     """A budget too small to start anything: every part fails, the JSON says why, exit 1."""
     out = tmp_path / 'out.json'
-    proc = run_tool('--device', 'cpu', '--tiny', '--budget', 1, '--out', out, timeout=120)
-    assert proc.returncode == 1, proc.stdout + proc.stderr
+    status, stdout = run_main('--device', 'cpu', '--tiny', '--budget', 1, '--out', out)
+    assert status == 1, stdout
     report = json.loads(out.read_text())
     assert report['passed'] is False
     assert report['failed_parts'] == ['parity', 'train', 'benchmark']
@@ -173,28 +171,18 @@ def test_failed_parts_are_reported_and_set_the_exit_status(tmp_path):
         for block in report['train']['tasks'].values()
         for row in block['rows'].values()
     )
-    assert 'overall: FAIL' in proc.stdout
+    assert 'overall: FAIL' in stdout
 
 
-@pytest.mark.slow
-def test_cuda_requested_without_cuda_says_so():
+def test_cuda_requested_without_cuda_says_so(capsys):
     import torch
 
     if torch.cuda.is_available():
         pytest.skip('this machine has CUDA')
-    proc = run_tool(
-        '--device',
-        'cuda',
-        '--skip',
-        'parity',
-        'train',
-        'benchmark',
-        '--out',
-        '/dev/null',
-        timeout=120,
-    )
-    assert proc.returncode == 2
-    assert 'sees no CUDA device' in proc.stderr and '--device cpu' in proc.stderr
+    argv = ['--device', 'cuda', '--skip', 'parity', 'train', 'benchmark', '--out', '/dev/null']
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert 'sees no CUDA device' in err and '--device cpu' in err
 
 
 def test_benchmark_command_uses_real_flags():

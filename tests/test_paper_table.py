@@ -17,7 +17,7 @@ from hst_mm.analysis.paper_table import (
 from hst_mm.engine.hooks.run_config import renamed_to
 
 from conftest import ROOT, TOY_DET_CONFIG
-from tool_runner import run
+from tool_runner import run_main
 
 HST_1X = 'mask-rcnn_hst-vit-b_fpn_amp-1x_coco'
 HST_UPERNET = 'upernet_hst-vit-b_8xb2-amp-160k_ade20k-512x512'
@@ -243,13 +243,14 @@ def test_every_paper_config_is_a_row_with_the_papers_numbers():
 
 
 @pytest.mark.slow
-def test_reads_work_dirs_the_tools_wrote(toy_det_run, tmp_path):
-    """The toy training (trained to 2, resumed to 4, validated at the end of each) and a
-    tools/test.py run of its checkpoint: both toy runs are listed as not a paper row."""
-    test_dir = tmp_path / 'test'
-    run(['tools/test.py', TOY_DET_CONFIG, toy_det_run / 'iter_4.pth', '--work-dir', test_dir])
-    proc = run(['tools/analysis/paper_table.py', toy_det_run, test_dir, '--json'])
-    report = json.loads(proc.stdout)
+def test_reads_work_dirs_the_tools_wrote(toy_det_run, toy_det_test, capsys):
+    """The toy training (trained to 2, resumed to 4 and validated at its end) and a
+    tools/test.py run of its checkpoint (conftest): both toy runs are listed as not a paper
+    row by tools/analysis/paper_table.py's main."""
+    test_dir, _ = toy_det_test
+    capsys.readouterr()
+    assert run_main(['tools/analysis/paper_table.py', toy_det_run, test_dir, '--json']) == 0
+    report = json.loads(capsys.readouterr().out)
     trained, tested = report['not_paper_rows']
     assert trained['config'] == tested['config'] == Path(TOY_DET_CONFIG).stem
     assert trained['evaluated'] == 'val' and tested['evaluated'] == 'test'

@@ -110,14 +110,14 @@ def test_configs_change_only_the_backbone():
 @pytest.mark.slow
 @pytest.mark.parametrize('method', METHODS)
 def test_one_training_step_through_train_tool(method, tmp_path):
-    """tools/train.py, one iteration of the toy Mask R-CNN with each method; the checkpoint
+    """tools/train.py's main, one iteration of the toy Mask R-CNN with each method; the checkpoint
     holds the frozen trunk exactly as loaded and the method's trained parameters."""
     import torch
 
-    from tool_runner import ensure_toy_data, logged_steps, run
+    from tool_runner import ensure_toy_data, logged_steps, run_main
 
     data = ensure_toy_data()
-    run(
+    exit_code = run_main(
         [
             'tools/train.py',
             'configs/toy/mask-rcnn_vit-ti-petl_fpn_toy.py',
@@ -131,6 +131,7 @@ def test_one_training_step_through_train_tool(method, tmp_path):
             'default_hooks.checkpoint.interval=1',
         ]
     )
+    assert exit_code is None
     assert logged_steps(tmp_path) == [1]
     state = torch.load(tmp_path / 'iter_1.pth', map_location='cpu', weights_only=False)
     state = state['state_dict']

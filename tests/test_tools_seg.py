@@ -1,19 +1,14 @@
-"""Segmentation through the real tools on the toy ADE20K-layout set."""
+"""Segmentation through the real tools on the toy ADE20K-layout set (the session's run,
+conftest.toy_seg_run / toy_seg_test)."""
+
+import json
 
 import pytest
 import torch
 
-from conftest import TOY_SEG_CONFIG
-from tool_runner import ensure_toy_data, logged_steps, run
+from tool_runner import logged_steps
 
-pytestmark = pytest.mark.slow  # subprocess training through the tools
-
-CONFIG = TOY_SEG_CONFIG
-SHORT = [
-    'default_hooks.logger.interval=1',
-    'default_hooks.checkpoint.interval=2',
-    'train_cfg.val_interval=1000',
-]
+pytestmark = pytest.mark.slow  # training through the tools
 
 
 @pytest.fixture(scope='module')
@@ -28,25 +23,10 @@ def test_resume_continues_at_saved_iteration(trained):
     assert [s['step'] for s in last['optimizer']['state'].values()][0] == 4
 
 
-def test_test_tool_evaluates_miou(trained, tmp_path):
-    # the session's run is shared: read it, write elsewhere
-    proc = run(['tools/test.py', CONFIG, trained / 'iter_4.pth', '--work-dir', tmp_path])
-    assert 'mIoU' in proc.stdout + proc.stderr
-
-
-def test_mim_train_mmseg(tmp_path):
-    ensure_toy_data()
-    run(
-        [
-            'mim',
-            'train',
-            'mmseg',
-            CONFIG,
-            '--work-dir',
-            tmp_path,
-            '--cfg-options',
-            'train_cfg.max_iters=1',
-            *SHORT,
-        ]
-    )
-    assert logged_steps(tmp_path) == [1]
+def test_test_tool_evaluates_miou(toy_seg_test):
+    """tools/test.py on the session's checkpoint (conftest.toy_seg_test); ``mim train mmseg``
+    runs in test_config_hooks.py."""
+    work_dir, metrics = toy_seg_test
+    assert 'mIoU' in metrics, metrics
+    (logged,) = [json.loads(p.read_text()) for p in work_dir.glob('2*/2*.json')]
+    assert logged['mIoU'] == metrics['mIoU']

@@ -3,8 +3,6 @@
 import hashlib
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +11,6 @@ import pytest
 from workshop import toy_data as toy
 
 REPO = Path(__file__).resolve().parent.parent
-SCRIPT = REPO / 'tools' / 'make_toy_data.py'
 N_TRAIN, N_VAL = 8, 4
 
 
@@ -326,20 +323,18 @@ def test_cli(tmp_path, capsys):
     assert toy.main(argv) == 0 and 'up to date' in capsys.readouterr().out
 
 
-@pytest.mark.slow
-def test_default_out_is_the_checkouts_data_folder(tmp_path):
-    """Run from any directory, the tool writes (here: finds up to date) <repo>/data/toy."""
+@pytest.mark.slow  # the toy data set
+def test_default_out_is_the_checkouts_data_folder(tmp_path, monkeypatch, capsys):
+    """Run from any directory, the tool's main writes (here: finds up to date)
+    <repo>/data/toy."""
+    import tools.make_toy_data as make_toy_data_py
     from tool_runner import ensure_toy_data
 
     ensure_toy_data()
-    r = subprocess.run(
-        [sys.executable, str(REPO / 'tools' / 'make_toy_data.py')],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-    )
-    assert r.returncode == 0, r.stdout + r.stderr
-    assert str(REPO / 'data' / 'toy') in r.stdout and not list(tmp_path.iterdir())
+    monkeypatch.chdir(tmp_path)
+    assert make_toy_data_py.main([]) == 0
+    assert str(REPO / 'data' / 'toy') in capsys.readouterr().out
+    assert not list(tmp_path.iterdir())
 
 
 def test_mmdet_coco_dataset(data):

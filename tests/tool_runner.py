@@ -1,7 +1,10 @@
 """Run the project's command-line tools as a user would: subprocesses from the repo root."""
 
+import contextlib
 import functools
 import glob
+import importlib
+import itertools
 import json
 import os
 import subprocess
@@ -34,6 +37,43 @@ def run(args, timeout=900, env=None, check=True):
             f'{" ".join(cmd)} exited {proc.returncode}:\n' + (proc.stdout + proc.stderr)[-6000:]
         )
     return proc
+
+
+_RUNS = itertools.count()
+# The tools that build mmengine's Runner from a config (--cfg-options).
+RUNNER_TOOLS = ('tools/train.py', 'tools/test.py')
+
+
+def run_main(args):
+    """A tool's ``main(argv)`` in this process, from the repo root: ``args`` as for
+    :func:`run` (``['tools/train.py', CONFIG, ...]``). For the tests that need what the tool
+    does, not its process (a process start costs seconds of imports).
+
+    Returns what ``main`` returns (None, or an exit status), or the code of the
+    ``SystemExit`` it raises (its message, ``'error: ...'``, or an exit status); any other
+    exception propagates (in a process: a traceback). Its output goes to pytest's ``capsys``.
+    The environment is restored afterwards (the tools set ``LOCAL_RANK``). A Runner run gets a
+    visualizer of its own: mmdet's and mmseg's configs name theirs ``'visualizer'``, and
+    mmengine hands an existing instance of that name (with the earlier run's log folder) to
+    a later Runner of the same process.
+    """
+    tool, argv = str(args[0]), [str(a) for a in args[1:]]
+    if tool in RUNNER_TOOLS:
+        name = f'visualizer.name=test_run_{next(_RUNS)}'
+        if '--cfg-options' in argv:
+            argv.insert(argv.index('--cfg-options') + 1, name)
+        else:
+            argv += ['--cfg-options', name]
+    module = importlib.import_module(tool[: -len('.py')].replace('/', '.'))
+    environ = dict(os.environ)
+    try:
+        with contextlib.chdir(ROOT):
+            return module.main(argv)
+    except SystemExit as e:
+        return e.code
+    finally:
+        os.environ.clear()
+        os.environ.update(environ)
 
 
 def logged_steps(work_dir) -> list:
