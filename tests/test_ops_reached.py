@@ -131,17 +131,17 @@ FOUNDATION = ('dinov2-b-reg4', 'dinov3-b', 'dinov3-l', 'eva02-b')
 TRUNK_VARIANTS = {}
 for t in FOUNDATION:
     for pattern in (
-        'hst/mask-rcnn_hst-{}_fpn_1x_coco.py',
-        'hst/upernet_hst-{}_8xb2-160k_ade20k-512x512.py',
+        'hst/mask-rcnn_hst-{}_fpn_amp-1x_coco.py',
+        'hst/upernet_hst-{}_8xb2-amp-160k_ade20k-512x512.py',
     ):
         TRUNK_VARIANTS[f'configs/{pattern.format(t)}'] = f'configs/{pattern.format("vit-b")}'
     # the 3x schedule changes the data pipeline and schedule, not the model
-    TRUNK_VARIANTS[f'configs/hst/mask-rcnn_hst-{t}_fpn_ms-crop-3x_coco.py'] = (
-        f'configs/hst/mask-rcnn_hst-{t}_fpn_1x_coco.py'
+    TRUNK_VARIANTS[f'configs/hst/mask-rcnn_hst-{t}_fpn_amp-ms-crop-3x_coco.py'] = (
+        f'configs/hst/mask-rcnn_hst-{t}_fpn_amp-1x_coco.py'
     )
 for pattern in (
-    'baselines/mask-rcnn_{}-frozen_fpn_1x_coco.py',
-    'baselines/upernet_{}-frozen_8xb2-160k_ade20k-512x512.py',
+    'baselines/mask-rcnn_{}-frozen_fpn_amp-1x_coco.py',
+    'baselines/upernet_{}-frozen_8xb2-amp-160k_ade20k-512x512.py',
     'toy/upernet_hst-{}_toy.py',
 ):
     trunk, parent = ('eva02-ti', 'vit-ti') if 'toy' in pattern else ('dinov3-b', 'vit-b')
