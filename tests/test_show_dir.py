@@ -18,8 +18,8 @@ from mmengine.structures import InstanceData, PixelData
 
 from hst_mm.engine.show_dir import show_dir
 
-import tools.test as test_py
 from conftest import ROOT, TOY_DET_CONFIG, TOY_SEG_CONFIG
+from tool_runner import run_main
 
 # mmdet's and mmseg's default_runtime.py entries (what the shipped configs inherit)
 RUNTIME = {
@@ -84,8 +84,10 @@ def test_pictures_go_under_the_runs_timestamp(scope, tmp_path, monkeypatch):
 
 def assert_pictures_in_the_work_dir(config, run_dir, tmp_path):
     show = f'vis-{uuid.uuid4().hex[:8]}'
-    test_py.main(
+    # run_main: a visualizer of this run's own, not an earlier in-process run's
+    returned = run_main(
         [
+            'tools/test.py',
             str(ROOT / config),
             str(run_dir / 'iter_4.pth'),
             '--work-dir',
@@ -96,6 +98,7 @@ def assert_pictures_in_the_work_dir(config, run_dir, tmp_path):
             'test_dataloader.dataset.indices=2',
         ]
     )
+    assert isinstance(returned, dict), returned  # the test metrics
     pictures = sorted(tmp_path.glob(f'*/{show}/*.*'))  # <work_dir>/<timestamp>/<show>/
     assert len(pictures) == 2, sorted(p.relative_to(tmp_path) for p in tmp_path.rglob('*'))
     assert not (ROOT / show).exists() and not list(ROOT.glob(f'*/{show}'))
