@@ -86,7 +86,8 @@ def train_and_test(name, config, iters, out_dir):
             work_dir,
             '--cfg-options',
             f'train_cfg.max_iters={iters}',
-            f'train_cfg.val_interval={iters}',
+            # no validation inside the run: tools/test.py evaluates the same split right after
+            f'train_cfg.val_begin={iters + 1}',
             f'default_hooks.checkpoint.interval={iters}',
             f'default_hooks.logger.interval={min(10, iters)}',
         ],
