@@ -2,14 +2,21 @@
 on the CPU, and the toy detector and segmentor trained once per test session for the tests
 that need a checkpoint."""
 
+import functools
 from pathlib import Path
 
+import mmengine.config.config as mmengine_config
 import pytest
 import torch
 
 from workshop.fixtures import TINY_SIDE, TINY_TRUNK, TRUNK_KINDS
 
 ROOT = Path(__file__).resolve().parents[1]
+
+# mmengine finds an `mmdet::`/`mmseg::` config by parsing every metafile of that package
+# (~0.25 s a lookup, ~80 YAML files); the suite loads the shipped configs hundreds of times
+# and the installed packages do not change while it runs, so each answer is kept.
+mmengine_config._get_external_cfg_path = functools.lru_cache(mmengine_config._get_external_cfg_path)
 
 
 @pytest.fixture
@@ -106,3 +113,24 @@ def toy_seg_test(toy_seg_run, tmp_path_factory):
     metrics)."""
     work_dir = tmp_path_factory.mktemp('toy_seg_test') / 'test'
     return work_dir, _test_tool(TOY_SEG_CONFIG, toy_seg_run, work_dir)
+
+
+@pytest.fixture(scope='session')
+def mim_train_runs(tmp_path_factory) -> dict:
+    """``mim train mmdet`` on the toy Mask R-CNN and ``mim train mmseg`` on the toy UperNet,
+    one iteration each without validation, both started at once:
+    {'mmdet' | 'mmseg': (CompletedProcess, work dir)}."""
+    from tool_runner import ensure_toy_data, run_together
+
+    ensure_toy_data()
+    short = ['train_cfg.max_iters=1', 'train_cfg.val_begin=2', 'default_hooks.logger.interval=1']
+    runs = {'mmdet': TOY_DET_CONFIG, 'mmseg': TOY_SEG_CONFIG}
+    work_dirs = {package: tmp_path_factory.mktemp(f'mim_{package}') for package in runs}
+    procs = run_together(
+        [
+            ['mim', 'train', package, config, '--work-dir', work_dirs[package], '--cfg-options']
+            + short
+            for package, config in runs.items()
+        ]
+    )
+    return {package: (proc, work_dirs[package]) for package, proc in zip(runs, procs)}

@@ -8,30 +8,16 @@ import pytest
 
 from hst_mm.engine import hooks
 
-from tool_runner import ensure_toy_data, logged_steps, run
+from tool_runner import logged_steps
 
 # Every hook the package registers: the shipped configs list them all.
 PROJECT_HOOKS = {name for name in hooks.__all__ if name.endswith('Hook')}
-CONFIG = 'configs/toy/upernet_hst-vit-ti_toy.py'
 
 
 @pytest.mark.slow
-def test_mim_train_runs_every_project_hook(tmp_path):
-    ensure_toy_data()
-    proc = run(
-        [
-            'mim',
-            'train',
-            'mmseg',
-            CONFIG,
-            '--work-dir',
-            tmp_path,
-            '--cfg-options',
-            'train_cfg.max_iters=1',
-            'train_cfg.val_begin=1000',  # no validation: the hooks are what is checked
-            'default_hooks.logger.interval=1',
-        ]
-    )
+def test_mim_train_runs_every_project_hook(mim_train_runs):
+    """``mim train mmseg`` (conftest.mim_train_runs) on the toy UperNet."""
+    proc, tmp_path = mim_train_runs['mmseg']
     (log_file,) = glob.glob(str(tmp_path / '*' / '*.log'))
     log = open(log_file).read()
     # mmengine lists the run's hooks at the start of training: "(PRIORITY) NameHook"

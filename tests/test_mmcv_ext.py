@@ -2,7 +2,6 @@
 against slow references written here, through mmcv's own Python wrappers."""
 
 import math
-import subprocess
 import sys
 import zipfile
 from pathlib import Path
@@ -11,6 +10,8 @@ import mmcv._ext as ext
 import pytest
 import torch
 from mmcv.ops import RoIAlign, nms, roi_align, sigmoid_focal_loss
+
+from tool_runner import run_together
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -255,32 +256,40 @@ def test_other_operators_exist_and_say_how_to_get_them():
         conv(torch.randn(1, 4, 8, 8), torch.zeros(1, 18, 6, 6))
 
 
-@pytest.mark.slow
-def test_every_name_mmcv_ops_asks_for_exists():
-    """``import mmcv.ops`` asserts each name; a fresh process sees the same."""
-    code = (
-        'import mmcv.ops, mmcv._ext as e; from mmcv.utils import collect_env; '
-        'env = collect_env(); print(env["MMCV Compiler"], "|", env["MMCV CUDA Compiler"])'
-    )
-    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, cwd='/')
-    assert out.returncode == 0, out.stderr[-2000:]
-    assert 'torchvision' in out.stdout and 'not compiled' in out.stdout
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize(
-    'code',
-    [
-        'import mmdet.models',
-        'import mmseg.models',
-        'from mmdet.apis import DetInferencer',
-        'from mmcv.ops import batched_nms, RoIAlign; import hst_mm',
-        'import hst_mm; import mmcv.ops',
-    ],
+COLLECT_ENV = (
+    'import mmcv.ops, mmcv._ext as e; from mmcv.utils import collect_env; '
+    'env = collect_env(); print(env["MMCV Compiler"], "|", env["MMCV CUDA Compiler"])'
 )
-def test_imports_in_a_fresh_process(code):
-    r = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, cwd='/')
-    assert r.returncode == 0, r.stderr[-2000:]
+FRESH_IMPORTS = [
+    'import mmdet.models',
+    'import mmseg.models',
+    'from mmdet.apis import DetInferencer',
+    'from mmcv.ops import batched_nms, RoIAlign; import hst_mm',
+    'import hst_mm; import mmcv.ops',
+]
+
+
+@pytest.fixture(scope='module')
+def fresh_processes():
+    """{code: (exit status, stdout, stderr)} of each snippet in a fresh interpreter, all
+    started at once: each is an import that runs on one core for seconds."""
+    codes = [COLLECT_ENV, *FRESH_IMPORTS]
+    done = run_together([[sys.executable, '-c', code] for code in codes], cwd='/', check=False)
+    return {code: (proc.returncode, proc.stdout, proc.stderr) for code, proc in zip(codes, done)}
+
+
+@pytest.mark.slow
+def test_every_name_mmcv_ops_asks_for_exists(fresh_processes):
+    """``import mmcv.ops`` asserts each name; a fresh process sees the same."""
+    _, out, err = fresh_processes[COLLECT_ENV]
+    assert 'torchvision' in out and 'not compiled' in out, err[-2000:]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('code', FRESH_IMPORTS)
+def test_imports_in_a_fresh_process(code, fresh_processes):
+    status, _, err = fresh_processes[code]
+    assert status == 0, err[-2000:]
 
 
 # ---- against mmcv's compiled kernels, when a compiled wheel is at hand ------------------------

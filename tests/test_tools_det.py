@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from conftest import TOY_DET_CONFIG
-from tool_runner import ensure_toy_data, logged_steps, run
+from tool_runner import logged_steps
 
 pytestmark = pytest.mark.slow  # training through the tools
 
@@ -66,20 +66,7 @@ def test_test_tool_evaluates_bbox_and_segm(toy_det_test):
     assert (work_dir.parent / 'preds.pkl').is_file()
 
 
-def test_mim_train_mmdet(tmp_path):
-    ensure_toy_data()
-    run(
-        [
-            'mim',
-            'train',
-            'mmdet',
-            CONFIG,
-            '--work-dir',
-            tmp_path,
-            '--cfg-options',
-            'train_cfg.max_iters=1',
-            'train_cfg.val_begin=2',  # no validation at the end: the training is what is checked
-            *SHORT,
-        ]
-    )
-    assert logged_steps(tmp_path) == [1]
+def test_mim_train_mmdet(mim_train_runs):
+    """``mim train mmdet`` (conftest.mim_train_runs) trains the toy Mask R-CNN."""
+    _, work_dir = mim_train_runs['mmdet']
+    assert logged_steps(work_dir) == [1]

@@ -15,28 +15,64 @@ ROOT = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
 
 
-def run(args, timeout=900, env=None, check=True):
-    """Run ``args`` (a python script and its arguments, or an executable) from the repo root.
-
-    Returns the CompletedProcess; on failure the assertion shows the end of its output.
-    """
-    cmd = (
+def _command(args):
+    return (
         [sys.executable, *map(str, args)] if str(args[0]).endswith('.py') else list(map(str, args))
     )
-    full_env = dict(
+
+
+def _environment(env=None):
+    return dict(
         os.environ,
         PATH=f'{VENV_BIN}{os.pathsep}{os.environ.get("PATH", "")}',
         PYTHONUNBUFFERED='1',
         **(env or {}),
     )
-    proc = subprocess.run(
-        cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout, env=full_env
+
+
+def _checked(proc):
+    assert proc.returncode == 0, (
+        f'{" ".join(proc.args)} exited {proc.returncode}:\n' + (proc.stdout + proc.stderr)[-6000:]
     )
-    if check:
-        assert proc.returncode == 0, (
-            f'{" ".join(cmd)} exited {proc.returncode}:\n' + (proc.stdout + proc.stderr)[-6000:]
-        )
     return proc
+
+
+def run(args, timeout=900, env=None, check=True):
+    """Run ``args`` (a python script and its arguments, or an executable) from the repo root.
+
+    Returns the CompletedProcess; on failure the assertion shows the end of its output.
+    """
+    proc = subprocess.run(
+        _command(args),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=_environment(env),
+    )
+    return _checked(proc) if check else proc
+
+
+def run_together(commands, timeout=900, cwd=ROOT, check=True):
+    """``run`` for several commands started at once (a tool's start is seconds of imports on
+    one core): their CompletedProcess, in order; with ``check``, any failure fails with its
+    output's end."""
+    procs = [
+        subprocess.Popen(
+            _command(args),
+            cwd=cwd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=_environment(),
+        )
+        for args in commands
+    ]
+    done = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=timeout)
+        done.append(subprocess.CompletedProcess(proc.args, proc.returncode, out, err))
+    return [_checked(proc) for proc in done] if check else done
 
 
 _RUNS = itertools.count()
