@@ -121,16 +121,21 @@ def test_hst_variants_equal_the_reference(any_trunk_cfg, variant):
     ours.load_state_dict(ref.state_dict())  # the same state dict layout
     assert list(ours.state_dict()) == list(ref.state_dict())
     for shape in [(2, 3, 64, 64), (1, 3, 48, 80)]:
-        x = torch.randn(*shape, dtype=torch.float64)
-        for m in (ref, ours):
-            m.zero_grad(set_to_none=True)
-        for a, b in zip(_forward_backward(ref, x), _forward_backward(ours, x)):
-            torch.testing.assert_close(b, a, rtol=1e-9, atol=1e-10)
-        for (name, a), b in zip(ref.named_parameters(), ours.parameters()):
-            if a.requires_grad:
-                torch.testing.assert_close(b.grad, a.grad, rtol=1e-9, atol=1e-10, msg=name)
-            else:
-                assert b.grad is None, name
+        assert_same_as_reference(ref, ours, torch.randn(*shape, dtype=torch.float64))
+
+
+def assert_same_as_reference(ref, ours, x):
+    """``ours`` gives ``ref``'s outputs and trainable gradients on ``x`` to float64 rounding,
+    and no gradient to what ``ref`` freezes."""
+    for m in (ref, ours):
+        m.zero_grad(set_to_none=True)
+    for a, b in zip(_forward_backward(ref, x), _forward_backward(ours, x)):
+        torch.testing.assert_close(b, a, rtol=1e-9, atol=1e-10)
+    for (name, a), b in zip(ref.named_parameters(), ours.parameters()):
+        if a.requires_grad:
+            torch.testing.assert_close(b.grad, a.grad, rtol=1e-9, atol=1e-10, msg=name)
+        else:
+            assert b.grad is None, name
 
 
 def test_hst_inference_equals_the_reference(tiny_cfg):

@@ -12,7 +12,12 @@ import contextlib
 import pytest
 import timm
 import torch
-from test_exact_levers import REFERENCE, VARIANTS, _forward_backward, _randomise
+from test_exact_levers import (
+    REFERENCE,
+    VARIANTS,
+    _randomise,
+    assert_same_as_reference,
+)
 
 from hst_mm.models import HST, PretrainedMismatchError, ViTPyramid
 from hst_mm.models.trunk import MetaTokenViT
@@ -141,17 +146,7 @@ def test_levers_equal_the_reference(kind, variant):
     ref = _randomise(HST(**cfg, **REFERENCE)).double().train()
     ours = HST(**cfg, **VARIANTS[variant]).double().train()
     ours.load_state_dict(ref.state_dict())
-    for shape in [(1, 3, *SIZES[1])]:
-        x = torch.randn(*shape, dtype=torch.float64)
-        for m in (ref, ours):
-            m.zero_grad(set_to_none=True)
-        for a, b in zip(_forward_backward(ref, x), _forward_backward(ours, x)):
-            torch.testing.assert_close(b, a, rtol=1e-9, atol=1e-10)
-        for (name, a), b in zip(ref.named_parameters(), ours.parameters()):
-            if a.requires_grad:
-                torch.testing.assert_close(b.grad, a.grad, rtol=1e-9, atol=1e-10, msg=name)
-            else:
-                assert b.grad is None, name
+    assert_same_as_reference(ref, ours, torch.randn(1, 3, *SIZES[1], dtype=torch.float64))
 
 
 def _trainable(name):

@@ -59,6 +59,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
+from workshop.arg_types import non_negative_int, positive_int
+
 from .modes import ALL_MODES, CONFIG_MODE, DEFAULT_MODES, modes_to_run, renamed
 from .report import DEFAULT_MARGIN, compute_ratios, format_report
 
@@ -75,22 +77,6 @@ def _json_dict(text: str) -> dict:
     value = json.loads(text)
     if not isinstance(value, dict):
         raise argparse.ArgumentTypeError(f'expected a JSON object, got {text!r}')
-    return value
-
-
-def _positive_int(text: str) -> int:
-    """An argparse type: an integer >= 1."""
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f'expected an integer >= 1, got {text}')
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    """An argparse type: an integer >= 0."""
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f'expected an integer >= 0, got {text}')
     return value
 
 
@@ -176,29 +162,29 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     )
     p.add_argument(
         '--embed-dims',
-        type=_positive_int,
+        type=positive_int,
         nargs='+',
         default=None,
         help=f'HST side-network width per stage (default {DEFAULTS["embed_dims"]})',
     )
     p.add_argument(
         '--num-heads',
-        type=_positive_int,
+        type=positive_int,
         nargs='+',
         default=None,
         help=f'HST cross-attention heads per stage (default {DEFAULTS["num_heads"]})',
     )
     p.add_argument(
         '--img-size',
-        type=_positive_int,
+        type=positive_int,
         default=None,
         help=f'square input side (px; default {DEFAULTS["img_size"]})',
     )
     p.add_argument(
-        '--batch', type=_positive_int, default=2, help='batch size of the speed and memory runs'
+        '--batch', type=positive_int, default=2, help='batch size of the speed and memory runs'
     )
-    p.add_argument('--iters', type=_positive_int, default=5, help='timed iterations')
-    p.add_argument('--warmup', type=_non_negative_int, default=2, help='untimed iterations first')
+    p.add_argument('--iters', type=positive_int, default=5, help='timed iterations')
+    p.add_argument('--warmup', type=non_negative_int, default=2, help='untimed iterations first')
     p.add_argument(
         '--modes',
         nargs='+',
@@ -243,13 +229,13 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     )
     p.add_argument(
         '--threads',
-        type=_positive_int,
+        type=positive_int,
         default=None,
         help="torch.set_num_threads in every mode (default: torch's own)",
     )
     p.add_argument(
         '--interleave',
-        type=_non_negative_int,
+        type=non_negative_int,
         default=0,
         help='N > 0: time the rows again in one process, N rounds round-robin, and report '
         "those medians and the ratios' per-round spread (each row's own-process times stay "

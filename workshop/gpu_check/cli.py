@@ -8,31 +8,12 @@ import json
 import sys
 from typing import Optional, Sequence
 
+from workshop.arg_types import non_negative_int, positive_float, positive_int
+
 from ..fixtures import TINY_SIDE, TINY_TRUNK
 from .harness import DEFAULT_BUDGET_S, DEFAULT_TIMEOUT_S, PARTS, run_all
 from .parity import parity_worker
 from .throughput import TINY_BATCH, TINY_SIZE, TRAIN_CONFIGS, train_worker
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f'expected an integer >= 1, got {text}')
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f'expected an integer >= 0, got {text}')
-    return value
-
-
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f'expected a number > 0, got {text}')
-    return value
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
@@ -57,13 +38,13 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     )
     p.add_argument(
         '--iters',
-        type=_positive_int,
+        type=positive_int,
         default=50,
         help='timed training iterations per model (default 50)',
     )
     p.add_argument(
         '--warmup',
-        type=_non_negative_int,
+        type=non_negative_int,
         default=5,
         help='untimed training iterations first (default 5)',
     )
@@ -78,13 +59,13 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     )
     p.add_argument(
         '--budget',
-        type=_positive_float,
+        type=positive_float,
         default=DEFAULT_BUDGET_S,
         help=f'seconds for the whole run; no subprocess outlives it (default {DEFAULT_BUDGET_S})',
     )
     p.add_argument(
         '--timeout',
-        type=_positive_float,
+        type=positive_float,
         default=DEFAULT_TIMEOUT_S,
         help=f'seconds for one subprocess at most (default {DEFAULT_TIMEOUT_S})',
     )
