@@ -177,6 +177,26 @@ def test_each_lever_saves_less_for_backward(tiny_cfg):
     assert not any('side' in s['parts'] for s in saved.values()), saved
 
 
+def test_recomputed_stem_counts_each_batch_once_in_its_batchnorm(tiny_cfg):
+    """The stem runs twice per step under ``recompute=('side',)``; its BatchNorm's running
+    statistics (and batch count) are those of one run, and it saves less than without."""
+    torch.manual_seed(0)
+    plain = HST(**tiny_cfg).train()
+    ours = HST(**tiny_cfg, recompute=('side',)).train()
+    ours.load_state_dict(plain.state_dict())
+    x = torch.randn(2, 3, 64, 64)
+    for model in (plain, ours):
+        for _ in range(2):
+            sum(o.mean() for o in model(x)).backward()
+    for (name, a), b in zip(plain.side.stem.named_buffers(), ours.side.stem.buffers()):
+        torch.testing.assert_close(b, a, rtol=0, atol=0, msg=name)
+
+    def stem_saved(model):
+        return saved_activation_mb(model, lambda: sum(o.mean() for o in model(x)))['parts']
+
+    assert stem_saved(ours)['side stage 1'] < stem_saved(plain)['side stage 1']
+
+
 def test_recompute_rejects_unknown_values(tiny_cfg):
     with pytest.raises(ValueError, match=r"recompute=.*'trunk'.*'trunk_mlp'"):
         HST(**tiny_cfg, recompute=('trunk',))

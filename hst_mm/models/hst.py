@@ -86,7 +86,9 @@ class HST(nn.Module):
         trunk_kwargs: extra ``timm.create_model`` arguments for the trunk.
         recompute: selective recomputation, exact, cheaper than ``with_cp``: ``'side'``:
             each Side Block recomputes LN1 with its attention scores and LN2, ``fc1`` and
-            GELU of its MLP in backward, storing 2 of ~15 token-sized tensors;
+            GELU of its MLP in backward, storing 2 of ~15 token-sized tensors, and the stem
+            its convolutions and norms from the image (its BatchNorm's running statistics
+            still count each batch once);
             ``'trunk_mlp'``: each trunk block recomputes ``norm2``, ``fc1`` and GELU (about a
             quarter of its forward) instead of storing its (B, T, 4D) hidden layer.
             A part that ``with_cp`` already checkpoints ignores it.

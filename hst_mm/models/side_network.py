@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Iterable, List, Optional, Sequence, Tuple
+from contextlib import contextmanager, nullcontext
+from typing import Iterable, Iterator, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -28,16 +29,41 @@ def split_blocks(depth: int, num_stages: int) -> List[int]:
     return [b * num_stages // depth for b in range(depth)]
 
 
-class TokenConv(nn.Module):
-    """A conv stage entrance that returns LayerNorm-ed tokens and their grid size."""
+@contextmanager
+def buffers_kept(module: nn.Module) -> Iterator[None]:
+    """Within the block ``module``'s buffers may change; afterwards they hold their values
+    from before again. A recomputation in backward runs a training-mode BatchNorm a second
+    time on the same batch: its running statistics must count that batch once."""
+    kept = [b.clone() for b in module.buffers()]
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for buffer, value in zip(module.buffers(), kept):
+                buffer.copy_(value)
 
-    def __init__(self, conv: nn.Module, dim: int) -> None:
+
+class TokenConv(nn.Module):
+    """A conv stage entrance that returns LayerNorm-ed tokens and their grid size.
+
+    ``recompute``: in training, keep only the input for backward and run the convolution and
+    norm again there (buffers, e.g. a BatchNorm's running statistics, change once a step).
+    """
+
+    def __init__(self, conv: nn.Module, dim: int, recompute: bool = False) -> None:
         super().__init__()
         self.conv = conv
         self.norm = nn.LayerNorm(dim, eps=1e-5)
+        self.recompute = recompute
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, Tuple[int, int]]:
         """(B, C_in, H, W) -> (B, H'*W', C), (H', W')."""
+        if self.recompute and torch.is_grad_enabled():
+            contexts = lambda: (nullcontext(), buffers_kept(self))  # noqa: E731
+            return checkpoint(self._tokens, x, use_reentrant=False, context_fn=contexts)
+        return self._tokens(x)
+
+    def _tokens(self, x: torch.Tensor) -> Tuple[torch.Tensor, Tuple[int, int]]:
         x = self.conv(x)
         size = tuple(x.shape[-2:])
         return self.norm(x.flatten(2).transpose(1, 2)), size
@@ -56,7 +82,9 @@ class HierarchicalSideNetwork(nn.Module):
             stores about as much for backward as the whole ViT-B trunk.
         fold_attention: the folded cross-attention (:class:`.side_block.CrossAttention`);
             False: the reference computation, same values.
-        recompute: selective recomputation inside each Side Block (``SideBlock.recompute``).
+        recompute: selective recomputation inside each Side Block (``SideBlock.recompute``),
+            and of the stem (``TokenConv.recompute``): its stride-2 maps are the side
+            network's largest tensors (~75 MB stored for two 512x512 images otherwise).
         compile_options: ``torch.compile`` arguments (a dict) for the Side Blocks' training
             forward (``SideBlock.compile_options``); None: eager.
     """
@@ -90,6 +118,7 @@ class HierarchicalSideNetwork(nn.Module):
                 nn.Conv2d(c1, c1, 2, stride=2),
             ),
             c1,
+            recompute=recompute,
         )
         self.downsamples = nn.ModuleList(
             TokenConv(nn.Conv2d(c_in, c_out, 3, stride=2, padding=1), c_out)
