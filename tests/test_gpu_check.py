@@ -166,6 +166,7 @@ def test_failed_parts_are_reported_and_set_the_exit_status(tmp_path):
     assert report['passed'] is False
     assert report['failed_parts'] == ['parity', 'train', 'benchmark']
     assert 'time budget' in report['parity']['error']
+    assert all('time budget' in run['error'] for run in report['benchmark']['runs'].values())
     assert all(
         'time budget' in row['error']
         for block in report['train']['tasks'].values()
@@ -185,17 +186,26 @@ def test_cuda_requested_without_cuda_says_so(capsys):
     assert 'sees no CUDA device' in err and '--device cpu' in err
 
 
-def test_benchmark_command_uses_real_flags():
-    """The default CUDA command parses with the benchmark's own argument parser."""
-    args = cli.parse_args(['--device', 'cuda'])
-    cmd = harness.benchmark_command(args, Path('/tmp/b.json'))
-    assert cmd[1:3] == ['-m', 'workshop.benchmark.cli']
-    bench = benchmark_args(cmd[3:])
-    assert (bench.device, bench.amp, bench.img_size, bench.batch) == ('cuda', 'bf16', 1024, 2)
-    assert bench.json == '/tmp/b.json'
-    tiny = benchmark_args(
-        harness.benchmark_command(cli.parse_args(['--device', 'cpu', '--tiny']), Path('x'))[3:]
-    )
+def test_benchmark_commands_use_real_flags(tmp_path):
+    """On CUDA, part 3 runs the benchmark's ladder at batch 1 and 16 under bf16 autocast;
+    each command parses with the benchmark's own argument parser."""
+    commands = harness.benchmark_commands(cli.parse_args(['--device', 'cuda']), tmp_path)
+    assert list(commands) == ['batch 1', 'batch 16']
+    jsons = set()
+    for name, cmd in commands.items():
+        assert cmd[1:3] == ['-m', 'workshop.benchmark.cli']
+        bench = benchmark_args(cmd[3:])
+        assert (bench.device, bench.amp, bench.img_size) == ('cuda', 'bf16', 1024)
+        assert name == f'batch {bench.batch}'
+        assert {'hst_lean', 'hst_k12', 'hst_bf16', 'hst_compile', 'full', 'trunk'} <= set(
+            bench.modes
+        )
+        jsons.add(bench.json)
+    assert len(jsons) == 2 and all(j.startswith(str(tmp_path)) for j in jsons)
+    (tiny,) = harness.benchmark_commands(
+        cli.parse_args(['--device', 'cpu', '--tiny']), tmp_path
+    ).values()
+    tiny = benchmark_args(tiny[3:])
     assert tiny.trunk == TINY_TRUNK['trunk'] and tiny.amp == 'off'
 
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Check hst_mm on a CUDA machine in a few minutes: operators, training speed, benchmark.
 
-    python tools/gpu_check.py                         # on a CUDA machine, about 5 minutes
+    python tools/gpu_check.py                         # on a CUDA machine, about 7 minutes
     python tools/gpu_check.py --device cpu --tiny --iters 2 --warmup 1   # smoke run on a CPU
 
 The check lives in the workshop (:mod:`workshop.gpu_check`; what each part does: its

@@ -18,8 +18,9 @@ is reported and the others still run):
    (trunk weights not loaded) and trained with the config's own optimizer wrapper (AMP:
    float16 for detection, bfloat16 for segmentation) on a synthetic batch. One process per
    model, so ``torch.cuda.max_memory_allocated`` is that model's peak.
-3. ``benchmark``: ``python -m workshop.benchmark.cli --device cuda --amp bf16 --img-size 1024
-   --batch 2`` (the backbones alone), its JSON included in the report.
+3. ``benchmark``: ``python -m workshop.benchmark.cli --device cuda --amp bf16 --img-size 1024``
+   with the ladder's rows (``harness.LADDER_MODES``), at batch 1 and at batch 16 (the
+   backbones alone), their JSON included in the report.
 
 The modules, by job: :mod:`~workshop.gpu_check.parity` (part 1, run in a worker),
 :mod:`~workshop.gpu_check.throughput` (part 2, run in a worker),
@@ -29,7 +30,7 @@ module re-run with a hidden ``--_worker PART``). Nothing is imported here.
 
 Usage::
 
-    python tools/gpu_check.py                         # on a CUDA machine, about 5 minutes
+    python tools/gpu_check.py                         # on a CUDA machine, about 7 minutes
     python tools/gpu_check.py --skip benchmark --iters 20
     python tools/gpu_check.py --device cpu --tiny --iters 2 --warmup 1   # smoke run on a CPU
 

@@ -22,7 +22,7 @@ import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import List, Optional
+from typing import Dict, List, Optional
 
 from hst_mm.atomic_write import atomic_write_text
 
@@ -59,7 +59,7 @@ TINY_BENCH_ARGS = [
     '1',
 ]
 
-DEFAULT_BUDGET_S = 420  # the whole default run, so it ends well inside 8 minutes
+DEFAULT_BUDGET_S = 540  # the whole default run, so it ends inside 9 minutes
 DEFAULT_TIMEOUT_S = 240  # one subprocess at most
 MIN_PART_S = 10  # a subprocess is not started with less time left than this
 
@@ -214,37 +214,64 @@ def run_train(args: argparse.Namespace, deadline: Deadline) -> dict:
     return {'status': 'fail' if failed else 'pass', 'failed': failed, 'tasks': tasks}
 
 
-def benchmark_command(args: argparse.Namespace, json_path: Path) -> List[str]:
-    """The benchmark with this run's device (bf16 autocast on CUDA), run from the checkout."""
-    cmd = [sys.executable, '-m', BENCHMARK_MODULE, '--device', args.device]
-    cmd += ['--json', str(json_path)]
+# Part 3 on CUDA: the ladder of HST options (docs/benchmark.md) beside full fine-tuning, the
+# frozen-trunk probe and the bare trunk, under bf16 autocast at 1024x1024, once at batch 1
+# (the latency a single image sees) and once at batch 16 (throughput).
+LADDER_MODES = (
+    'hst_lean',
+    'hst_k6',
+    'hst_k12',
+    'hst_bf16',
+    'hst_compile',
+    'full',
+    'frozen',
+    'trunk',
+)
+CUDA_BENCH_BATCHES = (1, 16)
+
+
+def benchmark_commands(args: argparse.Namespace, folder: Path) -> Dict[str, List[str]]:
+    """The benchmark runs of part 3 by name, each a command writing its JSON into
+    ``folder``: on CUDA the ladder at batch 1 and 16 (bf16 autocast); on the CPU one run at
+    batch 2 (``--tiny``: the tiny trunk)."""
+    base = [sys.executable, '-m', BENCHMARK_MODULE, '--device', args.device]
     if args.tiny:
-        return cmd + TINY_BENCH_ARGS
-    return cmd + [
-        '--amp',
-        'bf16' if args.device == 'cuda' else 'off',
-        '--img-size',
-        '1024',
-        '--batch',
-        '2',
-    ]
+        return {'batch 2': base + ['--json', str(folder / 'b2.json')] + TINY_BENCH_ARGS}
+    if args.device != 'cuda':
+        batches, extra = (2,), ['--amp', 'off']
+    else:
+        batches, extra = CUDA_BENCH_BATCHES, ['--amp', 'bf16', '--modes', *LADDER_MODES]
+    return {
+        f'batch {b}': base
+        + ['--json', str(folder / f'b{b}.json'), '--img-size', '1024', '--batch', str(b)]
+        + extra
+        for b in batches
+    }
 
 
 def run_benchmark(args: argparse.Namespace, deadline: Deadline) -> dict:
-    """Part 3: the backbone benchmark as a subprocess; its JSON and its markdown report."""
+    """Part 3: the backbone benchmark runs (:func:`benchmark_commands`), each a subprocess
+    with its own time limit; their JSON and markdown reports. One failed run fails the part;
+    the others still run."""
+    runs = {}
+    with tempfile.TemporaryDirectory(prefix='gpu_check_bench_') as tmp:
+        for name, cmd in benchmark_commands(args, Path(tmp)).items():
+            runs[name] = _benchmark_run(cmd, Path(cmd[cmd.index('--json') + 1]), args, deadline)
+    failed = any('error' in run for run in runs.values())
+    return {'status': 'fail' if failed else 'pass', 'runs': runs}
+
+
+def _benchmark_run(
+    cmd: List[str], json_path: Path, args: argparse.Namespace, deadline: Deadline
+) -> dict:
+    """One benchmark command, within what is left of the budget."""
     limit = deadline.limit()
     if limit < MIN_PART_S:
-        return {
-            'status': 'fail',
-            'error': f'not run: the time budget (--budget {args.budget:g} s) is spent',
-        }
-    with tempfile.TemporaryDirectory(prefix='gpu_check_bench_') as tmp:
-        json_path = Path(tmp) / 'benchmark.json'
-        cmd = benchmark_command(args, json_path)
-        log(f'benchmark (at most {limit:.0f} s) ...')
-        res = run_subprocess(cmd, limit)
-        result = json.loads(json_path.read_text()) if json_path.exists() else None
-    part = {
+        return {'error': f'not run: the time budget (--budget {args.budget:g} s) is spent'}
+    log(f'benchmark {cmd[cmd.index("--batch") + 1]} (at most {limit:.0f} s) ...')
+    res = run_subprocess(cmd, limit)
+    result = json.loads(json_path.read_text()) if json_path.exists() else None
+    run = {
         'command': shlex.join(cmd[1:]).replace(str(ROOT) + os.sep, ''),
         'elapsed_s': res['elapsed_s'],
         'returncode': res['rc'],
@@ -252,11 +279,10 @@ def run_benchmark(args: argparse.Namespace, deadline: Deadline) -> dict:
         'result': result,
     }
     if res['timed_out']:
-        part['error'] = f'timed out after {limit:.0f} s; progress:\n{_tail(res["stderr"])}'
+        run['error'] = f'timed out after {limit:.0f} s; progress:\n{_tail(res["stderr"])}'
     elif res['rc'] != 0 or result is None:
-        part['error'] = f'exit status {res["rc"]}:\n{_tail(res["stdout"] + res["stderr"])}'
-    part['status'] = 'fail' if 'error' in part else 'pass'
-    return part
+        run['error'] = f'exit status {res["rc"]}:\n{_tail(res["stdout"] + res["stderr"])}'
+    return run
 
 
 def environment(args: argparse.Namespace) -> dict:
@@ -347,12 +373,14 @@ def format_report(report: dict) -> str:
 
     bench = report.get('benchmark', {'status': 'skipped'})
     lines.append(f'[3/3] backbone benchmark: {bench["status"].upper()}')
-    if 'command' in bench:
-        lines.append(f'  python {bench["command"]}  ({bench["elapsed_s"]:.0f} s)')
-    if bench.get('report'):
-        lines += ['  ' + line for line in bench['report'].splitlines()]
-    if 'error' in bench:
-        lines.append('  ' + bench['error'].replace('\n', '\n  '))
+    for name, run in bench.get('runs', {}).items():
+        lines.append(f'  {name}:')
+        if 'command' in run:
+            lines.append(f'  python {run["command"]}  ({run["elapsed_s"]:.0f} s)')
+        if run.get('report'):
+            lines += ['  ' + line for line in run['report'].splitlines()]
+        if 'error' in run:
+            lines.append('  ' + run['error'].replace('\n', '\n  '))
     lines.append('')
     lines.append(
         f'overall: {"PASS" if report["passed"] else "FAIL"} in '
