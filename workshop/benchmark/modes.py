@@ -74,6 +74,10 @@ LEVERS = {
     'hst_bf16': "hst_lean + trunk_dtype='bfloat16'",
     'hst_compile': 'hst_lean + compile=True',
 }
+# The ladder (docs/benchmark.md, "The ladder"): the HST options' rows, then what they are
+# compared with.
+LADDER_HST_MODES = ('hst_lean', 'hst_k6', 'hst_k12', 'hst_bf16', 'hst_compile')
+LADDER_MODES = LADDER_HST_MODES + ('full', 'frozen', 'trunk')
 PETL_MODES = ('lora', 'vpt', 'adaptformer', 'ssf')
 ALL_MODES = (
     BASE_MODES

@@ -22,6 +22,8 @@ from __future__ import annotations
 
 from typing import NamedTuple, Tuple
 
+from .modes import CONFIG_MODE, LADDER_HST_MODES
+
 # Speed metrics: their ratios come from rounds; the others from one measurement.
 SPEED_METRICS = ('train_step_s', 'infer_img_per_s')
 # The fewest rounds a speed ratio is reported from.
@@ -49,7 +51,7 @@ def _training_ratios(hst_row: str, full_row: str) -> Tuple[Ratio, ...]:
 
 
 # The ladder of HST options and a CONFIG's backbone, against full fine-tuning and the trunk.
-LADDER = ('hst_lean', 'hst_k6', 'hst_k12', 'hst_bf16', 'hst_compile', 'config')
+LADDER = (*LADDER_HST_MODES, CONFIG_MODE)
 # In report order. The checkpointed HST rows are compared with full fine-tuning both with
 # and without checkpointing.
 RATIOS: Tuple[Ratio, ...] = (

@@ -19,8 +19,8 @@ is reported and the others still run):
    float16 for detection, bfloat16 for segmentation) on a synthetic batch. One process per
    model, so ``torch.cuda.max_memory_allocated`` is that model's peak.
 3. ``benchmark``: ``python -m workshop.benchmark.cli --device cuda --amp bf16 --img-size 1024``
-   with the ladder's rows (``harness.LADDER_MODES``), at batch 1 and at batch 16 (the
-   backbones alone), their JSON included in the report.
+   with the ladder's rows (``workshop.benchmark.modes.LADDER_MODES``), at batch 1 and at
+   batch 16 (the backbones alone), their JSON included in the report.
 
 The modules, by job: :mod:`~workshop.gpu_check.parity` (part 1, run in a worker),
 :mod:`~workshop.gpu_check.throughput` (part 2, run in a worker),

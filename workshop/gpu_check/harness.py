@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Dict, List, Optional
 
 from hst_mm.atomic_write import atomic_write_text
+from workshop.benchmark.modes import LADDER_MODES
 
 from .parity import format_case
 from .throughput import ROOT, TRAIN_CONFIGS, train_ratios
@@ -214,19 +215,9 @@ def run_train(args: argparse.Namespace, deadline: Deadline) -> dict:
     return {'status': 'fail' if failed else 'pass', 'failed': failed, 'tasks': tasks}
 
 
-# Part 3 on CUDA: the ladder of HST options (docs/benchmark.md) beside full fine-tuning, the
-# frozen-trunk probe and the bare trunk, under bf16 autocast at 1024x1024, once at batch 1
-# (the latency a single image sees) and once at batch 16 (throughput).
-LADDER_MODES = (
-    'hst_lean',
-    'hst_k6',
-    'hst_k12',
-    'hst_bf16',
-    'hst_compile',
-    'full',
-    'frozen',
-    'trunk',
-)
+# Part 3 on CUDA: the ladder (workshop.benchmark.modes.LADDER_MODES) under bf16 autocast at
+# 1024x1024, once at batch 1 (the latency a single image sees) and once at batch 16
+# (throughput).
 CUDA_BENCH_BATCHES = (1, 16)
 
 
@@ -256,20 +247,20 @@ def run_benchmark(args: argparse.Namespace, deadline: Deadline) -> dict:
     runs = {}
     with tempfile.TemporaryDirectory(prefix='gpu_check_bench_') as tmp:
         for name, cmd in benchmark_commands(args, Path(tmp)).items():
-            runs[name] = _benchmark_run(cmd, Path(cmd[cmd.index('--json') + 1]), args, deadline)
+            runs[name] = _benchmark_run(name, cmd, args, deadline)
     failed = any('error' in run for run in runs.values())
     return {'status': 'fail' if failed else 'pass', 'runs': runs}
 
 
-def _benchmark_run(
-    cmd: List[str], json_path: Path, args: argparse.Namespace, deadline: Deadline
-) -> dict:
-    """One benchmark command, within what is left of the budget."""
+def _benchmark_run(name: str, cmd: List[str], args: argparse.Namespace, deadline: Deadline) -> dict:
+    """One benchmark command (its JSON path follows ``--json``), within what is left of
+    the budget."""
     limit = deadline.limit()
     if limit < MIN_PART_S:
         return {'error': f'not run: the time budget (--budget {args.budget:g} s) is spent'}
-    log(f'benchmark {cmd[cmd.index("--batch") + 1]} (at most {limit:.0f} s) ...')
+    log(f'benchmark, {name} (at most {limit:.0f} s) ...')
     res = run_subprocess(cmd, limit)
+    json_path = Path(cmd[cmd.index('--json') + 1])
     result = json.loads(json_path.read_text()) if json_path.exists() else None
     run = {
         'command': shlex.join(cmd[1:]).replace(str(ROOT) + os.sep, ''),
